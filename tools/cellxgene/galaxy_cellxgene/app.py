@@ -1,0 +1,211 @@
+"""cellxgene's own Flask app, built the way `cellxgene launch` builds it, plus Galaxy's routes.
+
+No fork: we fill cellxgene's AppConfig, let it load the dataset, swap in an annotations
+store that writes Galaxy outputs, and add a blueprint (status, finish, our page script)
+that the page loads through cellxgene's documented `dataset.app.scripts` setting.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flask import Blueprint, Flask, jsonify, send_from_directory
+
+from galaxy_cellxgene.labels import merge_into_h5ad
+from galaxy_cellxgene.outputs import GalaxyAnnotations
+from galaxy_cellxgene.settings import EXPORT_SCRIPT, ViewerOptions, dataset_config, server_config
+
+log = logging.getLogger("galaxy_cellxgene")
+STATIC_DIR = Path(__file__).with_name("static")
+QUIET_PATHS = ("/health", "/galaxy/status")
+
+
+class StartupError(RuntimeError):
+    """cellxgene refused the dataset or configuration; the message is for the user."""
+
+
+@dataclass
+class Paths:
+    source: Path  # the user's dataset, as Galaxy hands it over
+    prepared: Path  # what cellxgene opens (symlink or small linked h5ad)
+    work_dir: Path
+    annotations_out: Path
+    gene_sets_out: Path
+    merged_out: Path | None = None
+    previous_annotations: Path | None = None
+    previous_gene_sets: Path | None = None
+
+
+@dataclass
+class Session:
+    app: Flask
+    store: GalaxyAnnotations
+    paths: Paths
+    options: ViewerOptions
+    data_adaptor: object
+    finished: threading.Event = field(default_factory=threading.Event)
+    finish_reason: str | None = None
+    finish_error: str | None = None
+    last_activity: float = field(default_factory=time.monotonic)
+    _finish_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    def finish(self, reason: str) -> dict:
+        """Freeze saves, write the merged h5ad, signal the server to exit 0. Idempotent."""
+        with self._finish_lock:
+            if self.finish_reason is None:
+                self.finish_reason = reason
+                with self.store.save_lock:
+                    self.store.frozen = True
+                    try:
+                        self._write_merged()
+                    except Exception as err:  # the CSV outputs are safe; report, never hide
+                        self.finish_error = f"The merged h5ad could not be written: {err}"
+                        log.exception("merged h5ad failed")
+                self.finished.set()
+            return self.status()
+
+    def _write_merged(self) -> None:
+        if self.paths.merged_out is None:
+            return
+        labels = self.store.current_labels(self.data_adaptor)
+        gene_sets = self.store.current_gene_sets(self.data_adaptor)
+        self.paths.merged_out.parent.mkdir(parents=True, exist_ok=True)
+        merge_into_h5ad(
+            self.paths.source, self.paths.merged_out, labels, gene_sets, scratch_dir=self.paths.work_dir
+        )
+
+    def status(self) -> dict:
+        log_ = self.store.log
+        return {
+            "title": self.options.title,
+            "label_saves": log_.label_saves,
+            "gene_set_saves": log_.gene_set_saves,
+            "categories": log_.categories,
+            "gene_sets": log_.gene_sets,
+            "last_save": log_.last_save,
+            "last_error": log_.last_error,
+            "finished": self.finished.is_set(),
+            "finish_reason": self.finish_reason,
+            "finish_error": self.finish_error,
+            "annotations_enabled": self.store.user_annotations_enabled(),
+            "export_enabled": bool(self.app.config.get("GALAXY_EXPORT_ENABLED")),
+        }
+
+
+def build_session(paths: Paths, options: ViewerOptions, known_distribution=None) -> Session:
+    from server.cli.launch import CliLaunchServer
+    from server.common.config.app_config import AppConfig
+    from server.common.errors import ConfigurationError, DatasetAccessError
+
+    export = _export_module()
+    scripts = (EXPORT_SCRIPT,) if export and export.available() else ()
+    options_for_config = ViewerOptions(**{**options.__dict__, "extra_scripts": options.extra_scripts + scripts})
+
+    labels_copy = paths.work_dir / "annotations.csv"
+    gene_sets_copy = paths.work_dir / "gene-sets.csv"
+    _seed(paths.previous_annotations, labels_copy)
+    _seed(paths.previous_gene_sets, gene_sets_copy)
+
+    app_config = AppConfig()
+    try:
+        app_config.update_server_config(**server_config(options, str(paths.prepared), secrets.token_hex(32)))
+        app_config.update_dataset_config(
+            **dataset_config(options_for_config, str(labels_copy), str(gene_sets_copy), known_distribution)
+        )
+        app_config.complete_config(lambda message: log.info("[cellxgene] %s", message))
+    except (ConfigurationError, DatasetAccessError) as err:
+        raise StartupError(_cellxgene_message(err)) from err
+    except KeyError as err:
+        raise StartupError(_cellxgene_message(err)) from err
+
+    dataset_cfg = app_config.dataset_config
+    data_adaptor = app_config.server_config.data_adaptor
+    store = GalaxyAnnotations(
+        dataset_cfg.user_annotations.config,
+        labels_copy,
+        gene_sets_copy,
+        paths.annotations_out,
+        paths.gene_sets_out,
+        source_name=options.title or paths.source.name,
+    )
+    dataset_cfg.user_annotations = store
+    store.publish_initial(data_adaptor)
+
+    app = CliLaunchServer(app_config).app
+    session = Session(app, store, paths, options, data_adaptor)
+    _add_galaxy_routes(app, session)
+    if scripts:
+        export.register(app, paths.annotations_out, paths.gene_sets_out, options.title or paths.source.name)
+        app.config["GALAXY_EXPORT_ENABLED"] = True
+    return session
+
+
+def _seed(previous: Path | None, working_copy: Path) -> None:
+    working_copy.unlink(missing_ok=True)
+    if previous is not None:
+        working_copy.write_bytes(Path(previous).read_bytes())
+
+
+def _cellxgene_message(err: Exception) -> str:
+    message = getattr(err, "message", None) or (err.args[0] if err.args else str(err))
+    # cellxgene 1.3.0 leaves an unformatted placeholder in one of its messages.
+    return str(message).replace("{ax_name}", "obs/var")
+
+
+def _export_module():
+    try:
+        from galaxy_cellxgene import galaxy_export
+    except ImportError:
+        return None
+    return galaxy_export if hasattr(galaxy_export, "register") else None
+
+
+def _add_galaxy_routes(app: Flask, session: Session) -> None:
+    bp = Blueprint("galaxy", __name__, url_prefix="/galaxy")
+
+    @bp.get("/status")
+    def status():
+        return _no_store(jsonify(session.status()))
+
+    @bp.post("/finish")
+    def finish():
+        return _no_store(jsonify(session.finish("finish button")))
+
+    @bp.get("/static/<path:filename>")
+    def static(filename: str):
+        return send_from_directory(STATIC_DIR, filename, max_age=0)
+
+    app.register_blueprint(bp)
+
+    @app.before_request
+    def track_activity():
+        from flask import request
+
+        if request.path not in QUIET_PATHS:
+            session.touch()
+
+    @app.after_request
+    def bytes_fix(response):
+        # cellxgene returns bytearray bodies; WSGI servers other than waitress send them empty.
+        body = response.response
+        if isinstance(body, list) and any(isinstance(chunk, bytearray) for chunk in body):
+            response.set_data(b"".join(bytes(chunk) for chunk in body))
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+
+def _no_store(response):
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+OnReady = Callable[[str], None]

@@ -1,0 +1,180 @@
+"""Thin command line: `check`, `view`, `merge`. Everything real lives in the modules it calls."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from galaxy_cellxgene.settings import ViewerOptions, idle_timeout_seconds
+
+EXIT_INPUT = 2
+
+
+def _view_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("what cellxgene shows")
+    g.add_argument("--title", help="viewer title (default: the input's name)")
+    g.add_argument("--var-names", metavar="COL", help="var column holding gene symbols")
+    g.add_argument("--make-var-names-unique", action="store_true", help="append -1, -2 to duplicate gene names")
+    g.add_argument("--obs-names", metavar="COL", help="obs column holding cell names")
+    g.add_argument("--embedding", action="append", default=[], metavar="NAME", help="embedding to show (repeat)")
+    g.add_argument("--layer", metavar="NAME", help="show this layer instead of X")
+    g.add_argument("--previous-annotations", type=Path, metavar="CSV", help="cell labels to resume from")
+    g.add_argument("--previous-gene-sets", type=Path, metavar="CSV", help="gene sets to resume from")
+    g.add_argument("--disable-diffexp", action="store_true")
+    g.add_argument("--disable-annotations", action="store_true")
+    g.add_argument("--disable-gene-sets-save", action="store_true")
+    g.add_argument("--disable-custom-colors", action="store_true")
+    g.add_argument("--max-category-items", type=int, default=1000, metavar="N")
+    g.add_argument("--diffexp-lfc-cutoff", type=float, default=0.01, metavar="F")
+    g.add_argument("--backed", action="store_true", help="read X from disk on demand (less memory, slower)")
+    g.add_argument("--idle-timeout", type=float, default=0, metavar="MINUTES", help="finish after idling (0: never)")
+    g.add_argument("--x-distribution", choices=["auto", "normal", "count"], default="auto")
+
+
+def options_from_args(args: argparse.Namespace) -> ViewerOptions:
+    return ViewerOptions(
+        title=args.title or None,
+        var_names=args.var_names or None,
+        make_var_names_unique=args.make_var_names_unique,
+        obs_names=args.obs_names or None,
+        embeddings=tuple(e for e in args.embedding if e),
+        layer=args.layer or None,
+        previous_annotations=str(args.previous_annotations) if args.previous_annotations else None,
+        previous_gene_sets=str(args.previous_gene_sets) if args.previous_gene_sets else None,
+        diffexp=not args.disable_diffexp,
+        annotations=not args.disable_annotations,
+        gene_sets_save=not args.disable_gene_sets_save,
+        custom_colors=not args.disable_custom_colors,
+        max_category_items=args.max_category_items,
+        diffexp_lfc_cutoff=args.diffexp_lfc_cutoff,
+        backed=args.backed,
+        idle_timeout_minutes=args.idle_timeout,
+        x_distribution=args.x_distribution,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m galaxy_cellxgene", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="validate an h5ad and report what cellxgene will show")
+    check.add_argument("input", type=Path)
+    check.add_argument("--report", type=Path, help="write the Markdown report here")
+    _view_options(check)
+
+    view = sub.add_parser("view", help="serve cellxgene on the input; saves land in the outputs")
+    view.add_argument("input", type=Path)
+    view.add_argument("--annotations-out", type=Path, required=True)
+    view.add_argument("--gene-sets-out", type=Path, required=True)
+    view.add_argument("--merged-out", type=Path, help="merged h5ad, written on a clean finish")
+    view.add_argument("--port", type=int, default=8888, help="declared port (the tool XML's entry point)")
+    view.add_argument("--host", help="listen address (default: 0.0.0.0 in a container, else 127.0.0.1)")
+    view.add_argument("--register", choices=["auto", "always", "never"], default="auto")
+    view.add_argument("--runtime-json", type=Path, default=Path("..") / "container_runtime.json")
+    view.add_argument("--work-dir", type=Path, default=Path("cellxgene-work"))
+    view.add_argument("--threads", type=int, default=8)
+    _view_options(view)
+
+    merge = sub.add_parser("merge", help="merge a cellxgene annotations CSV (and gene sets) into an h5ad")
+    merge.add_argument("input", type=Path)
+    merge.add_argument("--annotations", type=Path)
+    merge.add_argument("--gene-sets", type=Path)
+    merge.add_argument("--output", type=Path, required=True)
+    merge.add_argument("--replace-columns", action="store_true", help="replace obs columns of the same name")
+    return parser
+
+
+def fail(problems: list) -> int:
+    for problem in problems:
+        print(str(problem), file=sys.stderr)
+    print(f"cellxgene cannot start: {len(problems)} problem(s) above.", file=sys.stderr)
+    return EXIT_INPUT
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from galaxy_cellxgene.report import render
+    from galaxy_cellxgene.validate import inspect
+
+    options = options_from_args(args)
+    inspection = inspect(args.input, options)
+    text = render(options.title or args.input.name, inspection, options)
+    if args.report:
+        args.report.write_text(text)
+    else:
+        sys.stdout.write(text)
+    for problem in inspection.warnings:
+        print(str(problem), file=sys.stderr)
+    return fail(inspection.errors) if inspection.errors else 0
+
+
+def run_view(args: argparse.Namespace) -> int:
+    from galaxy_cellxgene.app import Paths, StartupError, build_session
+    from galaxy_cellxgene.prepare import prepare
+    from galaxy_cellxgene.serve import in_container, log, plan_binding, serve
+    from galaxy_cellxgene.validate import inspect
+
+    started = time.monotonic()
+    options = options_from_args(args)
+    inspection = inspect(args.input, options)
+    for problem in inspection.warnings:
+        print(str(problem), file=sys.stderr)
+    if inspection.errors:
+        return fail(inspection.errors)
+
+    prepared = prepare(args.input, args.work_dir, options)
+    log(f"dataset prepared in {time.monotonic() - started:.2f} s ({prepared.reason})")
+    paths = Paths(
+        source=args.input.resolve(),
+        prepared=prepared.path,
+        work_dir=args.work_dir,
+        annotations_out=args.annotations_out,
+        gene_sets_out=args.gene_sets_out,
+        merged_out=args.merged_out,
+        previous_annotations=args.previous_annotations,
+        previous_gene_sets=args.previous_gene_sets,
+    )
+    try:
+        session = build_session(paths, options)
+    except StartupError as err:
+        print(f"ERROR: cellxgene refused the dataset: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    log(f"cellxgene loaded {inspection.summary.n_obs} cells in {time.monotonic() - started:.2f} s")
+    binding = plan_binding(args.register, args.port, args.host, os.environ, in_container(os.environ))
+    runtime_json = args.runtime_json.resolve() if binding.register else None
+    return serve(session, binding, args.port, runtime_json, idle_timeout_seconds(options), args.threads)
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    import h5py
+
+    from galaxy_cellxgene.labels import LabelsError, merge_into_h5ad, read_gene_sets, read_labels
+    from galaxy_cellxgene.validate import not_hdf5_problem
+
+    if not h5py.is_hdf5(args.input):
+        return fail([not_hdf5_problem(args.input)])
+    try:
+        labels = read_labels(args.annotations) if args.annotations else None
+        gene_sets = read_gene_sets(args.gene_sets) if args.gene_sets else None
+        merge_into_h5ad(args.input, args.output, labels, gene_sets, overwrite=args.replace_columns)
+    except LabelsError as err:
+        print(f"ERROR: {err} Fix: {err.fix}", file=sys.stderr)
+        return EXIT_INPUT
+    columns = list(labels.columns) if labels is not None else []
+    print(f"merged {len(columns)} categories ({', '.join(map(str, columns)) or 'none'}) and "
+          f"{len(gene_sets or {})} gene sets into {args.output}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # anndata/pandas deprecation chatter is noise in a Galaxy job log.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="anndata")
+    runners = {"check": run_check, "view": run_view, "merge": run_merge}
+    return runners[args.command](args)

@@ -1,0 +1,186 @@
+"""cellxgene's cell-label and gene-set CSV files: read, render, and merge into an h5ad.
+
+The formats are cellxgene's own (two `#` comment lines, then a header), so files written
+here load back into cellxgene and files from any cellxgene load here.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import h5py
+import pandas as pd
+
+GENE_SETS_UNS_KEY = "cellxgene_gene_sets"
+GENE_SETS_HEADER = ["gene_set_name", "gene_set_description", "gene_symbol", "gene_description"]
+
+
+class LabelsError(ValueError):
+    """A user-supplied annotations or gene-sets file that cannot be used, with the fix."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """Read a cellxgene cell-labels CSV exactly as cellxgene does; empty file -> no categories."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        return pd.DataFrame()
+    try:
+        labels = pd.read_csv(path, dtype="category", index_col=0, header=0, comment="#", keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        raise LabelsError(
+            f"it is not a cellxgene annotations CSV ({type(err).__name__}: {str(err).strip()[:200]}).",
+            "Use the 'cell annotations' CSV that cellxgene saved (first column: cell names, then one "
+            "column per category).",
+        ) from err
+    if labels.index.name is None and len(labels.columns) == 0 and len(labels) == 0:
+        raise LabelsError("it has no header line.", "Use a CSV whose header is 'index,<category>,...'.")
+    if not labels.columns.is_unique:
+        raise LabelsError("two categories have the same name.", "Rename one of them in the header line.")
+    if not labels.index.is_unique:
+        raise LabelsError("some cell names appear twice.", "Each cell must appear once, in dataset order.")
+    blank = [str(c) for c in labels.columns if not str(c).strip() or str(c).startswith("Unnamed:")]
+    if blank:
+        raise LabelsError("a category has no name in the header line.", "Give every category a name.")
+    return labels
+
+
+def labels_csv(labels: pd.DataFrame, header: str) -> str:
+    """cellxgene's layout; with no categories left we still write the cell column, never 0 bytes."""
+    out = io.StringIO()
+    out.write(header)
+    frame = labels
+    if frame.empty and len(frame.columns) == 0:
+        frame = pd.DataFrame(index=labels.index)
+    if frame.index.name is None:
+        frame = frame.rename_axis("index")
+    frame.to_csv(out)
+    return out.getvalue()
+
+
+def read_gene_sets(path: str | Path) -> dict[str, dict]:
+    """Parse cellxgene's tidy gene-sets CSV with cellxgene's own reader (same rules, same errors)."""
+    from server.common.errors import AnnotationsError
+    from server.common.genesets import read_gene_sets_tidycsv
+    from server.common.utils.data_locator import DataLocator
+
+    path = Path(path)
+    if path.stat().st_size == 0:
+        return {}
+    try:
+        return read_gene_sets_tidycsv(DataLocator(str(path)))
+    except (AnnotationsError, ValueError, KeyError, UnicodeDecodeError) as err:
+        raise LabelsError(
+            f"it is not a cellxgene gene-sets CSV ({err}).",
+            f"The header must be '{','.join(GENE_SETS_HEADER)}'; use the 'gene sets' CSV cellxgene saved.",
+        ) from err
+
+
+def gene_sets_csv(gene_sets: Mapping[str, dict] | Iterable[dict], header: str) -> str:
+    from server.common.genesets import write_gene_sets_tidycsv
+
+    values = gene_sets.values() if isinstance(gene_sets, Mapping) else gene_sets
+    out = io.StringIO(newline="")
+    out.write(header)
+    write_gene_sets_tidycsv(out, list(values))
+    return out.getvalue()
+
+
+def gene_sets_frame(gene_sets: Mapping[str, dict]) -> pd.DataFrame:
+    rows = []
+    for gene_set in gene_sets.values():
+        genes = gene_set.get("genes") or [{"gene_symbol": "", "gene_description": ""}]
+        for gene in genes:
+            rows.append(
+                [
+                    gene_set["geneset_name"],
+                    gene_set.get("geneset_description") or "",
+                    gene.get("gene_symbol") or "",
+                    gene.get("gene_description") or "",
+                ]
+            )
+    return pd.DataFrame(rows, columns=GENE_SETS_HEADER, dtype=str)
+
+
+def align_labels(labels: pd.DataFrame, obs: pd.DataFrame) -> pd.DataFrame:
+    """cellxgene stores one row per cell in obs order; accept the index or any obs column as names."""
+    if len(labels) != len(obs):
+        raise LabelsError(
+            f"the annotations have {len(labels)} rows but the dataset has {len(obs)} cells: "
+            "they were made on another dataset.",
+            "Use the annotations saved from this same dataset.",
+        )
+    names = pd.Index(labels.index.astype(str))
+    candidates = [obs.index.astype(str)] + [obs[c].astype(str) for c in obs.columns if obs[c].dtype != float]
+    if not any(names.equals(pd.Index(c)) for c in candidates):
+        raise LabelsError(
+            "the cell names in the annotations do not match this dataset's cells: they were made on "
+            "another dataset.",
+            "Use the annotations saved from this same dataset.",
+        )
+    aligned = labels.copy()
+    aligned.index = obs.index
+    return aligned
+
+
+def add_labels_to_obs(obs: pd.DataFrame, labels: pd.DataFrame, overwrite: bool = False) -> pd.DataFrame:
+    clash = sorted(set(map(str, labels.columns)) & set(map(str, obs.columns)))
+    if clash and not overwrite:
+        raise LabelsError(
+            f"the categories {clash} already exist as obs columns.",
+            "Rename them in the annotations CSV header, or allow replacing existing columns.",
+        )
+    aligned = align_labels(labels, obs)
+    merged = obs.copy()
+    for column in aligned.columns:
+        values = aligned[column].astype(str)
+        merged[str(column)] = pd.Categorical(values, categories=sorted(values.unique()))
+    return merged
+
+
+def merge_into_h5ad(
+    source: str | Path,
+    output: str | Path,
+    labels: pd.DataFrame | None,
+    gene_sets: Mapping[str, dict] | None,
+    scratch_dir: str | Path | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write `output`: `source` with labels as categorical obs columns and gene sets in uns.
+
+    The matrix is copied byte for byte (no decode), only obs and one uns entry are rewritten,
+    and `output` appears atomically: it is either absent or complete.
+    """
+    from anndata.io import read_elem, write_elem
+
+    output = Path(output)
+    scratch = Path(scratch_dir) if scratch_dir else output.parent
+    fd, tmp_name = tempfile.mkstemp(dir=scratch, prefix=".merge-", suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the dataset from a Galaxy running as another user
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        shutil.copyfile(source, tmp)
+        with h5py.File(tmp, "r+") as f:
+            if labels is not None and len(labels.columns):
+                obs = read_elem(f["obs"])
+                obs = add_labels_to_obs(obs, labels, overwrite=overwrite)
+                del f["obs"]
+                write_elem(f, "obs", obs)
+            if gene_sets:
+                uns = f.require_group("uns")
+                if GENE_SETS_UNS_KEY in uns:
+                    del uns[GENE_SETS_UNS_KEY]
+                write_elem(uns, GENE_SETS_UNS_KEY, gene_sets_frame(gene_sets))
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return output

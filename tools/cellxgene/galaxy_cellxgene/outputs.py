@@ -1,0 +1,177 @@
+"""Galaxy outputs that always hold the user's last completed save.
+
+Galaxy's Stop sends SIGTERM and collects the output files about a second later; nothing
+the tool does after that counts. So each save is written, inside the request that made it,
+to a temporary file beside the output and renamed over it: the output is the previous
+save or the new one, never a torn file, and never older than the last answered request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from server.common.annotations.local_file_csv import AnnotationsLocalFile
+
+from galaxy_cellxgene.labels import gene_sets_csv, labels_csv
+
+
+def atomic_write(path: str | Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp makes 0600; Galaxy may read the dataset as another user.
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def csv_header(kind: str, source: str) -> str:
+    from server import __version__ as cellxgene_version
+
+    stamp = datetime.now().isoformat(timespec="seconds")
+    return (
+        f"# {kind} generated on {stamp} using cellxgene version {cellxgene_version} (Galaxy)\n"
+        f"# Input data file was {source}\n"
+    )
+
+
+@dataclass
+class SaveLog:
+    """What the status route and the job log report; also the idle clock's input."""
+
+    label_saves: int = 0
+    gene_set_saves: int = 0
+    last_save: float | None = None
+    last_error: str | None = None
+    categories: list[str] = field(default_factory=list)
+    gene_sets: list[str] = field(default_factory=list)
+
+
+class GalaxyAnnotations(AnnotationsLocalFile):
+    """cellxgene's file-backed annotations, writing atomically into Galaxy's outputs.
+
+    `label_output_file`/`gene_sets_output_file` stay cellxgene's working copies (it reads
+    them back); each save renders once and lands in the Galaxy output first, then the copy.
+    cellxgene's backup rotation is skipped: it renames the file away, which would leave the
+    Galaxy output missing between two writes.
+    """
+
+    def __init__(
+        self,
+        config: dict,
+        labels_file: Path,
+        gene_sets_file: Path,
+        labels_output: Path,
+        gene_sets_output: Path,
+        source_name: str,
+        on_save: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(config, None, str(labels_file), str(gene_sets_file))
+        self.labels_output = Path(labels_output)
+        self.gene_sets_output = Path(gene_sets_output)
+        self.source_name = source_name
+        self.log = SaveLog()
+        self.save_lock = threading.RLock()
+        self.frozen = False
+        self.on_save = on_save
+
+    def _backup(self, fname, max_backups=9):
+        return None
+
+    def _check_open(self) -> None:
+        if self.frozen:
+            from server.common.errors import DisabledFeatureError
+
+            raise DisabledFeatureError("This session has finished; its annotations are in your Galaxy history.")
+
+    def write_labels(self, df: pd.DataFrame, data_adaptor) -> None:
+        self.check_user_annotations_enabled()
+        with self.save_lock, self.label_lock:
+            self._check_open()
+            if df is None or df.empty:
+                df = pd.DataFrame(index=data_adaptor.get_obs_index())
+            text = labels_csv(df, csv_header("Annotations", self.source_name))
+            self._write_both(self.labels_output, Path(self.label_output_file), text)
+            self.last_label_fname = self.label_output_file
+            self.last_labels = df if len(df.columns) else pd.DataFrame()
+            self.log.label_saves += 1
+            self.log.categories = [str(c) for c in df.columns]
+            self._saved()
+
+    def write_gene_sets(self, gene_sets, tid, data_adaptor) -> None:
+        self.check_gene_sets_save_enabled()
+        if type(tid) is not int or tid < 0:
+            raise ValueError("tid must be a positive integer")
+        gene_sets = data_adaptor.check_new_gene_sets(gene_sets)
+        from server.common.errors import ObsoleteRequest
+
+        with self.save_lock, self.gene_sets_lock:
+            self._check_open()
+            if tid <= self.last_geneset_tid:
+                raise ObsoleteRequest("TID is stale.")
+            self.last_geneset_tid = tid
+            text = gene_sets_csv(gene_sets, csv_header("Gene sets", self.source_name))
+            self._write_both(self.gene_sets_output, Path(self.gene_sets_output_file), text)
+            self.last_geneset_fname = self.gene_sets_output_file
+            self.last_geneset = (
+                gene_sets if isinstance(gene_sets, dict) else {g["geneset_name"]: g for g in gene_sets}
+            )
+            self.log.gene_set_saves += 1
+            self.log.gene_sets = sorted(self.last_geneset)
+            self._saved()
+
+    def _write_both(self, output: Path, working_copy: Path, text: str) -> None:
+        try:
+            atomic_write(output, text)
+        except OSError as err:
+            # cellxgene answers ValueError with a 400 and the message; a bare OSError is a 500.
+            self.log.last_error = f"Could not save to the Galaxy output ({err.strerror}); the previous save is kept."
+            raise ValueError(self.log.last_error) from err
+        atomic_write(working_copy, text)
+        self.log.last_error = None
+
+    def _saved(self) -> None:
+        self.log.last_save = time.time()
+        if self.on_save:
+            self.on_save()
+
+    def publish_initial(self, data_adaptor) -> None:
+        """Outputs hold a valid file from the first second: previous work, or no categories yet."""
+        with self.save_lock:
+            labels = self.read_labels(data_adaptor) if self.user_annotations_enabled() else pd.DataFrame()
+            if labels.empty:
+                labels = pd.DataFrame(index=data_adaptor.get_obs_index())
+            else:
+                labels = labels.set_axis(data_adaptor.get_obs_index(), axis=0)
+            text = labels_csv(labels, csv_header("Annotations", self.source_name))
+            self._write_both(self.labels_output, Path(self.label_output_file), text)
+            gene_sets, _ = self.read_gene_sets(data_adaptor)
+            text = gene_sets_csv(gene_sets, csv_header("Gene sets", self.source_name))
+            self._write_both(self.gene_sets_output, Path(self.gene_sets_output_file), text)
+            self.last_label_fname = None
+            self.last_geneset_fname = None
+            self.log.categories = [str(c) for c in labels.columns]
+            self.log.gene_sets = sorted(gene_sets)
+
+    def current_labels(self, data_adaptor) -> pd.DataFrame:
+        return self.read_labels(data_adaptor)
+
+    def current_gene_sets(self, data_adaptor) -> dict:
+        gene_sets, _ = self.read_gene_sets(data_adaptor)
+        return gene_sets

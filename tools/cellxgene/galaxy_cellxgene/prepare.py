@@ -1,0 +1,87 @@
+"""Hand cellxgene a dataset it can read, without copying the expression matrix.
+
+Galaxy stores datasets as `dataset_N.dat`, which cellxgene refuses (it wants `.h5ad`), so
+the plain case is a symlink. When something must change (unique gene names, a layer shown
+as X) or the file carries layers cellxgene would load without ever showing, we write a
+small h5ad holding obs/var/obsm/uns and make its `/X` an HDF5 external link to the
+original's `/X` or `/layers/<name>`: the cost follows the metadata, not the matrix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+
+from galaxy_cellxgene.settings import ViewerOptions, must_rewrite_metadata
+
+# Groups cellxgene reads; anything else (layers, raw, obsp, varm, varp) is left out.
+KEPT_GROUPS = ("obs", "var", "obsm", "uns")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    path: Path
+    linked: bool  # True: small h5ad with external links; False: symlink to the input
+    reason: str
+
+
+def leaves_out_something(source: Path) -> bool:
+    """True if the file has parts cellxgene would load into memory in vain."""
+    with h5py.File(source, "r") as f:
+        return any(key in f and len(f[key]) > 0 for key in ("layers", "raw", "obsp", "varm", "varp"))
+
+
+def prepare(source: str | Path, work_dir: str | Path, options: ViewerOptions, name: str = "dataset") -> Prepared:
+    source = Path(source).resolve()
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    target = work_dir / f"{name}.h5ad"
+    if target.is_symlink() or target.exists():
+        target.unlink()
+
+    if must_rewrite_metadata(options):
+        reason = "unique gene names" if options.make_var_names_unique else ""
+        if options.layer:
+            reason = ", ".join(filter(None, [reason, f"layer '{options.layer}' as X"]))
+        write_linked(source, target, options)
+        return Prepared(target, True, reason)
+    if leaves_out_something(source):
+        write_linked(source, target, options)
+        return Prepared(target, True, "leaving out layers/raw/pairwise matrices cellxgene does not show")
+    os.symlink(source, target)
+    return Prepared(target, False, "read in place")
+
+
+def write_linked(source: Path, target: Path, options: ViewerOptions) -> None:
+    """Small h5ad: metadata copied, X an absolute external link into `source`."""
+    from anndata.io import read_elem, write_elem
+
+    matrix = f"/layers/{options.layer}" if options.layer else "/X"
+    tmp = target.with_name(f".{target.name}.tmp")
+    with h5py.File(source, "r") as src, h5py.File(tmp, "w") as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+        for group in KEPT_GROUPS:
+            if group in src:
+                src.copy(src[group], dst, name=group)
+        if options.make_var_names_unique:
+            var = read_elem(src["var"])
+            var.index = unique_names(
+                var[options.var_names].astype(str) if options.var_names else var.index.astype(str)
+            )
+            var.index.name = None
+            del dst["var"]
+            write_elem(dst, "var", var)
+        dst["X"] = h5py.ExternalLink(str(source), matrix)
+    os.replace(tmp, target)
+
+
+def unique_names(values) -> list[str]:
+    """anndata's rule (`name`, `name-1`, `name-2`, ...) so names match what scanpy users expect."""
+    from anndata.utils import make_index_unique
+    import pandas as pd
+
+    return list(make_index_unique(pd.Index(list(values), dtype=str)))

@@ -1,0 +1,54 @@
+"""The 'check' mode's report: what cellxgene will show, and what stops it."""
+
+from __future__ import annotations
+
+from galaxy_cellxgene.settings import ViewerOptions
+from galaxy_cellxgene.validate import Inspection
+
+
+def render(name: str, inspection: Inspection, options: ViewerOptions) -> str:
+    s = inspection.summary
+    lines = [f"# cellxgene check: {name}", ""]
+    verdict = "cannot be opened" if inspection.errors else "can be opened"
+    lines += [f"**Verdict:** this dataset {verdict} in cellxgene with these settings.", ""]
+    if inspection.problems:
+        lines += ["## Problems", ""]
+        lines += [f"- **{p.severity.upper()}**: {p.what} *Fix:* {p.fix}" for p in inspection.problems]
+        lines.append("")
+    lines += [
+        "## What cellxgene will show",
+        "",
+        f"- Title: {options.title or name}",
+        f"- Cells: {s.n_obs}",
+        f"- Genes: {s.n_vars}",
+        f"- Expression values: {'layer ' + repr(options.layer) if options.layer else 'X'} "
+        f"({s.x_encoding}, {s.x_dtype})",
+        f"- Gene names: {options.var_names or 'var index'}"
+        + (" (made unique)" if options.make_var_names_unique else ""),
+        f"- Cell names: {options.obs_names or 'obs index'}",
+        f"- Layers (not shown by cellxgene): {', '.join(s.layers) or 'none'}",
+        "",
+        "### Embeddings",
+        "",
+    ]
+    for e in s.embeddings:
+        state = "shown" if e.shown else f"not shown: {e.reason}"
+        lines.append(f"- {e.name} {list(e.shape)}: {state}")
+    if not s.embeddings:
+        lines.append("- none")
+    lines += ["", "### Cell metadata (obs)", ""]
+    lines += [f"- {col}: {kind}" for col, kind in s.obs_columns.items()] or ["- none"]
+    lines += ["", "### Your previous work", ""]
+    lines.append(f"- Annotation categories: {', '.join(s.user_categories) or 'none'}")
+    lines.append(f"- Gene sets: {', '.join(s.gene_sets) or 'none'}")
+    switches = {
+        "differential expression": options.diffexp,
+        "annotations": options.annotations,
+        "gene-set saving": options.gene_sets_save,
+        "custom colours": options.custom_colors,
+        "backed mode": options.backed,
+    }
+    lines += ["", "### Switches", ""]
+    lines += [f"- {k}: {'on' if v else 'off'}" for k, v in switches.items()]
+    lines.append(f"- max category items: {options.max_category_items}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,144 @@
+"""Serve one session with waitress, in one process, and end it the way Galaxy needs.
+
+One process, because cellxgene caches labels per process (two workers give stale reads).
+Inside a container Galaxy publishes the declared port, so we bind it on 0.0.0.0; outside one
+nothing tells Galaxy where we listen, so we bind a free port and write
+`../container_runtime.json`, the file Galaxy's container monitor would have written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from galaxy_cellxgene.app import Session
+
+EXIT_TERMINATED = 143
+
+
+@dataclass(frozen=True)
+class Binding:
+    host: str  # where waitress listens
+    port: int  # 0: let the OS choose
+    advertise_host: str  # what the proxy should connect to
+    register: bool  # write container_runtime.json
+
+
+def in_container(env: Mapping[str, str]) -> bool:
+    """Our image sets the flag. Marker files (/.dockerenv) are no proof: a Galaxy that itself
+    runs in a container, without a container for this job, would see them too."""
+    return env.get("GALAXY_CELLXGENE_IN_CONTAINER", "").strip().lower() in ("1", "true", "yes")
+
+
+def plan_binding(register: str, port: int, host: str | None, env: Mapping[str, str], container: bool) -> Binding:
+    """Decide where to listen and whether to register; never both a fixed port and a registration."""
+    if register == "always" or (register == "auto" and not container):
+        advertise = env.get("GALAXY_CELLXGENE_HOST") or host or "127.0.0.1"
+        return Binding(host or advertise, 0, advertise, True)
+    return Binding(host or ("0.0.0.0" if container else "127.0.0.1"), port, host or "127.0.0.1", False)
+
+
+def runtime_json(declared_port: int, host: str, port: int) -> dict:
+    return {str(declared_port): {"tool_port": declared_port, "host": host, "port": port, "protocol": "tcp"}}
+
+
+def write_runtime_json(path: Path, content: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".container_runtime.", suffix=".tmp")
+    os.fchmod(fd, 0o644)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(content, handle)
+    os.replace(tmp, path)
+
+
+def log(message: str) -> None:
+    print(f"[galaxy-cellxgene] {message}", flush=True)
+
+
+def serve(
+    session: Session,
+    binding: Binding,
+    declared_port: int,
+    runtime_json_path: Path | None,
+    idle_timeout: float | None,
+    threads: int = 8,
+) -> int:
+    from waitress import create_server
+
+    server = create_server(
+        session.app,
+        host=binding.host,
+        port=binding.port,
+        threads=threads,
+        ident="cellxgene",
+        # cellxgene sends whole matrices; the default 18 KB send buffer costs many syscalls.
+        send_bytes=1 << 16,
+        clear_untrusted_proxy_headers=True,
+    )
+    port = int(server.effective_port)
+    _install_signal_handlers(session)
+    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    thread.start()
+
+    url = f"http://{binding.advertise_host}:{port}/"
+    if binding.register and runtime_json_path is not None:
+        write_runtime_json(runtime_json_path, runtime_json(declared_port, binding.advertise_host, port))
+        log(f"registered {runtime_json_path} for Galaxy's proxy")
+    log(f"ready on {url}")
+
+    while not session.finished.wait(timeout=_wait_step(session, idle_timeout)):
+        if idle_timeout is not None and time.monotonic() - session.last_activity >= idle_timeout:
+            log(f"no activity for {idle_timeout:.0f} s: finishing")
+            session.finish("idle timeout")
+
+    _drain(server)
+    status = session.status()
+    log(
+        f"finished ({status['finish_reason']}): {status['label_saves']} label saves, "
+        f"{status['gene_set_saves']} gene-set saves"
+    )
+    if status["finish_error"]:
+        log(status["finish_error"])
+    with contextlib.suppress(Exception):
+        server.close()
+    return 0
+
+
+def _wait_step(session: Session, idle_timeout: float | None) -> float:
+    if idle_timeout is None:
+        return 3600.0
+    remaining = idle_timeout - (time.monotonic() - session.last_activity)
+    return max(0.05, min(remaining, 5.0))
+
+
+def _drain(server, deadline: float = 3.0) -> None:
+    """Let the finish response reach the browser before the process goes."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        channels = [c for c in list(server._map.values()) if hasattr(c, "total_outbufs_len")]
+        if all(c.total_outbufs_len == 0 and not c.requests for c in channels):
+            return
+        time.sleep(0.02)
+
+
+def _install_signal_handlers(session: Session) -> None:
+    def terminate(signum, frame):
+        # Every save is already in its output (atomic rename); only wait for one in flight.
+        session.store.save_lock.acquire(timeout=0.5)
+        log("terminated (Galaxy's Stop): the outputs hold the last completed save")
+        sys.stdout.flush()
+        os._exit(EXIT_TERMINATED)
+
+    def interrupt(signum, frame):
+        threading.Thread(target=session.finish, args=("interrupted",), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, interrupt)

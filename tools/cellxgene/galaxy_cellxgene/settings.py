@@ -1,0 +1,121 @@
+"""Pure mapping from the tool's parameters to cellxgene 1.3.0 configuration.
+
+Nothing here touches files or imports cellxgene, so every rule is a one-line unit test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Distribution = Literal["auto", "normal", "count"]
+
+# Served by our own blueprint; relative, so the page finds them under any proxy prefix.
+FINISH_SCRIPT = "galaxy/static/finish.js"
+EXPORT_SCRIPT = "galaxy/static/export.js"
+
+
+@dataclass(frozen=True)
+class ViewerOptions:
+    """What the user chose in the tool form (or on the command line)."""
+
+    title: str | None = None
+    var_names: str | None = None
+    make_var_names_unique: bool = False
+    obs_names: str | None = None
+    embeddings: tuple[str, ...] = ()
+    layer: str | None = None
+    previous_annotations: str | None = None
+    previous_gene_sets: str | None = None
+    diffexp: bool = True
+    annotations: bool = True
+    gene_sets_save: bool = True
+    custom_colors: bool = True
+    max_category_items: int = 1000
+    diffexp_lfc_cutoff: float = 0.01
+    backed: bool = False
+    idle_timeout_minutes: float = 0
+    x_distribution: Distribution = "auto"
+    extra_scripts: tuple[str, ...] = field(default=())
+
+
+def embedding_name(name: str) -> str:
+    """cellxgene wants `umap` for obsm `X_umap`; Galaxy's metadata lists `X_umap`."""
+    name = name.strip()
+    return name[2:] if name.startswith("X_") else name
+
+
+def embedding_names(names: tuple[str, ...] | list[str]) -> list[str]:
+    seen: list[str] = []
+    for name in names:
+        short = embedding_name(name)
+        if short and short not in seen:
+            seen.append(short)
+    return seen
+
+
+def needs_new_var_index(options: ViewerOptions) -> bool:
+    """cellxgene refuses non-unique names, so making them unique means a new var index."""
+    return options.make_var_names_unique
+
+
+def var_names_for_cellxgene(options: ViewerOptions) -> str | None:
+    """After a unique index was written, cellxgene must use that index, not the column."""
+    if needs_new_var_index(options):
+        return None
+    return options.var_names or None
+
+
+def must_rewrite_metadata(options: ViewerOptions) -> bool:
+    """True when cellxgene cannot read the dataset as it is, whatever its contents."""
+    return needs_new_var_index(options) or bool(options.layer)
+
+
+def distribution(options: ViewerOptions, known: Distribution | None) -> Distribution:
+    """cellxgene's `auto` costs a numba compile per start and is refused in backed mode."""
+    if options.x_distribution != "auto":
+        return options.x_distribution
+    if known is not None:
+        return known
+    return "normal" if options.backed else "auto"
+
+
+def server_config(options: ViewerOptions, datapath: str, secret_key: str) -> dict[str, Any]:
+    return {
+        "app__verbose": False,
+        "app__debug": False,
+        "app__open_browser": False,
+        "app__flask_secret_key": secret_key,
+        "single_dataset__datapath": datapath,
+        "single_dataset__title": options.title or None,
+        "single_dataset__obs_names": options.obs_names or None,
+        "single_dataset__var_names": var_names_for_cellxgene(options),
+        "adaptor__anndata_adaptor__backed": options.backed,
+    }
+
+
+def dataset_config(
+    options: ViewerOptions,
+    annotations_file: str,
+    gene_sets_file: str,
+    known_distribution: Distribution | None = None,
+) -> dict[str, Any]:
+    scripts = [FINISH_SCRIPT, *options.extra_scripts]
+    return {
+        "app__scripts": scripts,
+        "user_annotations__enable": options.annotations,
+        "user_annotations__local_file_csv__file": annotations_file,
+        "user_annotations__local_file_csv__gene_sets_file": gene_sets_file,
+        "user_annotations__gene_sets__readonly": not options.gene_sets_save,
+        "presentation__max_categories": int(options.max_category_items),
+        "presentation__custom_colors": options.custom_colors,
+        "embeddings__names": embedding_names(options.embeddings),
+        "diffexp__enable": options.diffexp,
+        "diffexp__lfc_cutoff": float(options.diffexp_lfc_cutoff),
+        "X_approximate_distribution": distribution(options, known_distribution),
+    }
+
+
+def idle_timeout_seconds(options: ViewerOptions) -> float | None:
+    minutes = float(options.idle_timeout_minutes or 0)
+    return minutes * 60 if minutes > 0 else None

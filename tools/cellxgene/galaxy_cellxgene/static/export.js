@@ -1,0 +1,129 @@
+/*
+ * "Export to Galaxy": copy the current annotations and gene sets into the user's Galaxy
+ * history without ending the session. The page only talks to this runtime
+ * (POST galaxy/export, relative to the entry point); the runtime holds the Galaxy API key.
+ *
+ * Loaded through cellxgene's `dataset.app.scripts`, after finish.js, at the end of <body>.
+ */
+(function () {
+  "use strict";
+
+  var ROUTE = "galaxy/export";
+  var CONTAINER_ID = "galaxy-cellxgene-controls";
+  // cellxgene autosaves every 2.5 s; give a pending save this long to land before exporting,
+  // so the export holds what the user sees rather than the previous save.
+  var AUTOSAVE_WAIT_MS = 15000;
+
+  function container() {
+    var el = document.getElementById(CONTAINER_ID);
+    if (!el) {
+      // finish.js normally creates it; stand alone if it did not (same place, same look).
+      el = document.createElement("div");
+      el.id = CONTAINER_ID;
+      el.style.cssText =
+        "position:fixed;right:16px;bottom:44px;z-index:30;display:flex;gap:8px;align-items:center;";
+      document.body.appendChild(el);
+    }
+    return el;
+  }
+
+  function sleep(ms) {
+    return new Promise(function (resolve) {
+      setTimeout(resolve, ms);
+    });
+  }
+
+  // cellxgene shows its save state in #autosave: "Unsaved", "All saved" or "Autosave error: ...".
+  async function waitForAutosave() {
+    var deadline = Date.now() + AUTOSAVE_WAIT_MS;
+    for (;;) {
+      var box = document.getElementById("autosave");
+      var text = box ? box.textContent || "" : "All saved";
+      if (text.indexOf("Autosave error") !== -1) {
+        throw new Error("cellxgene could not save your latest changes (" + text.trim() + ").");
+      }
+      if (text.indexOf("Unsaved") === -1) return;
+      if (Date.now() > deadline) {
+        throw new Error("cellxgene has not saved your latest changes yet; try again in a moment.");
+      }
+      await sleep(250);
+    }
+  }
+
+  function describe(body) {
+    var names = (body.datasets || []).map(function (d) {
+      return (d.hid ? "#" + d.hid + " " : "") + d.name;
+    });
+    var where = body.state === "ok" ? "Added to your Galaxy history: " : "Uploading to your Galaxy history: ";
+    return where + names.join(", ");
+  }
+
+  function build() {
+    var wrap = document.createElement("span");
+    wrap.style.cssText = "display:inline-flex;gap:8px;align-items:center;";
+
+    var button = document.createElement("button");
+    button.type = "button";
+    button.id = "galaxy-cellxgene-export";
+    button.className = "bp3-button";
+    button.setAttribute("data-testid", "galaxy-export");
+    button.title =
+      "Copy the current labels and gene sets into your Galaxy history as new datasets. The session keeps running.";
+    button.textContent = "Export to Galaxy";
+
+    var status = document.createElement("span");
+    status.id = "galaxy-cellxgene-export-status";
+    status.setAttribute("data-testid", "galaxy-export-status");
+    status.setAttribute("role", "status");
+    status.style.cssText =
+      "max-width:420px;font-size:12px;background:rgba(255,255,255,0.9);padding:2px 4px;border-radius:3px;";
+
+    function show(text, kind) {
+      status.textContent = text;
+      status.setAttribute("data-state", kind);
+      status.style.color = kind === "error" ? "#c23030" : kind === "ok" ? "#0d8050" : "#5c7080";
+    }
+
+    button.addEventListener("click", async function () {
+      button.disabled = true;
+      show("Waiting for cellxgene to save…", "busy");
+      try {
+        await waitForAutosave();
+        show("Exporting to Galaxy…", "busy");
+        var response = await fetch(ROUTE, {
+          method: "POST",
+          cache: "no-store",
+          headers: { Accept: "application/json" },
+        });
+        var body = {};
+        try {
+          body = await response.json();
+        } catch (ignored) {
+          body = { message: "The viewer answered HTTP " + response.status + "." };
+        }
+        if (!response.ok || !body.ok) throw new Error(body.message || "Export failed.");
+        show(describe(body), body.state === "ok" ? "ok" : "busy");
+      } catch (err) {
+        show("Export failed: " + (err && err.message ? err.message : err), "error");
+      } finally {
+        button.disabled = false;
+      }
+    });
+
+    wrap.appendChild(button);
+    wrap.appendChild(status);
+    container().appendChild(wrap);
+  }
+
+  // Only show the button when the runtime can reach Galaxy (it answers 501 otherwise).
+  fetch(ROUTE, { cache: "no-store", headers: { Accept: "application/json" } })
+    .then(function (response) {
+      return response.ok ? response.json() : null;
+    })
+    .then(function (info) {
+      if (info && info.enabled) build();
+    })
+    .catch(function () {
+      /* no export route: the button stays hidden */
+    });
+})();

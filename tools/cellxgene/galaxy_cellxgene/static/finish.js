@@ -1,0 +1,115 @@
+/* Galaxy controls injected into cellxgene's page through its `dataset.app.scripts` setting.
+ *
+ * "Finish and save to Galaxy" ends the session cleanly: the runtime writes the merged h5ad and
+ * exits 0, so Galaxy collects every output. cellxgene autosaves labels every 2.5 s, so before
+ * finishing we let one autosave cycle pass and wait for saves in flight: the last label a user
+ * made must not be lost to a quick click.
+ */
+(function () {
+  "use strict";
+  var AUTOSAVE_CYCLE_MS = 3000;
+  var pendingSaves = 0;
+  var lastSaveStarted = 0;
+
+  function isSave(input, init) {
+    var method = ((init && init.method) || (input && input.method) || "GET").toUpperCase();
+    var url = typeof input === "string" ? input : (input && input.url) || "";
+    return method === "PUT" && /annotations\/obs|genesets/.test(url);
+  }
+
+  var originalFetch = window.fetch.bind(window);
+  window.fetch = function (input, init) {
+    if (!isSave(input, init)) return originalFetch(input, init);
+    pendingSaves += 1;
+    lastSaveStarted = Date.now();
+    return originalFetch(input, init).finally(function () {
+      pendingSaves -= 1;
+      refreshStatus();
+    });
+  };
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    if (text) node.textContent = text;
+    return node;
+  }
+
+  function controls() {
+    var box = document.getElementById("galaxy-cellxgene-controls");
+    if (box) return box;
+    box = el("div", { id: "galaxy-cellxgene-controls", role: "region", "aria-label": "Galaxy" });
+    box.style.cssText = "position:fixed;right:12px;bottom:12px;z-index:10000;display:flex;gap:8px;" +
+      "align-items:center;background:#fff;border:1px solid #c8ccd0;border-radius:4px;padding:6px 8px;" +
+      "box-shadow:0 1px 4px rgba(0,0,0,.15);font-size:13px";
+    document.body.appendChild(box);
+    return box;
+  }
+
+  var status = el("span", { id: "galaxy-cellxgene-status", "aria-live": "polite" }, "Galaxy: connected");
+  var finish = el("button", { id: "galaxy-cellxgene-finish", type: "button" }, "Finish and save to Galaxy");
+  finish.style.cssText = "background:#2c3143;color:#fff;border:0;border-radius:3px;padding:5px 10px;cursor:pointer";
+
+  function refreshStatus() {
+    return originalFetch("galaxy/status", { cache: "no-store" })
+      .then(function (r) { return r.json(); })
+      .then(function (s) {
+        if (s.last_error) {
+          status.textContent = s.last_error;
+          status.style.color = "#b00020";
+        } else if (s.last_save) {
+          status.textContent = "Saved to Galaxy " + new Date(s.last_save * 1000).toLocaleTimeString();
+          status.style.color = "#1b5e20";
+        }
+        return s;
+      })
+      .catch(function () { /* the session may have ended */ });
+  }
+
+  function waitForSaves() {
+    var clicked = Date.now();
+    return new Promise(function (resolve) {
+      (function poll() {
+        var quiet = Date.now() - Math.max(clicked, lastSaveStarted) >= AUTOSAVE_CYCLE_MS;
+        if (pendingSaves === 0 && quiet) resolve();
+        else setTimeout(poll, 200);
+      })();
+    });
+  }
+
+  function showDone(s) {
+    var cover = el("div", { id: "galaxy-cellxgene-finished", role: "alertdialog" });
+    cover.style.cssText = "position:fixed;inset:0;z-index:10001;background:rgba(255,255,255,.95);" +
+      "display:flex;align-items:center;justify-content:center;flex-direction:column;font-size:16px";
+    cover.appendChild(el("h2", {}, "Your work is saved to Galaxy"));
+    var detail = (s.categories || []).length + " annotation categories, " +
+      (s.gene_sets || []).length + " gene sets. You can close this tab; the datasets appear in your history.";
+    cover.appendChild(el("p", {}, detail));
+    if (s.finish_error) cover.appendChild(el("p", { style: "color:#b00020" }, s.finish_error));
+    document.body.appendChild(cover);
+  }
+
+  finish.addEventListener("click", function () {
+    finish.disabled = true;
+    finish.textContent = "Saving last changes…";
+    waitForSaves()
+      .then(function () { return originalFetch("galaxy/finish", { method: "POST" }); })
+      .then(function (r) { return r.json(); })
+      .then(showDone)
+      .catch(function (e) {
+        finish.disabled = false;
+        finish.textContent = "Finish and save to Galaxy";
+        status.textContent = "Finish failed: " + e;
+        status.style.color = "#b00020";
+      });
+  });
+
+  function mount() {
+    var box = controls();
+    box.insertBefore(finish, box.firstChild);
+    box.insertBefore(status, box.firstChild);
+    refreshStatus();
+  }
+  if (document.body) mount();
+  else document.addEventListener("DOMContentLoaded", mount);
+})();

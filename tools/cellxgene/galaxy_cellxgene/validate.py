@@ -1,0 +1,418 @@
+"""Read-only checks of an h5ad against what cellxgene 1.3.0 needs.
+
+Every problem is collected (not just the first), each says what is wrong and how to fix it,
+because a Galaxy user gets one job log per attempt. Only metadata is read (h5py, plus the
+small obs/var frames and embeddings), so checking a large dataset costs little.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from galaxy_cellxgene.labels import LabelsError, read_gene_sets, read_labels
+from galaxy_cellxgene.settings import ViewerOptions, embedding_name
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    severity: Severity
+    what: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.severity.upper()}: {self.what} Fix: {self.fix}"
+
+
+@dataclass
+class Embedding:
+    name: str
+    shape: tuple[int, ...]
+    shown: bool
+    reason: str = ""
+
+
+@dataclass
+class Summary:
+    """What cellxgene will show, for the report."""
+
+    n_obs: int = 0
+    n_vars: int = 0
+    x_encoding: str = ""
+    x_dtype: str = ""
+    obs_columns: dict[str, str] = field(default_factory=dict)
+    var_columns: list[str] = field(default_factory=list)
+    embeddings: list[Embedding] = field(default_factory=list)
+    layers: list[str] = field(default_factory=list)
+    user_categories: list[str] = field(default_factory=list)
+    gene_sets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Inspection:
+    summary: Summary
+    problems: list[Problem]
+    obs_names: pd.Index | None = None
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+
+def _read_frame(group: h5py.Group) -> pd.DataFrame:
+    from anndata.io import read_elem
+
+    frame = read_elem(group)
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"{group.name} is not a dataframe")
+    return frame
+
+
+def _encoding(node: h5py.Group | h5py.Dataset) -> str:
+    value = node.attrs.get("encoding-type", "")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _matrix_shape(node: h5py.Group | h5py.Dataset) -> tuple[int, int] | None:
+    if isinstance(node, h5py.Dataset):
+        return tuple(node.shape) if node.ndim == 2 else None  # type: ignore[return-value]
+    shape = node.attrs.get("shape", node.attrs.get("h5sparse_shape"))
+    return (int(shape[0]), int(shape[1])) if shape is not None else None
+
+
+def _matrix_dtype(node: h5py.Group | h5py.Dataset) -> np.dtype:
+    return node.dtype if isinstance(node, h5py.Dataset) else node["data"].dtype
+
+
+def _duplicates(index: pd.Index, limit: int = 3) -> str:
+    dup = index[index.duplicated()].unique()[:limit]
+    return ", ".join(repr(str(d)) for d in dup)
+
+
+def not_hdf5_problem(path: Path) -> Problem:
+    head = b""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as err:
+        return Problem("error", f"The input cannot be read ({err.strerror}).", "Check that the dataset exists.")
+    hint = "it is empty" if not head else f"it starts with {head[:8]!r}"
+    return Problem(
+        "error",
+        f"The input is not an HDF5 file, so it cannot be an h5ad (AnnData) file: {hint}.",
+        "Choose an h5ad dataset; convert other formats first (e.g. with the anndata 'Import' "
+        "or scanpy read tools) and check the dataset's datatype.",
+    )
+
+
+def inspect(path: str | Path, options: ViewerOptions) -> Inspection:
+    path = Path(path)
+    summary = Summary()
+    problems: list[Problem] = []
+    if not h5py.is_hdf5(path):
+        return Inspection(summary, [not_hdf5_problem(path)])
+    try:
+        with h5py.File(path, "r") as f:
+            obs_names = _inspect_file(f, options, summary, problems)
+    except OSError as err:
+        problems.append(
+            Problem(
+                "error",
+                f"The HDF5 file could not be read ({err}); it may be truncated.",
+                "Re-upload the dataset or re-run the tool that made it.",
+            )
+        )
+        return Inspection(summary, problems)
+    inspection = Inspection(summary, problems, obs_names)
+    if obs_names is not None:
+        _inspect_previous(options, inspection)
+    return inspection
+
+
+def _inspect_file(
+    f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem]
+) -> pd.Index | None:
+    missing = [key for key in ("X", "obs", "var") if key not in f]
+    if missing:
+        problems.append(
+            Problem(
+                "error",
+                f"The HDF5 file is not an AnnData (h5ad) file: it has no {', '.join('/' + m for m in missing)}"
+                f" (top-level keys: {', '.join(sorted(f.keys())) or 'none'}).",
+                "Choose an h5ad dataset written by anndata or scanpy; a loom, 10x .h5 or generic HDF5 "
+                "file must be converted to h5ad first.",
+            )
+        )
+        return None
+    try:
+        obs = _read_frame(f["obs"])
+        var = _read_frame(f["var"])
+    except Exception as err:
+        problems.append(
+            Problem(
+                "error",
+                f"obs/var cannot be read as AnnData dataframes ({type(err).__name__}: {err}).",
+                "Re-save the dataset with a current anndata (>= 0.8), e.g. with the anndata tools in Galaxy.",
+            )
+        )
+        return None
+
+    summary.n_obs, summary.n_vars = len(obs), len(var)
+    _inspect_x(f, summary, problems)
+    obs_names = _inspect_names(obs, "obs", options.obs_names, False, problems)
+    _inspect_names(var, "var", options.var_names, options.make_var_names_unique, problems)
+    _inspect_layer(f, options, summary, problems)
+    _inspect_embeddings(f, options, summary, problems)
+    _inspect_categories(obs, options, summary, problems)
+    summary.var_columns = [str(c) for c in var.columns]
+    if not obs.columns.is_unique or not var.columns.is_unique:
+        problems.append(
+            Problem(
+                "error",
+                "Some obs or var column names appear twice.",
+                "Rename the duplicated columns so every column name is unique.",
+            )
+        )
+    return obs_names
+
+
+def _inspect_x(f: h5py.File, summary: Summary, problems: list[Problem]) -> None:
+    x = f["X"]
+    shape = _matrix_shape(x)
+    summary.x_encoding = _encoding(x) or ("array" if isinstance(x, h5py.Dataset) else "group")
+    try:
+        summary.x_dtype = str(_matrix_dtype(x))
+    except KeyError:
+        summary.x_dtype = "unknown"
+    if shape is not None and shape != (summary.n_obs, summary.n_vars):
+        problems.append(
+            Problem(
+                "error",
+                f"X has shape {shape} but obs has {summary.n_obs} rows and var {summary.n_vars}.",
+                "The file is inconsistent; re-create it with anndata.",
+            )
+        )
+    if summary.x_dtype != "unknown" and np.dtype(summary.x_dtype).kind not in "fiu":
+        problems.append(
+            Problem(
+                "error",
+                f"X holds {summary.x_dtype} values; cellxgene needs numbers.",
+                "Store expression values as float or integer.",
+            )
+        )
+
+
+def _inspect_names(
+    frame: pd.DataFrame, axis: str, column: str | None, make_unique: bool, problems: list[Problem]
+) -> pd.Index:
+    what = "cell" if axis == "obs" else "gene"
+    option = "cell-name column" if axis == "obs" else "gene-symbol column"
+    if column:
+        if column not in frame.columns:
+            choices = ", ".join(map(str, list(frame.columns)[:12])) or "none"
+            problems.append(
+                Problem(
+                    "error",
+                    f"The {option} '{column}' is not a column of {axis} (columns: {choices}).",
+                    f"Choose one of the existing {axis} columns, or leave the {option} empty to use the index.",
+                )
+            )
+            return frame.index.astype(str)
+        names = pd.Index(frame[column].astype(str))
+        source = f"{axis} column '{column}'"
+    else:
+        names = pd.Index(frame.index.astype(str))
+        source = f"{axis} index ({axis}_names)"
+    if not names.is_unique and not make_unique:
+        count = int(names.duplicated().sum())
+        fix = (
+            "Turn on 'make gene names unique', choose another gene-symbol column, or make them unique upstream."
+            if axis == "var"
+            else "Choose a cell-name column with unique values, or run obs_names_make_unique upstream."
+        )
+        problems.append(
+            Problem(
+                "error",
+                f"{count} {what} names in the {source} are duplicated (e.g. {_duplicates(names)}); "
+                f"cellxgene needs unique {what} names.",
+                fix,
+            )
+        )
+    return names
+
+
+def _inspect_layer(f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem]) -> None:
+    summary.layers = sorted(f["layers"].keys()) if "layers" in f else []
+    if not options.layer:
+        return
+    if options.layer not in summary.layers:
+        problems.append(
+            Problem(
+                "error",
+                f"The layer '{options.layer}' does not exist (layers: {', '.join(summary.layers) or 'none'}).",
+                "Type the name of an existing layer, or leave it empty to show X.",
+            )
+        )
+        return
+    shape = _matrix_shape(f["layers"][options.layer])
+    if shape is not None and shape != (summary.n_obs, summary.n_vars):
+        problems.append(
+            Problem("error", f"The layer '{options.layer}' has shape {shape}.", "Choose a layer shaped like X.")
+        )
+
+
+def _inspect_embeddings(f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem]) -> None:
+    keys = sorted(f["obsm"].keys()) if "obsm" in f else []
+    for key in keys:
+        node = f["obsm"][key]
+        if not isinstance(node, h5py.Dataset) or node.ndim != 2:
+            summary.embeddings.append(Embedding(key, (), False, "not a 2-D array"))
+            continue
+        shape = tuple(node.shape)
+        if not key.startswith("X_"):
+            summary.embeddings.append(Embedding(key, shape, False, "name does not start with X_"))
+            continue
+        if node.dtype.kind not in "fiu" or shape[0] != summary.n_obs or shape[1] < 2:
+            summary.embeddings.append(Embedding(key, shape, False, "not a numeric n_cells x 2+ array"))
+            continue
+        coords = node[()]
+        if np.isinf(coords).any() if coords.dtype.kind == "f" else False:
+            summary.embeddings.append(Embedding(key, shape, False, "contains infinite values"))
+            continue
+        nan_rows = int(np.isnan(coords).any(axis=1).sum()) if coords.dtype.kind == "f" else 0
+        if nan_rows == summary.n_obs:
+            summary.embeddings.append(Embedding(key, shape, False, "all values are NaN"))
+            continue
+        summary.embeddings.append(Embedding(key, shape, True))
+        if nan_rows:
+            problems.append(
+                Problem(
+                    "warning",
+                    f"Embedding '{key}' has NaN coordinates for {nan_rows} of {summary.n_obs} cells; "
+                    "cellxgene will not draw those cells in it.",
+                    "Recompute the embedding, or subset to the cells that have coordinates.",
+                )
+            )
+
+    wanted = [embedding_name(e) for e in options.embeddings]
+    usable = {e.name[2:] for e in summary.embeddings if e.shown}
+    for name in wanted:
+        if name not in usable:
+            match = next((e for e in summary.embeddings if e.name in (name, f"X_{name}")), None)
+            reason = match.reason if match else "it does not exist"
+            problems.append(
+                Problem(
+                    "error",
+                    f"The embedding '{name}' cannot be shown: {reason}.",
+                    f"Choose among the usable embeddings: {', '.join(sorted(usable)) or 'none'}.",
+                )
+            )
+    if wanted:
+        for embedding in summary.embeddings:
+            embedding.shown = embedding.shown and embedding.name[2:] in wanted
+    if not usable:
+        refused = "; ".join(f"{e.name}: {e.reason}" for e in summary.embeddings) or "obsm is empty"
+        problems.append(
+            Problem(
+                "error",
+                f"No embedding cellxgene can draw ({refused}).",
+                "cellxgene needs at least one obsm entry named X_<name> (e.g. X_umap) with finite "
+                "coordinates for every cell; compute a UMAP/tSNE first, or rename the obsm key to start with X_.",
+            )
+        )
+
+
+def _inspect_categories(
+    obs: pd.DataFrame, options: ViewerOptions, summary: Summary, problems: list[Problem]
+) -> None:
+    limit = int(options.max_category_items)
+    for column in obs.columns:
+        series = obs[column]
+        if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object or series.dtype == bool:
+            n = int(series.nunique(dropna=True))
+            summary.obs_columns[str(column)] = f"categorical, {n} values"
+            if n > limit:
+                problems.append(
+                    Problem(
+                        "warning",
+                        f"obs column '{column}' has {n} categories, more than the limit of {limit}; "
+                        "cellxgene will not offer it for colouring.",
+                        "Raise 'max category items' if you need it.",
+                    )
+                )
+        else:
+            summary.obs_columns[str(column)] = f"continuous ({series.dtype})"
+
+
+def _inspect_previous(options: ViewerOptions, inspection: Inspection) -> None:
+    problems = inspection.problems
+    obs_names = inspection.obs_names
+    assert obs_names is not None
+    if options.previous_annotations:
+        try:
+            labels = read_labels(options.previous_annotations)
+        except LabelsError as err:
+            problems.append(Problem("error", f"The previous annotations cannot be used: {err}", err.fix))
+        else:
+            inspection.summary.user_categories = [str(c) for c in labels.columns]
+            _check_labels_fit(labels, obs_names, inspection.summary, problems)
+    if options.previous_gene_sets:
+        try:
+            gene_sets = read_gene_sets(options.previous_gene_sets)
+        except LabelsError as err:
+            problems.append(Problem("error", f"The previous gene sets cannot be used: {err}", err.fix))
+        else:
+            inspection.summary.gene_sets = sorted(gene_sets)
+
+
+def _check_labels_fit(labels: pd.DataFrame, obs_names: pd.Index, summary: Summary, problems: list[Problem]) -> None:
+    if len(labels) != len(obs_names):
+        problems.append(
+            Problem(
+                "error",
+                f"The previous annotations have {len(labels)} rows but the dataset has {len(obs_names)} cells: "
+                "they were made on another dataset.",
+                "Choose the annotations saved from this same dataset (or subset the dataset the same way).",
+            )
+        )
+        return
+    file_names = pd.Index(labels.index.astype(str))
+    mismatch = np.flatnonzero(file_names != obs_names)
+    if mismatch.size:
+        first = int(mismatch[0])
+        problems.append(
+            Problem(
+                "error",
+                f"The previous annotations name other cells ({mismatch.size} of {len(obs_names)} rows differ; "
+                f"row {first + 1} is '{file_names[first]}' but the dataset has '{obs_names[first]}'): "
+                "they were made on another dataset or with another cell-name column.",
+                "Choose the annotations saved from this dataset, with the same cell-name column.",
+            )
+        )
+    clash = sorted(set(map(str, labels.columns)) & set(summary.obs_columns))
+    if clash:
+        problems.append(
+            Problem(
+                "error",
+                f"The previous annotation categories {clash} have the same names as obs columns; "
+                "cellxgene cannot show both.",
+                "Rename those categories in the annotations CSV (header line), or use the merged h5ad, "
+                "which already holds them, without previous annotations.",
+            )
+        )
+
+
+def format_problems(problems: list[Problem]) -> str:
+    return "\n".join(str(p) for p in problems)
+
