@@ -108,7 +108,9 @@ def build_session(paths: Paths, options: ViewerOptions, known_distribution=None)
 
     export = _export_module()
     scripts = (EXPORT_SCRIPT,) if export and export.available() else ()
-    options_for_config = ViewerOptions(**{**options.__dict__, "extra_scripts": options.extra_scripts + scripts})
+    options_for_config = ViewerOptions(
+        **{**options.__dict__, "extra_scripts": options.extra_scripts + scripts}
+    )
 
     labels_copy = paths.work_dir / "annotations.csv"
     gene_sets_copy = paths.work_dir / "gene-sets.csv"
@@ -185,6 +187,7 @@ def _add_galaxy_routes(app: Flask, session: Session) -> None:
         return send_from_directory(STATIC_DIR, filename, max_age=0)
 
     app.register_blueprint(bp)
+    _limit_diffexp(app, session.options)
 
     @app.before_request
     def track_activity():
@@ -201,6 +204,30 @@ def _add_galaxy_routes(app: Flask, session: Session) -> None:
             response.set_data(b"".join(bytes(chunk) for chunk in body))
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
+
+
+def _limit_diffexp(app: Flask, options: ViewerOptions, wait: float = 30.0) -> None:
+    """At most N differential expressions at once: each one can hold a copy of X's rows."""
+    gate = threading.BoundedSemaphore(max(1, int(options.diffexp_concurrency)))
+    view_name = "api.diffexpobsapi"
+    view = app.view_functions.get(view_name)
+    if view is None:  # cellxgene renamed its endpoint: fail loudly in tests, not silently in production
+        raise RuntimeError(f"cellxgene endpoint {view_name} not found")
+
+    def limited(*args, **kwargs):
+        if not gate.acquire(timeout=wait):
+            response = jsonify(
+                {"message": "Another differential expression is running in this session; try again shortly."}
+            )
+            response.status_code = 503
+            response.headers["Retry-After"] = "5"
+            return response
+        try:
+            return view(*args, **kwargs)
+        finally:
+            gate.release()
+
+    app.view_functions[view_name] = limited
 
 
 def _no_store(response):

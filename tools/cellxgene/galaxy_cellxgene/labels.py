@@ -34,7 +34,9 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         return pd.DataFrame()
     try:
-        labels = pd.read_csv(path, dtype="category", index_col=0, header=0, comment="#", keep_default_na=False)
+        labels = pd.read_csv(
+            path, dtype="category", index_col=0, header=0, comment="#", keep_default_na=False
+        )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
         raise LabelsError(
             f"it is not a cellxgene annotations CSV ({type(err).__name__}: {str(err).strip()[:200]}).",

@@ -98,7 +98,9 @@ class GalaxyAnnotations(AnnotationsLocalFile):
         if self.frozen:
             from server.common.errors import DisabledFeatureError
 
-            raise DisabledFeatureError("This session has finished; its annotations are in your Galaxy history.")
+            raise DisabledFeatureError(
+                "This session has finished; its annotations are in your Galaxy history."
+            )
 
     def write_labels(self, df: pd.DataFrame, data_adaptor) -> None:
         self.check_user_annotations_enabled()
@@ -141,7 +143,9 @@ class GalaxyAnnotations(AnnotationsLocalFile):
             atomic_write(output, text)
         except OSError as err:
             # cellxgene answers ValueError with a 400 and the message; a bare OSError is a 500.
-            self.log.last_error = f"Could not save to the Galaxy output ({err.strerror}); the previous save is kept."
+            self.log.last_error = (
+                f"Could not save to the Galaxy output ({err.strerror}); the previous save is kept."
+            )
             raise ValueError(self.log.last_error) from err
         atomic_write(working_copy, text)
         self.log.last_error = None

@@ -34,7 +34,9 @@ def leaves_out_something(source: Path) -> bool:
         return any(key in f and len(f[key]) > 0 for key in ("layers", "raw", "obsp", "varm", "varp"))
 
 
-def prepare(source: str | Path, work_dir: str | Path, options: ViewerOptions, name: str = "dataset") -> Prepared:
+def prepare(
+    source: str | Path, work_dir: str | Path, options: ViewerOptions, name: str = "dataset"
+) -> Prepared:
     source = Path(source).resolve()
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +83,7 @@ def write_linked(source: Path, target: Path, options: ViewerOptions) -> None:
 
 def unique_names(values) -> list[str]:
     """anndata's rule (`name`, `name-1`, `name-2`, ...) so names match what scanpy users expect."""
-    from anndata.utils import make_index_unique
     import pandas as pd
+    from anndata.utils import make_index_unique
 
     return list(make_index_unique(pd.Index(list(values), dtype=str)))

@@ -36,6 +36,9 @@ class ViewerOptions:
     backed: bool = False
     idle_timeout_minutes: float = 0
     x_distribution: Distribution = "auto"
+    # One user's differential expression must not exhaust the job's memory or cores.
+    diffexp_max_cells: int = 1_000_000
+    diffexp_concurrency: int = 1
     extra_scripts: tuple[str, ...] = field(default=())
 
 
@@ -91,6 +94,9 @@ def server_config(options: ViewerOptions, datapath: str, secret_key: str) -> dic
         "single_dataset__obs_names": options.obs_names or None,
         "single_dataset__var_names": var_names_for_cellxgene(options),
         "adaptor__anndata_adaptor__backed": options.backed,
+        "limits__diffexp_cellcount_max": int(options.diffexp_max_cells)
+        if options.diffexp_max_cells
+        else None,
     }
 
 

@@ -106,7 +106,9 @@ def not_hdf5_problem(path: Path) -> Problem:
         with open(path, "rb") as handle:
             head = handle.read(16)
     except OSError as err:
-        return Problem("error", f"The input cannot be read ({err.strerror}).", "Check that the dataset exists.")
+        return Problem(
+            "error", f"The input cannot be read ({err.strerror}).", "Check that the dataset exists."
+        )
     hint = "it is empty" if not head else f"it starts with {head[:8]!r}"
     return Problem(
         "error",
@@ -268,11 +270,15 @@ def _inspect_layer(f: h5py.File, options: ViewerOptions, summary: Summary, probl
     shape = _matrix_shape(f["layers"][options.layer])
     if shape is not None and shape != (summary.n_obs, summary.n_vars):
         problems.append(
-            Problem("error", f"The layer '{options.layer}' has shape {shape}.", "Choose a layer shaped like X.")
+            Problem(
+                "error", f"The layer '{options.layer}' has shape {shape}.", "Choose a layer shaped like X."
+            )
         )
 
 
-def _inspect_embeddings(f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem]) -> None:
+def _inspect_embeddings(
+    f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem]
+) -> None:
     keys = sorted(f["obsm"].keys()) if "obsm" in f else []
     for key in keys:
         node = f["obsm"][key]
@@ -376,7 +382,9 @@ def _inspect_previous(options: ViewerOptions, inspection: Inspection) -> None:
             inspection.summary.gene_sets = sorted(gene_sets)
 
 
-def _check_labels_fit(labels: pd.DataFrame, obs_names: pd.Index, summary: Summary, problems: list[Problem]) -> None:
+def _check_labels_fit(
+    labels: pd.DataFrame, obs_names: pd.Index, summary: Summary, problems: list[Problem]
+) -> None:
     if len(labels) != len(obs_names):
         problems.append(
             Problem(
@@ -415,4 +423,3 @@ def _check_labels_fit(labels: pd.DataFrame, obs_names: pd.Index, summary: Summar
 
 def format_problems(problems: list[Problem]) -> str:
     return "\n".join(str(p) for p in problems)
-
