@@ -190,9 +190,7 @@ def test_binary_responses_are_not_empty_for_small_requests(runtime):
 
 
 def test_in_a_container_it_binds_the_declared_port_and_registers_nothing(runtime, unused_port):
-    job = runtime(
-        DEMO, "--port", str(unused_port), env={"GALAXY_CELLXGENE_IN_CONTAINER": "1"}, wait_ready=False
-    )
+    job = runtime(DEMO, "--port", str(unused_port), env={"GALAXY_CELLXGENE_IN_CONTAINER": "1"}, wait_ready=False)
     url = f"http://127.0.0.1:{unused_port}/"
     import requests
 

@@ -6,6 +6,7 @@ The fixture waits for the runtime's own readiness signal (container_runtime.json
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -70,9 +71,7 @@ def runtime_command(input_path: Path, job_dir: Path, *extra: str) -> list[str]:
     ]
 
 
-def wait_until(
-    condition: Callable[[], object], timeout: float, what: str, proc: subprocess.Popen | None = None
-):
+def wait_until(condition: Callable[[], object], timeout: float, what: str, proc: subprocess.Popen | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -145,10 +144,8 @@ def runtime(tmp_path: Path) -> Iterator[Callable[..., RuntimeJob]]:
     yield start
     for job in jobs:
         job.send(signal.SIGKILL)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             job.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 @pytest.fixture

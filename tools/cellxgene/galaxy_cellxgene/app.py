@@ -79,9 +79,7 @@ class Session:
         labels = self.store.current_labels(self.data_adaptor)
         gene_sets = self.store.current_gene_sets(self.data_adaptor)
         self.paths.merged_out.parent.mkdir(parents=True, exist_ok=True)
-        merge_into_h5ad(
-            self.paths.source, self.paths.merged_out, labels, gene_sets, scratch_dir=self.paths.work_dir
-        )
+        merge_into_h5ad(self.paths.source, self.paths.merged_out, labels, gene_sets, scratch_dir=self.paths.work_dir)
 
     def status(self) -> dict:
         log_ = self.store.log
@@ -108,9 +106,7 @@ def build_session(paths: Paths, options: ViewerOptions, known_distribution=None)
 
     export = _export_module()
     scripts = (EXPORT_SCRIPT,) if export and export.available() else ()
-    options_for_config = ViewerOptions(
-        **{**options.__dict__, "extra_scripts": options.extra_scripts + scripts}
-    )
+    options_for_config = ViewerOptions(**{**options.__dict__, "extra_scripts": options.extra_scripts + scripts})
 
     labels_copy = paths.work_dir / "annotations.csv"
     gene_sets_copy = paths.work_dir / "gene-sets.csv"

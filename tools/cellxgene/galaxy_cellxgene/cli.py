@@ -19,13 +19,9 @@ def _view_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("what cellxgene shows")
     g.add_argument("--title", help="viewer title (default: the input's name)")
     g.add_argument("--var-names", metavar="COL", help="var column holding gene symbols")
-    g.add_argument(
-        "--make-var-names-unique", action="store_true", help="append -1, -2 to duplicate gene names"
-    )
+    g.add_argument("--make-var-names-unique", action="store_true", help="append -1, -2 to duplicate gene names")
     g.add_argument("--obs-names", metavar="COL", help="obs column holding cell names")
-    g.add_argument(
-        "--embedding", action="append", default=[], metavar="NAME", help="embedding to show (repeat)"
-    )
+    g.add_argument("--embedding", action="append", default=[], metavar="NAME", help="embedding to show (repeat)")
     g.add_argument("--layer", metavar="NAME", help="show this layer instead of X")
     g.add_argument("--previous-annotations", type=Path, metavar="CSV", help="cell labels to resume from")
     g.add_argument("--previous-gene-sets", type=Path, metavar="CSV", help="gene sets to resume from")
@@ -36,9 +32,7 @@ def _view_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-category-items", type=int, default=1000, metavar="N")
     g.add_argument("--diffexp-lfc-cutoff", type=float, default=0.01, metavar="F")
     g.add_argument("--backed", action="store_true", help="read X from disk on demand (less memory, slower)")
-    g.add_argument(
-        "--idle-timeout", type=float, default=0, metavar="MINUTES", help="finish after idling (0: never)"
-    )
+    g.add_argument("--idle-timeout", type=float, default=0, metavar="MINUTES", help="finish after idling (0: never)")
     g.add_argument("--x-distribution", choices=["auto", "normal", "count"], default="auto")
     g.add_argument(
         "--diffexp-max-cells",

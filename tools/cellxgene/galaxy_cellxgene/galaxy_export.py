@@ -162,8 +162,7 @@ def export_files(
 
     created = response.json()
     datasets = [
-        {"id": out.get("id"), "hid": out.get("hid"), "name": out.get("name")}
-        for out in created.get("outputs", [])
+        {"id": out.get("id"), "hid": out.get("hid"), "name": out.get("name")} for out in created.get("outputs", [])
     ]
     jobs = [job.get("id") for job in created.get("jobs", []) if job.get("id")]
     states = _wait_for_jobs(http, target, jobs, wait_seconds)
@@ -175,9 +174,7 @@ def export_files(
     }
 
 
-def _wait_for_jobs(
-    http: requests.Session, target: GalaxyTarget, job_ids: list[str], wait_seconds: float
-) -> list[str]:
+def _wait_for_jobs(http: requests.Session, target: GalaxyTarget, job_ids: list[str], wait_seconds: float) -> list[str]:
     deadline = time.monotonic() + wait_seconds
     states: dict[str, str] = {}
     while True:

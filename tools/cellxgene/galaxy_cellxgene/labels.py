@@ -34,9 +34,7 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         return pd.DataFrame()
     try:
-        labels = pd.read_csv(
-            path, dtype="category", index_col=0, header=0, comment="#", keep_default_na=False
-        )
+        labels = pd.read_csv(path, dtype="category", index_col=0, header=0, comment="#", keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
         raise LabelsError(
             f"it is not a cellxgene annotations CSV ({type(err).__name__}: {str(err).strip()[:200]}).",
@@ -124,8 +122,7 @@ def align_labels(labels: pd.DataFrame, obs: pd.DataFrame) -> pd.DataFrame:
     candidates = [obs.index.astype(str)] + [obs[c].astype(str) for c in obs.columns if obs[c].dtype != float]
     if not any(names.equals(pd.Index(c)) for c in candidates):
         raise LabelsError(
-            "the cell names in the annotations do not match this dataset's cells: they were made on "
-            "another dataset.",
+            "the cell names in the annotations do not match this dataset's cells: they were made on another dataset.",
             "Use the annotations saved from this same dataset.",
         )
     aligned = labels.copy()

@@ -98,9 +98,7 @@ class GalaxyAnnotations(AnnotationsLocalFile):
         if self.frozen:
             from server.common.errors import DisabledFeatureError
 
-            raise DisabledFeatureError(
-                "This session has finished; its annotations are in your Galaxy history."
-            )
+            raise DisabledFeatureError("This session has finished; its annotations are in your Galaxy history.")
 
     def write_labels(self, df: pd.DataFrame, data_adaptor) -> None:
         self.check_user_annotations_enabled()
@@ -131,9 +129,7 @@ class GalaxyAnnotations(AnnotationsLocalFile):
             text = gene_sets_csv(gene_sets, csv_header("Gene sets", self.source_name))
             self._write_both(self.gene_sets_output, Path(self.gene_sets_output_file), text)
             self.last_geneset_fname = self.gene_sets_output_file
-            self.last_geneset = (
-                gene_sets if isinstance(gene_sets, dict) else {g["geneset_name"]: g for g in gene_sets}
-            )
+            self.last_geneset = gene_sets if isinstance(gene_sets, dict) else {g["geneset_name"]: g for g in gene_sets}
             self.log.gene_set_saves += 1
             self.log.gene_sets = sorted(self.last_geneset)
             self._saved()
@@ -143,9 +139,7 @@ class GalaxyAnnotations(AnnotationsLocalFile):
             atomic_write(output, text)
         except OSError as err:
             # cellxgene answers ValueError with a 400 and the message; a bare OSError is a 500.
-            self.log.last_error = (
-                f"Could not save to the Galaxy output ({err.strerror}); the previous save is kept."
-            )
+            self.log.last_error = f"Could not save to the Galaxy output ({err.strerror}); the previous save is kept."
             raise ValueError(self.log.last_error) from err
         atomic_write(working_copy, text)
         self.log.last_error = None

@@ -34,9 +34,7 @@ def leaves_out_something(source: Path) -> bool:
         return any(key in f and len(f[key]) > 0 for key in ("layers", "raw", "obsp", "varm", "varp"))
 
 
-def prepare(
-    source: str | Path, work_dir: str | Path, options: ViewerOptions, name: str = "dataset"
-) -> Prepared:
+def prepare(source: str | Path, work_dir: str | Path, options: ViewerOptions, name: str = "dataset") -> Prepared:
     source = Path(source).resolve()
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -71,9 +69,7 @@ def write_linked(source: Path, target: Path, options: ViewerOptions) -> None:
                 src.copy(src[group], dst, name=group)
         if options.make_var_names_unique:
             var = read_elem(src["var"])
-            var.index = unique_names(
-                var[options.var_names].astype(str) if options.var_names else var.index.astype(str)
-            )
+            var.index = unique_names(var[options.var_names].astype(str) if options.var_names else var.index.astype(str))
             var.index.name = None
             del dst["var"]
             write_elem(dst, "var", var)

@@ -39,9 +39,7 @@ def in_container(env: Mapping[str, str]) -> bool:
     return env.get("GALAXY_CELLXGENE_IN_CONTAINER", "").strip().lower() in ("1", "true", "yes")
 
 
-def plan_binding(
-    register: str, port: int, host: str | None, env: Mapping[str, str], container: bool
-) -> Binding:
+def plan_binding(register: str, port: int, host: str | None, env: Mapping[str, str], container: bool) -> Binding:
     """Decide where to listen and whether to register; never both a fixed port and a registration."""
     if register == "always" or (register == "auto" and not container):
         advertise = env.get("GALAXY_CELLXGENE_HOST") or host or "127.0.0.1"

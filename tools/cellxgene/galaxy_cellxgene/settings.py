@@ -94,9 +94,7 @@ def server_config(options: ViewerOptions, datapath: str, secret_key: str) -> dic
         "single_dataset__obs_names": options.obs_names or None,
         "single_dataset__var_names": var_names_for_cellxgene(options),
         "adaptor__anndata_adaptor__backed": options.backed,
-        "limits__diffexp_cellcount_max": int(options.diffexp_max_cells)
-        if options.diffexp_max_cells
-        else None,
+        "limits__diffexp_cellcount_max": int(options.diffexp_max_cells) if options.diffexp_max_cells else None,
     }
 
 

@@ -106,9 +106,7 @@ def not_hdf5_problem(path: Path) -> Problem:
         with open(path, "rb") as handle:
             head = handle.read(16)
     except OSError as err:
-        return Problem(
-            "error", f"The input cannot be read ({err.strerror}).", "Check that the dataset exists."
-        )
+        return Problem("error", f"The input cannot be read ({err.strerror}).", "Check that the dataset exists.")
     hint = "it is empty" if not head else f"it starts with {head[:8]!r}"
     return Problem(
         "error",
@@ -142,9 +140,7 @@ def inspect(path: str | Path, options: ViewerOptions) -> Inspection:
     return inspection
 
 
-def _inspect_file(
-    f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem]
-) -> pd.Index | None:
+def _inspect_file(f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem]) -> pd.Index | None:
     missing = [key for key in ("X", "obs", "var") if key not in f]
     if missing:
         problems.append(
@@ -270,15 +266,11 @@ def _inspect_layer(f: h5py.File, options: ViewerOptions, summary: Summary, probl
     shape = _matrix_shape(f["layers"][options.layer])
     if shape is not None and shape != (summary.n_obs, summary.n_vars):
         problems.append(
-            Problem(
-                "error", f"The layer '{options.layer}' has shape {shape}.", "Choose a layer shaped like X."
-            )
+            Problem("error", f"The layer '{options.layer}' has shape {shape}.", "Choose a layer shaped like X.")
         )
 
 
-def _inspect_embeddings(
-    f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem]
-) -> None:
+def _inspect_embeddings(f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem]) -> None:
     keys = sorted(f["obsm"].keys()) if "obsm" in f else []
     for key in keys:
         node = f["obsm"][key]
@@ -339,9 +331,7 @@ def _inspect_embeddings(
         )
 
 
-def _inspect_categories(
-    obs: pd.DataFrame, options: ViewerOptions, summary: Summary, problems: list[Problem]
-) -> None:
+def _inspect_categories(obs: pd.DataFrame, options: ViewerOptions, summary: Summary, problems: list[Problem]) -> None:
     limit = int(options.max_category_items)
     for column in obs.columns:
         series = obs[column]
@@ -382,9 +372,7 @@ def _inspect_previous(options: ViewerOptions, inspection: Inspection) -> None:
             inspection.summary.gene_sets = sorted(gene_sets)
 
 
-def _check_labels_fit(
-    labels: pd.DataFrame, obs_names: pd.Index, summary: Summary, problems: list[Problem]
-) -> None:
+def _check_labels_fit(labels: pd.DataFrame, obs_names: pd.Index, summary: Summary, problems: list[Problem]) -> None:
     if len(labels) != len(obs_names):
         problems.append(
             Problem(
