@@ -18,6 +18,7 @@ EXIT_INPUT = 2
 def _view_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("what cellxgene shows")
     g.add_argument("--title", help="viewer title (default: the input's name)")
+    g.add_argument("--title-file", type=Path, help="read the title from this file (keeps any text away from a shell)")
     g.add_argument("--var-names", metavar="COL", help="var column holding gene symbols")
     g.add_argument("--make-var-names-unique", action="store_true", help="append -1, -2 to duplicate gene names")
     g.add_argument("--obs-names", metavar="COL", help="obs column holding cell names")
@@ -50,9 +51,17 @@ def _view_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def title_from_args(args: argparse.Namespace) -> str | None:
+    if args.title_file is not None:
+        # One line, bounded: a title is a label, and cellxgene shows it in the page header.
+        text = args.title_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        return text[0].strip()[:200] if text else None
+    return args.title or None
+
+
 def options_from_args(args: argparse.Namespace) -> ViewerOptions:
     return ViewerOptions(
-        title=args.title or None,
+        title=title_from_args(args),
         var_names=args.var_names or None,
         make_var_names_unique=args.make_var_names_unique,
         obs_names=args.obs_names or None,

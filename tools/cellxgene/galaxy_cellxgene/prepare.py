@@ -17,8 +17,8 @@ import h5py
 
 from galaxy_cellxgene.settings import ViewerOptions, must_rewrite_metadata
 
-# Groups cellxgene reads; anything else (layers, raw, obsp, varm, varp) is left out.
-KEPT_GROUPS = ("obs", "var", "obsm", "uns")
+# Groups cellxgene reads, linked rather than copied; layers, raw, obsp, varm, varp are left out.
+LINKED_GROUPS = ("obs", "var", "obsm", "uns")
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,11 @@ def prepare(source: str | Path, work_dir: str | Path, options: ViewerOptions, na
 
 
 def write_linked(source: Path, target: Path, options: ViewerOptions) -> None:
-    """Small h5ad: metadata copied, X an absolute external link into `source`."""
+    """Small h5ad of absolute external links into `source`; only a changed var is written.
+
+    h5py resolves links to groups and datasets alike, so anndata (and cellxgene) read the
+    linked obs/obsm/uns/X as if they were local; the file stays a few kilobytes at any size.
+    """
     from anndata.io import read_elem, write_elem
 
     matrix = f"/layers/{options.layer}" if options.layer else "/X"
@@ -64,14 +68,13 @@ def write_linked(source: Path, target: Path, options: ViewerOptions) -> None:
     with h5py.File(source, "r") as src, h5py.File(tmp, "w") as dst:
         for key, value in src.attrs.items():
             dst.attrs[key] = value
-        for group in KEPT_GROUPS:
-            if group in src:
-                src.copy(src[group], dst, name=group)
+        for group in LINKED_GROUPS:
+            if group in src and not (group == "var" and options.make_var_names_unique):
+                dst[group] = h5py.ExternalLink(str(source), f"/{group}")
         if options.make_var_names_unique:
             var = read_elem(src["var"])
             var.index = unique_names(var[options.var_names].astype(str) if options.var_names else var.index.astype(str))
             var.index.name = None
-            del dst["var"]
             write_elem(dst, "var", var)
         dst["X"] = h5py.ExternalLink(str(source), matrix)
     os.replace(tmp, target)
