@@ -50,6 +50,7 @@ class Session:
     options: ViewerOptions
     data_adaptor: object
     finished: threading.Event = field(default_factory=threading.Event)
+    distribution_known: threading.Event = field(default_factory=threading.Event)
     finish_reason: str | None = None
     finish_error: str | None = None
     last_activity: float = field(default_factory=time.monotonic)
@@ -99,7 +100,7 @@ class Session:
         }
 
 
-def build_session(paths: Paths, options: ViewerOptions, known_distribution=None) -> Session:
+def build_session(paths: Paths, options: ViewerOptions) -> Session:
     from server.cli.launch import CliLaunchServer
     from server.common.config.app_config import AppConfig
     from server.common.errors import ConfigurationError, DatasetAccessError
@@ -117,7 +118,9 @@ def build_session(paths: Paths, options: ViewerOptions, known_distribution=None)
     try:
         app_config.update_server_config(**server_config(options, str(paths.prepared), secrets.token_hex(32)))
         app_config.update_dataset_config(
-            **dataset_config(options_for_config, str(labels_copy), str(gene_sets_copy), known_distribution)
+            # "normal" is a placeholder when auto: the real value is set right after loading,
+            # without cellxgene's per-start numba compile (see distribution.py).
+            **dataset_config(options_for_config, str(labels_copy), str(gene_sets_copy), "normal")
         )
         app_config.complete_config(lambda message: log.info("[cellxgene] %s", message))
     except (ConfigurationError, DatasetAccessError) as err:
@@ -127,6 +130,7 @@ def build_session(paths: Paths, options: ViewerOptions, known_distribution=None)
 
     dataset_cfg = app_config.dataset_config
     data_adaptor = app_config.server_config.data_adaptor
+    distribution_known = _settle_distribution(data_adaptor, paths.prepared, options)
     store = GalaxyAnnotations(
         dataset_cfg.user_annotations.config,
         labels_copy,
@@ -139,12 +143,41 @@ def build_session(paths: Paths, options: ViewerOptions, known_distribution=None)
     store.publish_initial(data_adaptor)
 
     app = CliLaunchServer(app_config).app
-    session = Session(app, store, paths, options, data_adaptor)
+    session = Session(app, store, paths, options, data_adaptor, distribution_known=distribution_known)
     _add_galaxy_routes(app, session)
     if scripts:
         export.register(app, paths.annotations_out, paths.gene_sets_out, options.title or paths.source.name)
         app.config["GALAXY_EXPORT_ENABLED"] = True
     return session
+
+
+def _settle_distribution(data_adaptor, prepared: Path, options: ViewerOptions) -> threading.Event:
+    """Replace the placeholder with cellxgene's own rule, computed by numpy.
+
+    In memory it takes milliseconds, so it happens now; in backed mode it streams the file,
+    so it runs beside the viewer and differential expression waits for it.
+    """
+    from server.common.constants import XApproximateDistribution
+
+    from galaxy_cellxgene import distribution
+
+    done = threading.Event()
+    if options.x_distribution != "auto":
+        done.set()
+        return done
+
+    def settle(measure) -> None:
+        try:
+            data_adaptor.X_approximate_distribution = XApproximateDistribution(measure())
+        finally:
+            done.set()
+
+    if getattr(data_adaptor.data, "isbacked", False):
+        measure = lambda: distribution.of_file(str(prepared), "X")  # noqa: E731
+        threading.Thread(target=settle, args=(measure,), name="distribution", daemon=True).start()
+    else:
+        settle(lambda: distribution.of_matrix(data_adaptor.data.X))
+    return done
 
 
 def _seed(previous: Path | None, working_copy: Path) -> None:
@@ -183,7 +216,7 @@ def _add_galaxy_routes(app: Flask, session: Session) -> None:
         return send_from_directory(STATIC_DIR, filename, max_age=0)
 
     app.register_blueprint(bp)
-    _limit_diffexp(app, session.options)
+    _limit_diffexp(app, session.options, session.distribution_known)
 
     @app.before_request
     def track_activity():
@@ -202,7 +235,7 @@ def _add_galaxy_routes(app: Flask, session: Session) -> None:
         return response
 
 
-def _limit_diffexp(app: Flask, options: ViewerOptions, wait: float = 30.0) -> None:
+def _limit_diffexp(app: Flask, options: ViewerOptions, ready: threading.Event, wait: float = 30.0) -> None:
     """At most N differential expressions at once: each one can hold a copy of X's rows."""
     gate = threading.BoundedSemaphore(max(1, int(options.diffexp_concurrency)))
     view_name = "api.diffexpobsapi"
@@ -211,6 +244,7 @@ def _limit_diffexp(app: Flask, options: ViewerOptions, wait: float = 30.0) -> No
         raise RuntimeError(f"cellxgene endpoint {view_name} not found")
 
     def limited(*args, **kwargs):
+        ready.wait(timeout=600)  # backed mode: the distribution is still being measured
         if not gate.acquire(timeout=wait):
             response = jsonify(
                 {"message": "Another differential expression is running in this session; try again shortly."}

@@ -145,7 +145,7 @@ def run_view(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     options = options_from_args(args)
-    inspection = inspect(args.input, options)
+    inspection = inspect(args.input, options, thorough=False)
     for problem in inspection.warnings:
         print(str(problem), file=sys.stderr)
     if inspection.errors:
@@ -166,6 +166,10 @@ def run_view(args: argparse.Namespace) -> int:
     try:
         session = build_session(paths, options)
     except StartupError as err:
+        # The quick check skipped what cellxgene checks anyway; now report every problem.
+        thorough = inspect(args.input, options)
+        if thorough.errors:
+            return fail(thorough.errors)
         print(f"ERROR: cellxgene refused the dataset: {err}", file=sys.stderr)
         return EXIT_INPUT
     log(f"cellxgene loaded {inspection.summary.n_obs} cells in {time.monotonic() - started:.2f} s")

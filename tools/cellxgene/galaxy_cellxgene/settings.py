@@ -75,12 +75,10 @@ def must_rewrite_metadata(options: ViewerOptions) -> bool:
 
 
 def distribution(options: ViewerOptions, known: Distribution | None) -> Distribution:
-    """cellxgene's `auto` costs a numba compile per start and is refused in backed mode."""
+    """An explicit choice wins; else what the runtime measured (see distribution.py)."""
     if options.x_distribution != "auto":
         return options.x_distribution
-    if known is not None:
-        return known
-    return "normal" if options.backed else "auto"
+    return known or "auto"
 
 
 def server_config(options: ViewerOptions, datapath: str, secret_key: str) -> dict[str, Any]:

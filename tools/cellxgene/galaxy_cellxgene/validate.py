@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from galaxy_cellxgene.frames import column_kind, read_frame
 from galaxy_cellxgene.labels import LabelsError, read_gene_sets, read_labels
 from galaxy_cellxgene.settings import ViewerOptions, embedding_name
 
@@ -70,13 +71,8 @@ class Inspection:
         return [p for p in self.problems if p.severity == "warning"]
 
 
-def _read_frame(group: h5py.Group) -> pd.DataFrame:
-    from anndata.io import read_elem
-
-    frame = read_elem(group)
-    if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"{group.name} is not a dataframe")
-    return frame
+def _read_frame(group: h5py.Group):
+    return read_frame(group)
 
 
 def _encoding(node: h5py.Group | h5py.Dataset) -> str:
@@ -116,7 +112,10 @@ def not_hdf5_problem(path: Path) -> Problem:
     )
 
 
-def inspect(path: str | Path, options: ViewerOptions) -> Inspection:
+def inspect(path: str | Path, options: ViewerOptions, thorough: bool = True) -> Inspection:
+    """Every problem at once. `thorough=False` skips reading all cell names when nothing else
+    needs them: cellxgene checks their uniqueness itself while loading, and on that failure
+    the caller runs the thorough check to report everything (see cli.run_view)."""
     path = Path(path)
     summary = Summary()
     problems: list[Problem] = []
@@ -124,7 +123,7 @@ def inspect(path: str | Path, options: ViewerOptions) -> Inspection:
         return Inspection(summary, [not_hdf5_problem(path)])
     try:
         with h5py.File(path, "r") as f:
-            obs_names = _inspect_file(f, options, summary, problems)
+            readable, obs_names = _inspect_file(f, options, summary, problems, thorough)
     except OSError as err:
         problems.append(
             Problem(
@@ -135,12 +134,14 @@ def inspect(path: str | Path, options: ViewerOptions) -> Inspection:
         )
         return Inspection(summary, problems)
     inspection = Inspection(summary, problems, obs_names)
-    if obs_names is not None:
+    if readable:
         _inspect_previous(options, inspection)
     return inspection
 
 
-def _inspect_file(f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem]) -> pd.Index | None:
+def _inspect_file(
+    f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem], thorough: bool = True
+) -> tuple[bool, pd.Index | None]:
     missing = [key for key in ("X", "obs", "var") if key not in f]
     if missing:
         problems.append(
@@ -152,7 +153,7 @@ def _inspect_file(f: h5py.File, options: ViewerOptions, summary: Summary, proble
                 "file must be converted to h5ad first.",
             )
         )
-        return None
+        return False, None
     try:
         obs = _read_frame(f["obs"])
         var = _read_frame(f["var"])
@@ -164,11 +165,12 @@ def _inspect_file(f: h5py.File, options: ViewerOptions, summary: Summary, proble
                 "Re-save the dataset with a current anndata (>= 0.8), e.g. with the anndata tools in Galaxy.",
             )
         )
-        return None
+        return False, None
 
     summary.n_obs, summary.n_vars = len(obs), len(var)
     _inspect_x(f, summary, problems)
-    obs_names = _inspect_names(obs, "obs", options.obs_names, False, problems)
+    need_obs_names = thorough or options.obs_names or options.previous_annotations
+    obs_names = _inspect_names(obs, "obs", options.obs_names, False, problems) if need_obs_names else None
     _inspect_names(var, "var", options.var_names, options.make_var_names_unique, problems)
     _inspect_layer(f, options, summary, problems)
     _inspect_embeddings(f, options, summary, problems)
@@ -182,7 +184,7 @@ def _inspect_file(f: h5py.File, options: ViewerOptions, summary: Summary, proble
                 "Rename the duplicated columns so every column name is unique.",
             )
         )
-    return obs_names
+    return True, obs_names
 
 
 def _inspect_x(f: h5py.File, summary: Summary, problems: list[Problem]) -> None:
@@ -331,30 +333,28 @@ def _inspect_embeddings(f: h5py.File, options: ViewerOptions, summary: Summary, 
         )
 
 
-def _inspect_categories(obs: pd.DataFrame, options: ViewerOptions, summary: Summary, problems: list[Problem]) -> None:
+def _inspect_categories(obs, options: ViewerOptions, summary: Summary, problems: list[Problem]) -> None:
     limit = int(options.max_category_items)
     for column in obs.columns:
-        series = obs[column]
-        if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object or series.dtype == bool:
-            n = int(series.nunique(dropna=True))
-            summary.obs_columns[str(column)] = f"categorical, {n} values"
-            if n > limit:
-                problems.append(
-                    Problem(
-                        "warning",
-                        f"obs column '{column}' has {n} categories, more than the limit of {limit}; "
-                        "cellxgene will not offer it for colouring.",
-                        "Raise 'max category items' if you need it.",
-                    )
+        kind, n, dtype = column_kind(obs, column)
+        if kind == "continuous":
+            summary.obs_columns[str(column)] = f"continuous ({dtype})"
+            continue
+        summary.obs_columns[str(column)] = f"categorical, {n} values"
+        if n is not None and n > limit:
+            problems.append(
+                Problem(
+                    "warning",
+                    f"obs column '{column}' has {n} categories, more than the limit of {limit}; "
+                    "cellxgene will not offer it for colouring.",
+                    "Raise 'max category items' if you need it.",
                 )
-        else:
-            summary.obs_columns[str(column)] = f"continuous ({series.dtype})"
+            )
 
 
 def _inspect_previous(options: ViewerOptions, inspection: Inspection) -> None:
     problems = inspection.problems
     obs_names = inspection.obs_names
-    assert obs_names is not None
     if options.previous_annotations:
         try:
             labels = read_labels(options.previous_annotations)
@@ -362,7 +362,9 @@ def _inspect_previous(options: ViewerOptions, inspection: Inspection) -> None:
             problems.append(Problem("error", f"The previous annotations cannot be used: {err}", err.fix))
         else:
             inspection.summary.user_categories = [str(c) for c in labels.columns]
-            _check_labels_fit(labels, obs_names, inspection.summary, problems)
+            # No categories (cellxgene writes 0 bytes when all were deleted): nothing to fit.
+            if len(labels.columns) and obs_names is not None:
+                _check_labels_fit(labels, obs_names, inspection.summary, problems)
     if options.previous_gene_sets:
         try:
             gene_sets = read_gene_sets(options.previous_gene_sets)
