@@ -227,3 +227,24 @@ def test_bad_input_fails_fast_with_a_named_problem(runtime, name, expected):
     assert "Fix:" in job.log
     assert "Traceback" not in job.log
     assert not (job.job_dir / "container_runtime.json").exists()
+
+
+def test_gene_requests_are_served_from_the_column_copy(runtime, tmp_path):
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(7)
+    n_cells, n_genes = 600, 80
+    X = sp.random(n_cells, n_genes, density=0.2, format="csr", dtype=np.float32, random_state=rng)
+    adata = ad.AnnData(
+        X,
+        obs=pd.DataFrame(index=[f"c{i}" for i in range(n_cells)]),
+        var=pd.DataFrame(index=[f"g{i}" for i in range(n_genes)]),
+    )
+    adata.obsm["X_umap"] = rng.normal(size=(n_cells, 2)).astype(np.float32)
+    path = tmp_path / "csr.h5ad"
+    adata.write_h5ad(path)
+
+    job = runtime(path)
+    wait_until(lambda: job.client.status()["column_copy"] == "ready", 60, "the column copy", job.proc)
+    for gene in (0, 41, n_genes - 1):
+        np.testing.assert_array_equal(job.client.expression(f"g{gene}"), X[:, gene].toarray().ravel())

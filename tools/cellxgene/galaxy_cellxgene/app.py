@@ -17,9 +17,10 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, jsonify, send_from_directory
 
+from galaxy_cellxgene.columns import ColumnStore
 from galaxy_cellxgene.labels import merge_into_h5ad
 from galaxy_cellxgene.outputs import GalaxyAnnotations
-from galaxy_cellxgene.settings import EXPORT_SCRIPT, ViewerOptions, dataset_config, server_config
+from galaxy_cellxgene.settings import EXPORT_SCRIPT, ViewerOptions, dataset_config, server_config, use_column_copy
 
 log = logging.getLogger("galaxy_cellxgene")
 STATIC_DIR = Path(__file__).with_name("static")
@@ -51,6 +52,7 @@ class Session:
     data_adaptor: object
     finished: threading.Event = field(default_factory=threading.Event)
     distribution_known: threading.Event = field(default_factory=threading.Event)
+    columns: ColumnStore | None = None
     finish_reason: str | None = None
     finish_error: str | None = None
     last_activity: float = field(default_factory=time.monotonic)
@@ -82,10 +84,18 @@ class Session:
         self.paths.merged_out.parent.mkdir(parents=True, exist_ok=True)
         merge_into_h5ad(self.paths.source, self.paths.merged_out, labels, gene_sets, scratch_dir=self.paths.work_dir)
 
+    def _column_state(self) -> str:
+        if self.columns is None:
+            return "off"
+        if self.columns.error:
+            return f"failed: {self.columns.error}"
+        return "ready" if self.columns.matrix is not None else "building"
+
     def status(self) -> dict:
         log_ = self.store.log
         return {
             "title": self.options.title,
+            "column_copy": self._column_state(),
             "label_saves": log_.label_saves,
             "gene_set_saves": log_.gene_set_saves,
             "categories": log_.categories,
@@ -114,9 +124,12 @@ def build_session(paths: Paths, options: ViewerOptions) -> Session:
     _seed(paths.previous_annotations, labels_copy)
     _seed(paths.previous_gene_sets, gene_sets_copy)
 
+    columns = use_column_copy(options, *_matrix_format(paths.prepared))
     app_config = AppConfig()
     try:
-        app_config.update_server_config(**server_config(options, str(paths.prepared), secrets.token_hex(32)))
+        app_config.update_server_config(
+            **server_config(options, str(paths.prepared), secrets.token_hex(32), load_backed=columns or None)
+        )
         app_config.update_dataset_config(
             # "normal" is a placeholder when auto: the real value is set right after loading,
             # without cellxgene's per-start numba compile (see distribution.py).
@@ -130,7 +143,11 @@ def build_session(paths: Paths, options: ViewerOptions) -> Session:
 
     dataset_cfg = app_config.dataset_config
     data_adaptor = app_config.server_config.data_adaptor
-    distribution_known = _settle_distribution(data_adaptor, paths.prepared, options)
+    store_of_columns = ColumnStore(data_adaptor, str(paths.prepared)) if columns else None
+    if columns and data_adaptor.get_shape()[0] * data_adaptor.get_shape()[1] <= 5e8:
+        # cellxgene warns "diffexp may be slow" for backed data; ours is in memory shortly.
+        data_adaptor.parameters.pop("diffexp-may-be-slow", None)
+    distribution_known = _settle_distribution(data_adaptor, paths.prepared, options, store_of_columns)
     store = GalaxyAnnotations(
         dataset_cfg.user_annotations.config,
         labels_copy,
@@ -143,7 +160,9 @@ def build_session(paths: Paths, options: ViewerOptions) -> Session:
     store.publish_initial(data_adaptor)
 
     app = CliLaunchServer(app_config).app
-    session = Session(app, store, paths, options, data_adaptor, distribution_known=distribution_known)
+    session = Session(
+        app, store, paths, options, data_adaptor, distribution_known=distribution_known, columns=store_of_columns
+    )
     _add_galaxy_routes(app, session)
     if scripts:
         export.register(app, paths.annotations_out, paths.gene_sets_out, options.title or paths.source.name)
@@ -151,32 +170,53 @@ def build_session(paths: Paths, options: ViewerOptions) -> Session:
     return session
 
 
-def _settle_distribution(data_adaptor, prepared: Path, options: ViewerOptions) -> threading.Event:
-    """Replace the placeholder with cellxgene's own rule, computed by numpy.
+def _matrix_format(path: Path) -> tuple[str, str]:
+    import h5py
 
-    In memory it takes milliseconds, so it happens now; in backed mode it streams the file,
-    so it runs beside the viewer and differential expression waits for it.
+    with h5py.File(path, "r") as f:
+        node = f["X"]
+        encoding = node.attrs.get("encoding-type", "array")
+        encoding = encoding.decode() if isinstance(encoding, bytes) else str(encoding)
+        dtype = node.dtype if isinstance(node, h5py.Dataset) else node["data"].dtype
+        return encoding, str(dtype)
+
+
+def _settle_distribution(
+    data_adaptor, prepared: Path, options: ViewerOptions, columns: ColumnStore | None
+) -> threading.Event:
+    """Build the column copy, and replace the distribution placeholder with cellxgene's rule.
+
+    With X in memory the rule takes milliseconds, so it runs now. With X on disk (the column
+    copy being built, or the user's backed mode) it runs beside the viewer, on the copy once
+    built or streaming the file, and differential expression waits for it.
     """
     from server.common.constants import XApproximateDistribution
 
     from galaxy_cellxgene import distribution
 
     done = threading.Event()
-    if options.x_distribution != "auto":
+    auto = options.x_distribution == "auto"
+    on_disk = columns is not None or getattr(data_adaptor.data, "isbacked", False)
+    if not on_disk:
+        if auto:
+            data_adaptor.X_approximate_distribution = XApproximateDistribution(
+                distribution.of_matrix(data_adaptor.data.X)
+            )
         done.set()
         return done
 
-    def settle(measure) -> None:
+    def work() -> None:
         try:
-            data_adaptor.X_approximate_distribution = XApproximateDistribution(measure())
+            if columns is not None:
+                columns.build()
+            if auto:
+                in_memory = columns is not None and columns.matrix is not None
+                value = distribution.of_matrix(columns.matrix) if in_memory else distribution.of_file(str(prepared))
+                data_adaptor.X_approximate_distribution = XApproximateDistribution(value)
         finally:
             done.set()
 
-    if getattr(data_adaptor.data, "isbacked", False):
-        measure = lambda: distribution.of_file(str(prepared), "X")  # noqa: E731
-        threading.Thread(target=settle, args=(measure,), name="distribution", daemon=True).start()
-    else:
-        settle(lambda: distribution.of_matrix(data_adaptor.data.X))
+    threading.Thread(target=work, name="background-load", daemon=True).start()
     return done
 
 

@@ -81,7 +81,10 @@ def distribution(options: ViewerOptions, known: Distribution | None) -> Distribu
     return known or "auto"
 
 
-def server_config(options: ViewerOptions, datapath: str, secret_key: str) -> dict[str, Any]:
+def server_config(
+    options: ViewerOptions, datapath: str, secret_key: str, load_backed: bool | None = None
+) -> dict[str, Any]:
+    """`load_backed` lets the runtime open X on disk while it builds its own copy (columns.py)."""
     return {
         "app__verbose": False,
         "app__debug": False,
@@ -91,7 +94,7 @@ def server_config(options: ViewerOptions, datapath: str, secret_key: str) -> dic
         "single_dataset__title": options.title or None,
         "single_dataset__obs_names": options.obs_names or None,
         "single_dataset__var_names": var_names_for_cellxgene(options),
-        "adaptor__anndata_adaptor__backed": options.backed,
+        "adaptor__anndata_adaptor__backed": options.backed if load_backed is None else load_backed,
         "limits__diffexp_cellcount_max": int(options.diffexp_max_cells) if options.diffexp_max_cells else None,
     }
 
@@ -116,6 +119,12 @@ def dataset_config(
         "diffexp__lfc_cutoff": float(options.diffexp_lfc_cutoff),
         "X_approximate_distribution": distribution(options, known_distribution),
     }
+
+
+def use_column_copy(options: ViewerOptions, x_encoding: str, x_dtype: str) -> bool:
+    """A CSC copy pays off for a row-major sparse X of floats (cellxgene's backed reader
+    refuses other dtypes); the user's backed mode means 'keep X on disk', so it wins."""
+    return not options.backed and x_encoding == "csr_matrix" and x_dtype in ("float32", "float64")
 
 
 def idle_timeout_seconds(options: ViewerOptions) -> float | None:
