@@ -248,3 +248,14 @@ def test_gene_requests_are_served_from_the_column_copy(runtime, tmp_path):
     wait_until(lambda: job.client.status()["column_copy"] == "ready", 60, "the column copy", job.proc)
     for gene in (0, 41, n_genes - 1):
         np.testing.assert_array_equal(job.client.expression(f"g{gene}"), X[:, gene].toarray().ravel())
+
+
+def test_differential_expression_is_bounded_per_session(runtime):
+    job = runtime(DEMO, "--diffexp-max-cells", "100")
+    assert job.client.config()["limits"]["diffexp_cellcount_max"] == 100
+    small = job.client.diffexp(range(0, 40), range(40, 80))
+    assert small.ok, small.text
+    assert len(small.json()["positive"]) > 0
+    too_big = job.client.diffexp(range(0, 60), range(60, 120))
+    assert too_big.status_code == 400
+    assert "limit" in too_big.text.lower()

@@ -103,6 +103,15 @@ class UiClient:
         response.raise_for_status()
         return decode_matrix_fbs(response.content).to_numpy()[:, 0]
 
+    def diffexp(self, cells_a: Sequence[int], cells_b: Sequence[int], count: int = 10) -> requests.Response:
+        """The UI's "compute differential expression" between two cell selections (obs positions)."""
+
+        def selection(cells):
+            return {"filter": {"obs": {"index": [int(c) for c in cells]}}}
+
+        body = {"mode": "topN", "count": count, "set1": selection(cells_a), "set2": selection(cells_b)}
+        return self.session.post(self.url(API + "diffexp/obs"), json=body, timeout=self.timeout)
+
     def status(self) -> dict:
         response = self.get("galaxy/status")
         response.raise_for_status()

@@ -20,7 +20,14 @@ from flask import Blueprint, Flask, jsonify, send_from_directory
 from galaxy_cellxgene.columns import ColumnStore
 from galaxy_cellxgene.labels import merge_into_h5ad
 from galaxy_cellxgene.outputs import GalaxyAnnotations
-from galaxy_cellxgene.settings import EXPORT_SCRIPT, ViewerOptions, dataset_config, server_config, use_column_copy
+from galaxy_cellxgene.settings import (
+    EXPORT_SCRIPT,
+    ViewerOptions,
+    dataset_config,
+    diffexp_cell_limit,
+    server_config,
+    use_column_copy,
+)
 
 log = logging.getLogger("galaxy_cellxgene")
 STATIC_DIR = Path(__file__).with_name("static")
@@ -143,6 +150,8 @@ def build_session(paths: Paths, options: ViewerOptions) -> Session:
 
     dataset_cfg = app_config.dataset_config
     data_adaptor = app_config.server_config.data_adaptor
+    # Read by the UI too: it refuses oversized comparisons before sending them.
+    app_config.server_config.limits__diffexp_cellcount_max = diffexp_cell_limit(options, data_adaptor.get_shape()[1])
     store_of_columns = ColumnStore(data_adaptor, str(paths.prepared)) if columns else None
     if columns and data_adaptor.get_shape()[0] * data_adaptor.get_shape()[1] <= 5e8:
         # cellxgene warns "diffexp may be slow" for backed data; ours is in memory shortly.
@@ -284,6 +293,20 @@ def _limit_diffexp(app: Flask, options: ViewerOptions, ready: threading.Event, w
         raise RuntimeError(f"cellxgene endpoint {view_name} not found")
 
     def limited(*args, **kwargs):
+        from flask import current_app, request
+
+        limit = current_app.app_config.server_config.limits__diffexp_cellcount_max
+        selected = _selected_cells(request.get_json(silent=True))
+        if limit is not None and selected is not None and selected > limit:
+            # cellxgene refuses too, but its message is lost on the way to the page.
+            response = jsonify(
+                {
+                    "message": f"Differential expression is limited to {limit} cells in this session "
+                    f"(you selected {selected}), so that it fits the job's memory. Select fewer cells."
+                }
+            )
+            response.status_code = 400
+            return response
         ready.wait(timeout=600)  # backed mode: the distribution is still being measured
         if not gate.acquire(timeout=wait):
             response = jsonify(
@@ -298,6 +321,18 @@ def _limit_diffexp(app: Flask, options: ViewerOptions, ready: threading.Event, w
             gate.release()
 
     app.view_functions[view_name] = limited
+
+
+def _selected_cells(body) -> int | None:
+    """Cells in the two obs selections of a diffexp request: ints or [start, stop) ranges."""
+    try:
+        total = 0
+        for key in ("set1", "set2"):
+            for item in body[key]["filter"]["obs"]["index"]:
+                total += int(item[1]) - int(item[0]) if isinstance(item, list) else 1
+        return total
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
 
 
 def _no_store(response):

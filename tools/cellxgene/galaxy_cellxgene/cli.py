@@ -38,9 +38,16 @@ def _view_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--diffexp-max-cells",
         type=int,
-        default=1_000_000,
+        default=0,
         metavar="N",
-        help="refuse differential expression over more cells than this (0: no limit)",
+        help="most cells one differential expression may compare (0: derived from --diffexp-memory-mb)",
+    )
+    g.add_argument(
+        "--diffexp-memory-mb",
+        type=int,
+        default=4096,
+        metavar="MB",
+        help="memory one differential expression may use; sets the cell limit from the gene count",
     )
     g.add_argument(
         "--diffexp-concurrency",
@@ -79,6 +86,7 @@ def options_from_args(args: argparse.Namespace) -> ViewerOptions:
         idle_timeout_minutes=args.idle_timeout,
         x_distribution=args.x_distribution,
         diffexp_max_cells=args.diffexp_max_cells,
+        diffexp_memory_mb=args.diffexp_memory_mb,
         diffexp_concurrency=args.diffexp_concurrency,
     )
 

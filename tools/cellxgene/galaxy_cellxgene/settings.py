@@ -37,7 +37,8 @@ class ViewerOptions:
     idle_timeout_minutes: float = 0
     x_distribution: Distribution = "auto"
     # One user's differential expression must not exhaust the job's memory or cores.
-    diffexp_max_cells: int = 1_000_000
+    diffexp_max_cells: int = 0  # 0: derived from diffexp_memory_mb and the gene count
+    diffexp_memory_mb: int = 4096
     diffexp_concurrency: int = 1
     extra_scripts: tuple[str, ...] = field(default=())
 
@@ -95,7 +96,6 @@ def server_config(
         "single_dataset__obs_names": options.obs_names or None,
         "single_dataset__var_names": var_names_for_cellxgene(options),
         "adaptor__anndata_adaptor__backed": options.backed if load_backed is None else load_backed,
-        "limits__diffexp_cellcount_max": int(options.diffexp_max_cells) if options.diffexp_max_cells else None,
     }
 
 
@@ -125,6 +125,18 @@ def use_column_copy(options: ViewerOptions, x_encoding: str, x_dtype: str) -> bo
     """A CSC copy pays off for a row-major sparse X of floats (cellxgene's backed reader
     refuses other dtypes); the user's backed mode means 'keep X on disk', so it wins."""
     return not options.backed and x_encoding == "csr_matrix" and x_dtype in ("float32", "float64")
+
+
+# cellxgene's diffexp densifies each group: (cells x genes) float64, twice (X - mean, squared).
+DIFFEXP_BYTES_PER_CELL_GENE = 16
+
+
+def diffexp_cell_limit(options: ViewerOptions, n_genes: int) -> int:
+    """Most cells one differential expression may compare, so it fits the memory budget."""
+    if options.diffexp_max_cells > 0:
+        return int(options.diffexp_max_cells)
+    budget = int(options.diffexp_memory_mb) * 1024 * 1024
+    return max(1, budget // (max(1, n_genes) * DIFFEXP_BYTES_PER_CELL_GENE))
 
 
 def idle_timeout_seconds(options: ViewerOptions) -> float | None:
