@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,12 +26,9 @@ ENV_URL = "GALAXY_URL"
 ENV_KEY = "GALAXY_API_KEY"
 ENV_HISTORY = "GALAXY_HISTORY_ID"
 
-# Galaxy answers the upload request at once; the upload job then runs like any other job.
-# We wait a bounded time for it so the user sees "in your history" or the real failure.
-UPLOAD_WAIT_SECONDS = 90.0
-POLL_SECONDS = 1.0
+# Galaxy answers the upload request at once and then runs an upload job like any other
+# job (seconds to a minute on a busy server); the page polls that job through us.
 REQUEST_TIMEOUT = 60.0
-TERMINAL_OK = {"ok"}
 TERMINAL_BAD = {"error", "failed", "deleted", "deleting", "stopped", "skipped"}
 
 
@@ -78,9 +74,17 @@ def missing_message(env: dict[str, str] | None = None) -> str:
 
 
 def register(app: flask.Flask, annotations_path: Path, gene_sets_path: Path, dataset_name: str) -> None:
-    """Add `GET/POST /galaxy/export` to cellxgene's app (relative to the entry point)."""
+    """Add the export routes to cellxgene's app, under /galaxy (relative to the entry point).
+
+    GET  galaxy/export            {"enabled": true} or 501 with the reason (the button hides)
+    POST galaxy/export            upload both files; answers once Galaxy has accepted them
+    GET  galaxy/export/jobs/<id>  state of an upload this session started (the button polls)
+    """
     annotations_path = Path(annotations_path)
     gene_sets_path = Path(gene_sets_path)
+    # Only uploads this session made may be asked about: the route must not become a way
+    # to read arbitrary Galaxy jobs with the user's key.
+    started_jobs: set[str] = set()
     bp = flask.Blueprint("galaxy_export", __name__, url_prefix="/galaxy")
 
     @bp.get("/export")
@@ -99,12 +103,26 @@ def register(app: flask.Flask, annotations_path: Path, gene_sets_path: Path, dat
         except ExportError as err:
             log.warning("export to Galaxy failed: %s", err)
             return _json({"ok": False, "message": str(err)}, err.status)
+        started_jobs.update(result["jobs"])
         log.info(
-            "exported %s to Galaxy history %s",
-            ", ".join(d["name"] for d in result["datasets"]),
+            "export to Galaxy history %s accepted: %s",
             target.history_id,
+            ", ".join(d["name"] for d in result["datasets"]),
         )
         return _json({"ok": True, **result})
+
+    @bp.get("/export/jobs/<job_id>")
+    def export_job(job_id: str):
+        target = target_from_env()
+        if target is None:
+            return _json({"enabled": False, "message": missing_message()}, 501)
+        if job_id not in started_jobs:
+            return _json({"ok": False, "message": "Not an export of this session."}, 404)
+        try:
+            state = upload_state(target, job_id)
+        except ExportError as err:
+            return _json({"ok": False, "state": "error", "message": str(err)}, 200)
+        return _json({"ok": True, "state": state})
 
     app.register_blueprint(bp)
 
@@ -122,19 +140,18 @@ def export_files(
     gene_sets_path: Path,
     dataset_name: str,
     *,
-    wait_seconds: float = UPLOAD_WAIT_SECONDS,
     session: requests.Session | None = None,
 ) -> dict[str, Any]:
-    """Upload whichever of the two files hold a save; wait (bounded) for Galaxy to accept them."""
+    """Upload whichever of the two files hold a save; return once Galaxy has accepted them."""
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     files = [
-        (annotations_path, f"{dataset_name}: cellxgene annotations (exported {stamp})"),
-        (gene_sets_path, f"{dataset_name}: cellxgene gene sets (exported {stamp})"),
+        (annotations_path, "annotations", f"{dataset_name}: cellxgene annotations (exported {stamp})"),
+        (gene_sets_path, "gene sets", f"{dataset_name}: cellxgene gene sets (exported {stamp})"),
     ]
-    # An empty labels file means every category was deleted; Galaxy refuses empty uploads
-    # and there is nothing to keep, so only files with content travel.
-    present = [(path, name) for path, name in files if path.is_file() and path.stat().st_size > 0]
-    skipped = [name for path, name in files if (path, name) not in present]
+    # No file: nothing saved yet. An empty labels file: the user deleted every category.
+    # Either way there is nothing to keep, so only files with content travel.
+    present = [entry for entry in files if entry[0].is_file() and entry[0].stat().st_size > 0]
+    skipped = [entry[1] for entry in files if entry not in present]
     if not present:
         raise ExportError(
             "Nothing to export yet: no labels or gene sets have been saved in this session. "
@@ -144,16 +161,16 @@ def export_files(
 
     http = session or requests.Session()
     http.headers["x-api-key"] = target.key
-    elements = [{"src": "files", "ext": "csv", "name": name, "to_posix_lines": False} for _, name in present]
+    elements = [{"src": "files", "ext": "csv", "name": name, "to_posix_lines": False} for _, _, name in present]
     form = {
         "history_id": target.history_id,
         "targets": json.dumps([{"destination": {"type": "hdas"}, "elements": elements}]),
     }
-    handles = [path.open("rb") for path, _ in present]
+    handles = [path.open("rb") for path, _, _ in present]
     try:
         multipart = [
             (f"files_{i}|file_data", (path.name, handle, "text/csv"))
-            for i, ((path, _), handle) in enumerate(zip(present, handles, strict=True))
+            for i, ((path, _, _), handle) in enumerate(zip(present, handles, strict=True))
         ]
         response = _call(http, "post", target.url + "api/tools/fetch", data=form, files=multipart)
     finally:
@@ -161,37 +178,33 @@ def export_files(
             handle.close()
 
     created = response.json()
+    # Galaxy returns the outputs in the order of the elements sent.
     datasets = [
-        {"id": out.get("id"), "hid": out.get("hid"), "name": out.get("name")} for out in created.get("outputs", [])
+        {"id": out.get("id"), "hid": out.get("hid"), "name": out.get("name"), "kind": kind}
+        for out, (_, kind, _) in zip(created.get("outputs", []), present, strict=False)
     ]
     jobs = [job.get("id") for job in created.get("jobs", []) if job.get("id")]
-    states = _wait_for_jobs(http, target, jobs, wait_seconds)
     return {
         "history_id": target.history_id,
         "datasets": datasets,
         "skipped": skipped,
-        "state": "ok" if states and all(s in TERMINAL_OK for s in states) else "uploading",
+        "jobs": jobs,
+        "state": "queued",
     }
 
 
-def _wait_for_jobs(http: requests.Session, target: GalaxyTarget, job_ids: list[str], wait_seconds: float) -> list[str]:
-    deadline = time.monotonic() + wait_seconds
-    states: dict[str, str] = {}
-    while True:
-        for job_id in job_ids:
-            if states.get(job_id) in TERMINAL_OK:
-                continue
-            job = _call(http, "get", target.url + f"api/jobs/{job_id}", params={"full": "true"}).json()
-            states[job_id] = job.get("state", "")
-            if states[job_id] in TERMINAL_BAD:
-                detail = (job.get("stderr") or job.get("tool_stderr") or "").strip().splitlines()
-                raise ExportError(
-                    f"Galaxy could not store the export (upload job {states[job_id]})"
-                    + (f": {detail[-1]}" if detail else ".")
-                )
-        if all(states.get(j) in TERMINAL_OK for j in job_ids) or time.monotonic() >= deadline:
-            return [states.get(j, "") for j in job_ids]
-        time.sleep(POLL_SECONDS)
+def upload_state(target: GalaxyTarget, job_id: str, session: requests.Session | None = None) -> str:
+    """The upload job's state; a failed upload raises with Galaxy's own last words."""
+    http = session or requests.Session()
+    http.headers["x-api-key"] = target.key
+    job = _call(http, "get", target.url + f"api/jobs/{job_id}", params={"full": "true"}).json()
+    state = str(job.get("state", ""))
+    if state in TERMINAL_BAD:
+        detail = (job.get("tool_stderr") or job.get("stderr") or "").strip().splitlines()
+        raise ExportError(
+            f"Galaxy could not store the export (upload job {state})" + (f": {detail[-1]}" if detail else ".")
+        )
+    return state
 
 
 def _call(http: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:

@@ -6,6 +6,7 @@ here load back into cellxgene and files from any cellxgene load here.
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import shutil
@@ -43,7 +44,9 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         ) from err
     if labels.index.name is None and len(labels.columns) == 0 and len(labels) == 0:
         raise LabelsError("it has no header line.", "Use a CSV whose header is 'index,<category>,...'.")
-    if not labels.columns.is_unique:
+    # pandas renames a repeated header name to `name.1`, so look at the raw header line.
+    header = pd.read_csv(path, header=None, nrows=1, comment="#", dtype=str, keep_default_na=False)
+    if not labels.columns.is_unique or not pd.Index(header.iloc[0, 1:]).is_unique:
         raise LabelsError("two categories have the same name.", "Rename one of them in the header line.")
     if not labels.index.is_unique:
         raise LabelsError("some cell names appear twice.", "Each cell must appear once, in dataset order.")
@@ -62,8 +65,24 @@ def labels_csv(labels: pd.DataFrame, header: str) -> str:
         frame = pd.DataFrame(index=labels.index)
     if frame.index.name is None:
         frame = frame.rename_axis("index")
-    frame.to_csv(out)
+    if str(frame.index.name) in map(str, frame.columns):
+        # `index,index` would read back as a category renamed `index.1`; an unnamed index does not.
+        frame = frame.rename_axis(None)
+    # cellxgene reads with comment="#": an unquoted '#' cuts the line short and a bare '\r' ends it.
+    # Quoted, both read back (pandas honours quotes); other files stay byte-identical to cellxgene's.
+    frame.to_csv(out, quoting=csv.QUOTE_ALL if _needs_quotes(frame) else csv.QUOTE_MINIMAL)
     return out.getvalue()
+
+
+def _needs_quotes(frame: pd.DataFrame) -> bool:
+    texts = [str(frame.index.name), *map(str, frame.columns), *frame.index.astype(str)]
+    for column in frame.columns:
+        values = frame[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            texts.extend(map(str, values.cat.categories))
+        else:
+            texts.extend(map(str, values.dropna().unique()))
+    return any("#" in text or "\r" in text for text in texts)
 
 
 def read_gene_sets(path: str | Path) -> dict[str, dict]:
@@ -77,7 +96,7 @@ def read_gene_sets(path: str | Path) -> dict[str, dict]:
         return {}
     try:
         return read_gene_sets_tidycsv(DataLocator(str(path)))
-    except (AnnotationsError, ValueError, KeyError, UnicodeDecodeError) as err:
+    except (AnnotationsError, ValueError, KeyError, UnicodeDecodeError, csv.Error) as err:
         raise LabelsError(
             f"it is not a cellxgene gene-sets CSV ({err}).",
             f"The header must be '{','.join(GENE_SETS_HEADER)}'; use the 'gene sets' CSV cellxgene saved.",

@@ -175,6 +175,7 @@ def _inspect_file(
     _inspect_layer(f, options, summary, problems)
     _inspect_embeddings(f, options, summary, problems)
     _inspect_categories(obs, options, summary, problems)
+    _inspect_column_types(f, problems)
     summary.var_columns = [str(c) for c in var.columns]
     if not obs.columns.is_unique or not var.columns.is_unique:
         problems.append(
@@ -250,6 +251,27 @@ def _inspect_names(
             )
         )
     return names
+
+
+def _inspect_column_types(f: h5py.File, problems: list[Problem]) -> None:
+    """pandas' nullable columns: cellxgene 1.3.0 cannot load Int64, nor serve booleans with missing values."""
+    for axis in ("obs", "var"):
+        for column, node in f[axis].items():
+            encoding = _encoding(node)
+            if encoding == "nullable-integer":
+                what = "holds nullable integers (pandas Int64), which cellxgene 1.3.0 cannot load"
+            elif encoding == "nullable-boolean" and "mask" in node and node["mask"][()].any():
+                what = "holds booleans with missing values, which cellxgene 1.3.0 cannot show"
+            else:
+                continue
+            problems.append(
+                Problem(
+                    "error",
+                    f"{axis} column '{column}' {what}.",
+                    f"Convert it upstream, e.g. adata.{axis}['{column}'] = adata.{axis}['{column}'].astype(float) "
+                    "(missing values become NaN), or .astype(str).astype('category').",
+                )
+            )
 
 
 def _inspect_layer(f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem]) -> None:

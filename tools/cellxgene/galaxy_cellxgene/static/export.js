@@ -13,6 +13,7 @@
   // cellxgene autosaves every 2.5 s; give a pending save this long to land before exporting,
   // so the export holds what the user sees rather than the previous save.
   var AUTOSAVE_WAIT_MS = 15000;
+  var UPLOAD_WAIT_MS = 180000;
 
   function container() {
     var el = document.getElementById(CONTAINER_ID);
@@ -50,12 +51,45 @@
     }
   }
 
-  function describe(body) {
-    var names = (body.datasets || []).map(function (d) {
-      return (d.hid ? "#" + d.hid + " " : "") + d.name;
-    });
-    var where = body.state === "ok" ? "Added to your Galaxy history: " : "Uploading to your Galaxy history: ";
-    return where + names.join(", ");
+  function names(body) {
+    return (body.datasets || [])
+      .map(function (d) {
+        return (d.hid ? "#" + d.hid + " " : "") + (d.kind || d.name);
+      })
+      .join(", ");
+  }
+
+  async function getJson(url) {
+    var response = await fetch(url, { cache: "no-store", headers: { Accept: "application/json" } });
+    try {
+      return await response.json();
+    } catch (ignored) {
+      return { ok: false, message: "The viewer answered HTTP " + response.status + "." };
+    }
+  }
+
+  // Galaxy accepted the files; its upload job then runs like any other job. Follow it so
+  // the user learns whether the datasets really landed.
+  async function followUpload(body, show) {
+    var deadline = Date.now() + UPLOAD_WAIT_MS;
+    var pending = (body.jobs || []).slice();
+    while (pending.length) {
+      var next = [];
+      for (var i = 0; i < pending.length; i++) {
+        var job = await getJson(ROUTE + "/jobs/" + encodeURIComponent(pending[i]));
+        if (!job.ok) throw new Error(job.message || "Galaxy could not store the export.");
+        if (job.state !== "ok") next.push(pending[i]);
+      }
+      pending = next;
+      if (!pending.length) break;
+      if (Date.now() > deadline) {
+        show("Galaxy is still storing " + names(body) + "; it will appear in your history.", "busy");
+        return;
+      }
+      show("Galaxy is storing " + names(body) + "…", "busy");
+      await sleep(2000);
+    }
+    show("Added to your Galaxy history: " + names(body), "ok");
   }
 
   function build() {
@@ -102,7 +136,7 @@
           body = { message: "The viewer answered HTTP " + response.status + "." };
         }
         if (!response.ok || !body.ok) throw new Error(body.message || "Export failed.");
-        show(describe(body), body.state === "ok" ? "ok" : "busy");
+        await followUpload(body, show);
       } catch (err) {
         show("Export failed: " + (err && err.message ? err.message : err), "error");
       } finally {

@@ -1,0 +1,348 @@
+#!/usr/bin/env bash
+# A local Galaxy 26.1.2 with this repository's tools, gx-it-proxy and one front URL.
+#
+#   scripts/galaxy.sh up        install if needed, start everything, create the demo user and
+#                               history with the PBMC demo dataset, print URL + login, stay in
+#                               the foreground; Ctrl-C stops every process it started
+#   scripts/galaxy.sh start     the same, in the background (pidfiles in .galaxy/run)
+#   scripts/galaxy.sh stop      stop what start/up started
+#   scripts/galaxy.sh status    what runs, and whether Galaxy answers
+#   scripts/galaxy.sh install   pinned install only (idempotent; a second run does nothing)
+#   scripts/galaxy.sh pins      regenerate scripts/galaxy/constraints.txt from the metapackage
+#
+# Processes (all on 127.0.0.1):
+#   nginx        :GALAXY_PORT      (8080) the one URL users open; /interactivetool/ep/ -> gx-it-proxy
+#   galaxy-web   :GALAXY_WEB_PORT  (GALAXY_PORT+1) Galaxy itself (uvicorn), also the job handler
+#   gx-it-proxy  :GXIT_PROXY_PORT  (GALAXY_PORT+2) routes entry points from interactivetools_map
+# Gravity is not used: it refuses to run as root, and CI runs as root.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+GALAXY_VERSION=26.1.2
+GXIT_PROXY_VERSION=0.2.3
+
+GX="${GALAXY_ROOT:-$REPO/.galaxy}"
+VENV="$GX/venv"
+PROXY_DIR="$GX/proxy"
+DEPS="$GX/deps"
+DATA="$GX/data"
+RUN="$GX/run"
+LOGS="$RUN/logs"
+CREDENTIALS="$GX/credentials.json"
+CONSTRAINTS="$REPO/scripts/galaxy/constraints.txt"
+GXIT_MAIN="$PROXY_DIR/node_modules/@galaxyproject/gx-it-proxy/lib/main.js"
+
+GALAXY_PORT="${GALAXY_PORT:-8080}"
+GALAXY_WEB_PORT="${GALAXY_WEB_PORT:-$((GALAXY_PORT + 1))}"
+GXIT_PROXY_PORT="${GXIT_PROXY_PORT:-$((GALAXY_PORT + 2))}"
+URL="http://127.0.0.1:$GALAXY_PORT"
+
+log() { printf '[galaxy.sh] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# pip prints a warning per package for find-links folders this machine lists but lacks.
+quiet_pip() { grep -v -e 'is ignored: it is neither a file nor a directory' || true; }
+
+# ---------------------------------------------------------------------------------- install
+
+install_stamp() {
+    # The venv is rebuilt when the version or the pins change, and reused otherwise.
+    printf '%s %s %s\n' "$GALAXY_VERSION" "$GXIT_PROXY_VERSION" "$(sha256sum "$CONSTRAINTS" | cut -c1-16)"
+}
+
+install_galaxy() {
+    local stamp="$VENV/.galaxy-install"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$(install_stamp)" ]]; then
+        return 0
+    fi
+    log "installing Galaxy $GALAXY_VERSION into $VENV (pinned by scripts/galaxy/constraints.txt)"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "galaxy-web-apps==$GALAXY_VERSION" "galaxy-web-client==$GALAXY_VERSION" \
+        -c "$CONSTRAINTS" 2>&1 | quiet_pip
+    "$VENV/bin/python" -c "import galaxy.webapps.galaxy.fast_factory" \
+        || die "Galaxy installed but does not import"
+    install_stamp >"$stamp"
+}
+
+install_proxy() {
+    if [[ -f "$GXIT_MAIN" ]] && (cd "$PROXY_DIR" && node -e "require('sqlite3')" 2>/dev/null) \
+        && grep -q "\"version\": \"$GXIT_PROXY_VERSION\"" "$PROXY_DIR/node_modules/@galaxyproject/gx-it-proxy/package.json"; then
+        return 0
+    fi
+    command -v npm >/dev/null || die "npm is missing (Debian: apt-get install nodejs npm)"
+    log "installing gx-it-proxy $GXIT_PROXY_VERSION into $PROXY_DIR"
+    mkdir -p "$PROXY_DIR"
+    # A package.json of our own keeps npm from walking up into the repository.
+    [[ -f "$PROXY_DIR/package.json" ]] || printf '{"name": "local-gx-it-proxy", "private": true}\n' >"$PROXY_DIR/package.json"
+    (cd "$PROXY_DIR" && npm install --no-audit --no-fund --save-exact --loglevel=error \
+        "@galaxyproject/gx-it-proxy@$GXIT_PROXY_VERSION" >&2)
+    (cd "$PROXY_DIR" && node -e "require('sqlite3')") || die "gx-it-proxy's sqlite3 module did not build"
+}
+
+install_nginx() {
+    command -v nginx >/dev/null && return 0
+    [[ "$(id -u)" == 0 ]] || die "nginx is missing: sudo apt-get install nginx-light"
+    log "installing nginx-light (Debian) for the front URL"
+    # Keep the package's init script from starting a system nginx on port 80.
+    local policy=/usr/sbin/policy-rc.d made_policy=0
+    if [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >&2 \
+        || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >&2; }
+    if [[ "$made_policy" == 1 ]]; then rm -f "$policy"; fi
+    command -v nginx >/dev/null || die "nginx did not install"
+}
+
+install_runtime() {
+    # The tool's requirements resolve to the repository's runtime venv (.venv).
+    if [[ -x "$REPO/scripts/setup-venv.sh" || -f "$REPO/scripts/setup-venv.sh" ]]; then
+        bash "$REPO/scripts/setup-venv.sh" >&2
+    elif [[ ! -x "$REPO/.venv/bin/python" ]]; then
+        die "no runtime venv: scripts/setup-venv.sh is missing and .venv does not exist"
+    fi
+}
+
+secret() {
+    # One bootstrap admin key per installation, kept out of the repository.
+    local file="$GX/bootstrap_admin_key"
+    if [[ ! -s "$file" ]]; then
+        mkdir -p "$GX"
+        (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(20))' >"$file")
+    fi
+    cat "$file"
+}
+
+export_env() {
+    export GX_REPO="$REPO" GX_DATA="$DATA" GX_RUN="$RUN" GX_DEPS="$DEPS" GX_CREDENTIALS="$CREDENTIALS"
+    export GALAXY_PORT GALAXY_WEB_PORT GXIT_PROXY_PORT
+    GX_ADMIN_KEY="$(secret)"
+    export GX_ADMIN_KEY
+}
+
+local_py() { "$VENV/bin/python" "$REPO/scripts/galaxy/local.py" "$@"; }
+
+cmd_install() {
+    local t0=$SECONDS
+    install_galaxy
+    install_proxy
+    install_nginx
+    install_runtime
+    export_env
+    mkdir -p "$DEPS"
+    log "tool dependencies (galaxy_packages resolver) in $DEPS:"
+    local_py deps >&2
+    log "installed in $((SECONDS - t0)) s"
+}
+
+cmd_pins() {
+    local tmp
+    tmp="$(mktemp -d)"
+    python3 -m pip download --quiet --no-deps -d "$tmp" "galaxy==$GALAXY_VERSION" 2>&1 | quiet_pip
+    {
+        echo "# Pins for the local Galaxy $GALAXY_VERSION venv (.galaxy/venv), used as pip constraints."
+        echo "# Made by 'scripts/galaxy.sh pins' from the Requires-Dist of the galaxy==$GALAXY_VERSION metapackage:"
+        echo "# extras dropped, certifi moved to the post release PyPI serves (the metapackage pins a"
+        echo "# file that is not served)."
+        unzip -p "$tmp"/galaxy-"$GALAXY_VERSION"-*.whl "galaxy-$GALAXY_VERSION.dist-info/METADATA" \
+            | sed -n 's/^Requires-Dist: //p' | grep -v 'extra ==' \
+            | sed 's/^certifi==2026.10.19$/certifi==2026.10.19.post1/'
+    } >"$CONSTRAINTS"
+    rm -rf "$tmp"
+    log "wrote $CONSTRAINTS"
+}
+
+# ---------------------------------------------------------------------------------- processes
+
+pidfile() { echo "$RUN/$1.pid"; }
+
+# A pid from a pidfile counts only while it still runs the program we started (pids recycle).
+running_pid() {
+    local name="$1" pattern="$2" file pid
+    file="$(pidfile "$name")"
+    [[ -s "$file" ]] || return 1
+    pid="$(cat "$file")"
+    [[ -r "/proc/$pid/cmdline" ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$pattern" || return 1
+    echo "$pid"
+}
+
+PATTERN_galaxy="galaxy-web"
+PATTERN_proxy="gx-it-proxy"
+PATTERN_nginx="nginx"
+
+port_free() {
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+launch() {
+    # launch NAME COMMAND...: own session (Ctrl-C in the terminal reaches only this script,
+    # which then stops everything in order), stdout/stderr to a log, pid to a pidfile.
+    local name="$1"
+    shift
+    setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+    echo $! >"$(pidfile "$name")"
+}
+
+start_all() {
+    local pattern
+    for name in galaxy proxy nginx; do
+        pattern="PATTERN_$name"
+        if running_pid "$name" "${!pattern}" >/dev/null; then
+            die "$name already runs (pid $(cat "$(pidfile "$name")")): scripts/galaxy.sh stop first"
+        fi
+    done
+    for port in "$GALAXY_PORT" "$GALAXY_WEB_PORT" "$GXIT_PROXY_PORT"; do
+        port_free "$port" || die "port $port is taken (set GALAXY_PORT to move all three ports)"
+    done
+
+    mkdir -p "$DATA" "$RUN" "$LOGS" "$RUN/nginx" "$DEPS"
+    local_py render
+    local_py sessions
+
+    local t0=$SECONDS
+    launch proxy node "$GXIT_MAIN" --ip 127.0.0.1 --port "$GXIT_PROXY_PORT" \
+        --sessions "$DATA/interactivetools_map.sqlite" --proxyPathPrefix /interactivetool/ep
+    launch nginx nginx -p "$RUN/nginx" -e "$LOGS/nginx-error.log" -c "$RUN/nginx.conf"
+    # Jobs inherit this environment: Galaxy's own bin first, so a job without a resolved
+    # requirement gets Galaxy's python (as on a production Galaxy), never the runtime venv.
+    # (env, not a subshell: `up` must be able to `wait` for the pid.)
+    launch galaxy env -C "$RUN" PATH="$VENV/bin:$PATH" GALAXY_VIRTUAL_ENV="$VENV" \
+        "$VENV/bin/galaxy-web" -c "$RUN/galaxy.yml" -b "127.0.0.1:$GALAXY_WEB_PORT"
+    log "started gx-it-proxy (pid $(cat "$(pidfile proxy)")), nginx (pid $(cat "$(pidfile nginx)")),"
+    log "galaxy-web (pid $(cat "$(pidfile galaxy)")); logs in $LOGS; waiting for $URL/api/version"
+
+    local demo="$REPO/test-data/pbmc_demo.h5ad"
+    if [[ ! -f "$demo" && -f "$REPO/scripts/make_test_data.py" ]]; then
+        "$REPO/.venv/bin/python" "$REPO/scripts/make_test_data.py" >&2 || true
+    fi
+    local demo_args=()
+    if [[ -f "$demo" && -z "${GALAXY_NO_DEMO:-}" ]]; then
+        demo_args=(--demo "$demo")
+    fi
+    if ! local_py bootstrap --galaxy-pid "$(cat "$(pidfile galaxy)")" "${demo_args[@]}"; then
+        log "Galaxy did not come up; last lines of $LOGS/galaxy.log:"
+        tail -n 40 "$LOGS/galaxy.log" >&2 || true
+        stop_all
+        exit 1
+    fi
+    log "Galaxy answered and was set up $((SECONDS - t0)) s after start"
+}
+
+stop_one() {
+    local name="$1" pattern="$2" pid
+    pid="$(running_pid "$name" "$pattern")" || { rm -f "$(pidfile "$name")"; return 0; }
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        [[ -d "/proc/$pid" ]] || break
+        sleep 0.2
+    done
+    if [[ -d "/proc/$pid" ]]; then
+        log "$name (pid $pid) ignored SIGTERM for 20 s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$(pidfile "$name")"
+    log "stopped $name (pid $pid)"
+}
+
+stop_jobs() {
+    # Local-runner jobs run in their own process groups and outlive galaxy-web; an
+    # interactive tool would keep serving. End every process whose working directory is
+    # inside this Galaxy's job directories (only processes this Galaxy started live there).
+    local jobs_dir="$DATA/jobs_directory" pid cwd
+    [[ -d "$jobs_dir" ]] || return 0
+    for proc in /proc/[0-9]*; do
+        pid="${proc#/proc/}"
+        cwd="$(readlink "$proc/cwd" 2>/dev/null)" || continue
+        if [[ "$cwd" == "$jobs_dir"/* ]]; then
+            log "stopping leftover job process $pid ($cwd)"
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+}
+
+stop_all() {
+    stop_one galaxy "$PATTERN_galaxy"
+    stop_jobs
+    stop_one proxy "$PATTERN_proxy"
+    stop_one nginx "$PATTERN_nginx"
+}
+
+print_login() {
+    "$VENV/bin/python" - "$CREDENTIALS" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+print()
+print(f"  Galaxy {c.get('galaxy_version', '')} with cellxgene: {c['url']}")
+print(f"  log in as     {c['user_email']}  password {c['user_password']}")
+print(f"  admin         {c['admin_email']}  password {c['admin_password']}")
+if c.get("demo_dataset_id"):
+    print("  history 'cellxgene demo' holds 'PBMC demo': click its eye/visualize icon or run")
+    print("  'Interactive cellxgene' on it, then open the link under User > Active Interactive Tools.")
+print(f"  credentials and API keys: {sys.argv[1]}")
+print()
+EOF
+}
+
+cmd_start() {
+    cmd_install
+    export_env
+    start_all
+    print_login
+}
+
+cmd_up() {
+    cmd_install
+    export_env
+    trap 'trap - INT TERM EXIT; log "stopping"; stop_all; exit 0' INT TERM
+    trap 'stop_all' EXIT
+    start_all
+    print_login
+    log "Ctrl-C stops Galaxy, gx-it-proxy and nginx"
+    local pids=()
+    for name in galaxy proxy nginx; do pids+=("$(cat "$(pidfile "$name")")"); done
+    # Returns when any of the three exits; then the others are stopped by the EXIT trap.
+    wait -n "${pids[@]}" || true
+    log "a process exited on its own; see $LOGS"
+    exit 1
+}
+
+cmd_stop() {
+    export_env
+    stop_all
+}
+
+cmd_status() {
+    local status=0 pattern pid
+    for name in galaxy proxy nginx; do
+        pattern="PATTERN_$name"
+        if pid="$(running_pid "$name" "${!pattern}")"; then
+            echo "$name: running (pid $pid)"
+        else
+            echo "$name: not running"
+            status=1
+        fi
+    done
+    if curl -fsS --max-time 5 "$URL/api/version" >/dev/null 2>&1; then
+        echo "galaxy: answers at $URL"
+    else
+        echo "galaxy: no answer at $URL"
+        status=1
+    fi
+    return "$status"
+}
+
+case "${1:-}" in
+    install) cmd_install ;;
+    up) cmd_up ;;
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    pins) cmd_pins ;;
+    *)
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        exit 2
+        ;;
+esac

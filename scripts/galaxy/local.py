@@ -1,0 +1,242 @@
+"""Helpers behind scripts/galaxy.sh; run with the Galaxy venv's python.
+
+    local.py render     write .galaxy/run/{galaxy.yml,tool_conf.xml,nginx.conf} from the templates
+    local.py deps       write <tool_dependency_dir>/<name>/<version>/env.sh for every requirement
+    local.py sessions   create the gxitproxy table in the interactive tools map
+    local.py bootstrap  wait for Galaxy, make the users, their keys and the demo history
+
+Paths and ports come from the environment scripts/galaxy.sh exports (GX_*), so the shell
+script stays the one place where they are decided.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import secrets
+import sqlite3
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from galaxy_api import GalaxyApi  # noqa: E402
+
+ADMIN_EMAIL = "admin@example.org"
+DEMO_EMAIL = "demo@example.org"
+DEMO_HISTORY = "cellxgene demo"
+DEMO_NAME = "PBMC demo"
+
+# Requirements an env.sh is made for even before (or beside) the tool XML: the runtime's own
+# imports. Versions come from requirements/runtime.txt; "default" links serve versionless ones.
+BASELINE_PACKAGES = ("cellxgene", "anndata", "waitress", "h5py", "pandas", "numpy", "scipy")
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise SystemExit(f"{name} is not set: run this through scripts/galaxy.sh")
+    return value
+
+
+def repo() -> Path:
+    return Path(env("GX_REPO"))
+
+
+def tool_files() -> list[Path]:
+    tools = repo() / "tools" / "cellxgene"
+    return sorted(p for p in tools.glob("*.xml") if p.name != "macros.xml")
+
+
+def render() -> None:
+    # find_spec, not an import: importing galaxy.tools costs seconds at every start.
+    galaxy_spec = importlib.util.find_spec("galaxy")
+    assert galaxy_spec is not None and galaxy_spec.submodule_search_locations
+    galaxy_dir = Path(next(iter(galaxy_spec.submodule_search_locations)))
+    run = Path(env("GX_RUN"))
+    values = {
+        "REPO": str(repo()),
+        "DATA": env("GX_DATA"),
+        "RUN": str(run),
+        "DEPS": env("GX_DEPS"),
+        "ADMIN_KEY": env("GX_ADMIN_KEY"),
+        "GALAXY_PORT": env("GALAXY_PORT"),
+        "GALAXY_WEB_PORT": env("GALAXY_WEB_PORT"),
+        "GXIT_PROXY_PORT": env("GXIT_PROXY_PORT"),
+        "GALAXY_BUNDLED_TOOLS": str(galaxy_dir / "tools" / "bundled"),
+        "TOOLS_SECTION": "\n".join(f'    <tool file="{p}" />' for p in tool_files()),
+    }
+    for template in ("galaxy.yml", "tool_conf.xml", "nginx.conf"):
+        text = (HERE / f"{template}.in").read_text()
+        for key, value in values.items():
+            text = text.replace(f"@{key}@", value)
+        target = run / template
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, target)
+    if not tool_files():
+        print("warning: no tool XML in tools/cellxgene yet; Galaxy starts with the upload tool only")
+
+
+def runtime_pins() -> dict[str, str]:
+    pins: dict[str, str] = {}
+    path = repo() / "requirements" / "runtime.txt"
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def declared_requirements() -> set[tuple[str, str | None]]:
+    """Package requirements of every tool, parsed by Galaxy itself (macros and tokens expanded)."""
+    from galaxy.tool_util.parser import get_tool_source
+
+    found: set[tuple[str, str | None]] = set()
+    for path in tool_files():
+        source = get_tool_source(str(path))
+        requirements = source.parse_requirements()[0]
+        for requirement in requirements:
+            if requirement.type == "package":
+                found.add((requirement.name, requirement.version))
+    return found
+
+
+def deps() -> None:
+    deps_dir = Path(env("GX_DEPS"))
+    venv_bin = repo() / ".venv" / "bin"
+    pins = runtime_pins()
+    wanted = declared_requirements()
+    declared_names = {name for name, _ in wanted}
+    for name in BASELINE_PACKAGES:
+        if name not in declared_names:
+            wanted.add((name, pins.get(name)))
+    # The job's shell sources env.sh; everything the tool imports lives in the runtime venv.
+    script = (
+        "# Made by scripts/galaxy.sh: the requirement resolves to the repository's runtime venv.\n"
+        f'PATH="{venv_bin}:$PATH"\n'
+        "export PATH\n"
+        "# Galaxy's own interpreter must not leak its site-packages into the tool's python.\n"
+        "unset PYTHONPATH PYTHONHOME\n"
+    )
+    mismatches = []
+    for name, version in sorted(wanted, key=lambda item: (item[0], item[1] or "")):
+        folder = deps_dir / name / (version or "default")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "env.sh").write_text(script)
+        default = deps_dir / name / "default"
+        if version and not default.exists():
+            default.symlink_to(version)
+        pinned = pins.get(name.lower())
+        if version and pinned and pinned != version:
+            mismatches.append(f"{name}: tool asks {version}, requirements/runtime.txt pins {pinned}")
+        print(f"  {name} {version or '(versionless)'} -> {venv_bin}")
+    for line in mismatches:
+        print(f"warning: {line}")
+
+
+def sessions() -> None:
+    # Galaxy creates this table lazily on the first entry point; until then a Stop
+    # (DELETE /api/entry_points/{id}) fails with a 500, so create it up front. Same columns
+    # as Galaxy's own gxitproxy table and gx-it-proxy's createdb.
+    path = Path(env("GX_DATA")) / "interactivetools_map.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS gxitproxy (key VARCHAR(16) NOT NULL, key_type TEXT NOT NULL,"
+            " token VARCHAR(32), host TEXT, port INTEGER, info TEXT, PRIMARY KEY (key, key_type))"
+        )
+
+
+def bootstrap(demo_file: Path | None, galaxy_pid: int | None) -> None:
+    url = f"http://127.0.0.1:{env('GALAXY_PORT')}"
+    credentials_path = Path(env("GX_CREDENTIALS"))
+    stored = json.loads(credentials_path.read_text()) if credentials_path.exists() else {}
+
+    def alive() -> bool:
+        if galaxy_pid is None:
+            return True
+        try:
+            os.kill(galaxy_pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    bootstrap_api = GalaxyApi(url, env("GX_ADMIN_KEY"))
+    version = bootstrap_api.wait_until_up(timeout=float(os.environ.get("GALAXY_START_TIMEOUT", "300")), alive=alive)
+
+    admin_password = stored.get("admin_password") or secrets.token_urlsafe(12)
+    demo_password = stored.get("user_password") or secrets.token_urlsafe(12)
+    admin = bootstrap_api.ensure_user(ADMIN_EMAIL, admin_password, "admin")
+    demo = bootstrap_api.ensure_user(DEMO_EMAIL, demo_password, "demo")
+    # A key made earlier stays valid; make one only when none is stored for this database.
+    admin_key = stored.get("admin_key") if stored.get("admin_id") == admin["id"] else None
+    user_key = stored.get("user_key") if stored.get("user_id") == demo["id"] else None
+    if not admin_key or GalaxyApi(url, admin_key).request("GET", "whoami").status_code != 200:
+        admin_key = bootstrap_api.new_api_key(admin["id"])
+    if not user_key or GalaxyApi(url, user_key).request("GET", "whoami").status_code != 200:
+        user_key = bootstrap_api.new_api_key(demo["id"])
+
+    credentials = {
+        "url": url,
+        "galaxy_version": version.get("version_major"),
+        "bootstrap_admin_key": env("GX_ADMIN_KEY"),
+        "admin_email": ADMIN_EMAIL,
+        "admin_password": admin_password,
+        "admin_id": admin["id"],
+        "admin_key": admin_key,
+        "user_email": DEMO_EMAIL,
+        "user_password": demo_password,
+        "user_id": demo["id"],
+        "user_key": user_key,
+    }
+
+    if demo_file is not None:
+        user = GalaxyApi(url, user_key)
+        history_id = user.find_history(DEMO_HISTORY)
+        if history_id is None:
+            history_id = user.new_history(DEMO_HISTORY)
+        contents = [
+            item
+            for item in user.history_contents(history_id)
+            if item.get("name") == DEMO_NAME and not item.get("deleted") and item.get("state") == "ok"
+        ]
+        if contents:
+            dataset_id = contents[0]["id"]
+        else:
+            dataset_id = user.upload_and_wait(history_id, demo_file, name=DEMO_NAME, ext="h5ad")["id"]
+        credentials["demo_history_id"] = history_id
+        credentials["demo_dataset_id"] = dataset_id
+
+    tmp = credentials_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(credentials, indent=2) + "\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, credentials_path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("render")
+    sub.add_parser("deps")
+    sub.add_parser("sessions")
+    boot = sub.add_parser("bootstrap")
+    boot.add_argument("--demo", type=Path, help="h5ad to upload into the demo history")
+    boot.add_argument("--galaxy-pid", type=int, help="give up early if this process dies")
+    args = parser.parse_args()
+    if args.command == "render":
+        render()
+    elif args.command == "deps":
+        deps()
+    elif args.command == "sessions":
+        sessions()
+    else:
+        bootstrap(args.demo, args.galaxy_pid)
+
+
+if __name__ == "__main__":
+    main()

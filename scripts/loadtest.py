@@ -1,0 +1,333 @@
+#!/usr/bin/env python
+"""Hosted-load test (issue 7): N concurrent clients against one real runtime, then the idle timeout.
+
+Starts `python -m galaxy_cellxgene view` on DATASET in a throw-away Galaxy-like job dir, runs
+N closed-loop clients for D seconds that mix what the cellxgene page does (expression of a gene,
+layouts, label autosaves of every cell, differential expression), samples the server's memory,
+then stops sending and waits for the idle timeout to end the session by itself (exit 0).
+
+A request fails if it raises or answers anything but 200; the one documented exception is the
+differential-expression gate's 503 (another computation is running), counted separately.
+Prints a JSON summary (also written with --json) and exits 1 if any check failed.
+
+    .venv/bin/python scripts/loadtest.py --dataset bench-data/synth_100k.h5ad --clients 32 --duration 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME_SRC = ROOT / "tools" / "cellxgene"
+API = "api/v0.2/"
+BINARY = {"Accept": "application/octet-stream"}
+READY = re.compile(r"ready on (http://\S+)")
+
+# Per client: a label autosave every SAVE_EVERY s (the UI autosaves at most every 2.5 s while a
+# user edits), a differential expression at most every DIFFEXP_EVERY s; otherwise one in
+# LAYOUT_EVERY requests is a layout and the rest are genes, as when a user browses expression.
+SAVE_EVERY = 30.0
+DIFFEXP_EVERY = 30.0
+LAYOUT_EVERY = 8
+DIFFEXP_CELLS = 2_000
+
+
+@dataclass
+class Tally:
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    error_samples: list[str] = field(default_factory=list)
+    diffexp_busy: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ok(self, kind: str, seconds: float) -> None:
+        with self.lock:
+            self.latencies.setdefault(kind, []).append(seconds)
+
+    def fail(self, kind: str, what: str) -> None:
+        with self.lock:
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+            if len(self.error_samples) < 20:
+                self.error_samples.append(f"{kind}: {what}")
+
+
+def rss_kib(pid: int, field_name: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def start_runtime(dataset: Path, job_dir: Path, idle_minutes: float, extra: list[str]) -> tuple[subprocess.Popen, str]:
+    (job_dir / "working").mkdir(parents=True)
+    (job_dir / "outputs").mkdir()
+    log = (job_dir / "runtime.log").open("wb")
+    env = {**os.environ, "PYTHONPATH": str(RUNTIME_SRC), "PYTHONUNBUFFERED": "1"}
+    env.pop("GALAXY_CELLXGENE_IN_CONTAINER", None)
+    argv = [
+        sys.executable, "-m", "galaxy_cellxgene", "view", str(dataset.resolve()),
+        "--annotations-out", str(job_dir / "outputs" / "annotations.csv"),
+        "--gene-sets-out", str(job_dir / "outputs" / "gene_sets.csv"),
+        "--register", "always", "--idle-timeout", str(idle_minutes), *extra,
+    ]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=job_dir / "working", stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        match = READY.search((job_dir / "runtime.log").read_text(errors="replace"))
+        if match:
+            return proc, match.group(1)
+        if proc.poll() is not None:
+            raise SystemExit(f"runtime exited {proc.returncode}:\n{(job_dir / 'runtime.log').read_text()}")
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("runtime not ready in 300 s")
+
+
+def label_bodies(n_obs: int, client: int, variants: int = 2) -> list[bytes]:
+    """Pre-encoded autosaves (the UI sends every category each time); encoding is client CPU."""
+    from server.common.fbs.matrix import encode_matrix_fbs
+
+    rng = np.random.default_rng(client)
+    names = np.array([f"type_{i}" for i in range(8)], dtype=object)
+    bodies = []
+    for v in range(variants):
+        frame = pd.DataFrame(
+            {
+                f"load_{client}_cells": names[rng.integers(0, len(names), n_obs)],
+                f"load_{client}_review": np.where(rng.random(n_obs) < 0.1, f"checked_{v}", "unassigned"),
+            }
+        )
+        bodies.append(zlib.compress(bytes(encode_matrix_fbs(frame, col_idx=frame.columns))))
+    return bodies
+
+
+def run_client(
+    i: int,
+    url: str,
+    genes: list[str],
+    var_index: str,
+    layouts: list[str],
+    n_obs: int,
+    bodies: list[bytes],
+    deadline: list[float],
+    tally: Tally,
+    start: threading.Barrier,
+    seed: int,
+) -> None:
+    rng = random.Random(seed * 7919 + i)
+    http = requests.Session()
+    # Spread the periodic work, but let client 0 save and client 1 diffexp at once, so even a
+    # short run on a saturated machine covers every kind of request.
+    next_save = time.monotonic() + (0 if i == 0 else rng.uniform(0, SAVE_EVERY))
+    next_diffexp = time.monotonic() + (0 if i == 1 else rng.uniform(0, DIFFEXP_EVERY))
+    n = 0
+    start.wait()  # the main thread set deadline[0] before it reached the barrier
+    stop_at = deadline[0]
+    while time.monotonic() < stop_at:
+        now = time.monotonic()
+        kwargs: dict = {"timeout": 120}
+        if now >= next_save:
+            kind, next_save = "labels", now + SAVE_EVERY
+            method, path = "PUT", "annotations/obs"
+            kwargs |= {"data": rng.choice(bodies), "headers": {"Content-Type": "application/octet-stream"}}
+        elif now >= next_diffexp:
+            kind, next_diffexp = "diffexp", now + DIFFEXP_EVERY
+            method, path = "POST", "diffexp/obs"
+            cells = rng.sample(range(n_obs), 2 * DIFFEXP_CELLS)
+            sets = sorted(cells[:DIFFEXP_CELLS]), sorted(cells[DIFFEXP_CELLS:])
+            kwargs["json"] = {
+                "mode": "topN",
+                "count": 15,
+                "set1": {"filter": {"obs": {"index": sets[0]}}},
+                "set2": {"filter": {"obs": {"index": sets[1]}}},
+            }
+        elif (n + i) % LAYOUT_EVERY == LAYOUT_EVERY - 1:
+            kind, method, path = "layout", "GET", "layout/obs"
+            kwargs |= {"params": {"layout-name": rng.choice(layouts)}, "headers": BINARY}
+        else:
+            kind, method, path = "expression", "GET", "data/var"
+            kwargs |= {"params": {f"var:{var_index}": rng.choice(genes)}, "headers": BINARY}
+        n += 1
+        t = time.perf_counter()
+        try:
+            response = http.request(method, url + API + path, **kwargs)
+        except requests.RequestException as err:
+            tally.fail(kind, type(err).__name__)
+            continue
+        dt = time.perf_counter() - t
+        if response.status_code == 200 and response.content:
+            tally.ok(kind, dt)
+        elif kind == "diffexp" and response.status_code == 503:
+            with tally.lock:
+                tally.diffexp_busy += 1
+        else:
+            tally.fail(kind, f"HTTP {response.status_code} {response.text[:120]!r}")
+    http.close()
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)) * 1000, 1) if values else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", type=Path, default=ROOT / "bench-data" / "synth_100k.h5ad")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    parser.add_argument("--idle-timeout", type=float, default=0.05, help="minutes (the runtime's flag)")
+    parser.add_argument("--max-rss-growth-mib", type=float, default=1024.0,
+                        help="fail if peak RSS exceeds the RSS at ready by more than this")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", type=Path, help="also write the summary here")
+    parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "loadtest")
+    parser.add_argument("--keep", action="store_true", help="keep the job dir (runtime.log, outputs)")
+    parser.add_argument("runtime_args", nargs="*", help="extra runtime flags after --, e.g. -- --diffexp-concurrency 2")
+    args = parser.parse_args(argv)
+
+    import h5py
+    from server.common.fbs.matrix import decode_matrix_fbs
+
+    with h5py.File(args.dataset, "r") as f:
+        n_obs = int(f["obs"][f["obs"].attrs["_index"]].shape[0])
+    # Encode the autosave bodies before the server starts: its idle clock must only see the load.
+    bodies = [label_bodies(n_obs, i) for i in range(args.clients)]
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=args.work))
+    started = time.monotonic()
+    proc, url = start_runtime(args.dataset, job_dir, args.idle_timeout, args.runtime_args)
+    summary: dict = {"dataset": str(args.dataset), "clients": args.clients, "duration_s": args.duration}
+    try:
+        summary["start_s"] = round(time.monotonic() - started, 2)
+        schema = requests.get(url + API + "schema", timeout=60).json()["schema"]
+        assert int(schema["dataframe"]["nObs"]) == n_obs
+        var_index = schema["annotations"]["var"]["index"]
+        layouts = [layout["name"] for layout in schema["layout"]["obs"]]
+        response = requests.get(url + API + "annotations/var", params={"annotation-name": var_index},
+                                headers=BINARY, timeout=60)  # fmt: skip
+        genes = [str(g) for g in decode_matrix_fbs(response.content)[var_index]]
+        summary |= {"n_obs": n_obs, "n_vars": len(genes), "layouts": layouts}
+        rss_ready = rss_kib(proc.pid)
+
+        tally = Tally()
+        barrier = threading.Barrier(args.clients + 1)
+        deadline = [0.0]
+        threads = [
+            threading.Thread(
+                target=run_client,
+                args=(i, url, genes, var_index, layouts, n_obs, bodies[i], deadline, tally, barrier, args.seed),
+                daemon=True,
+            )
+            for i in range(args.clients)
+        ]
+        for thread in threads:
+            thread.start()
+        samples: list[int] = []
+        deadline[0] = time.monotonic() + args.duration
+        barrier.wait()
+        load_start = time.monotonic()
+        while any(t.is_alive() for t in threads):
+            samples.append(rss_kib(proc.pid))
+            time.sleep(0.25)
+        load_end = time.monotonic()
+        alive_after_load = proc.poll() is None
+        try:
+            status = requests.get(url + "galaxy/status", timeout=30).json()  # a quiet path: no activity
+        except requests.RequestException:
+            status = {"label_saves": -1}
+        peak = rss_kib(proc.pid, "VmHWM")
+
+        all_lat = [x for xs in tally.latencies.values() for x in xs]
+        served = len(all_lat)
+        errors = sum(tally.errors.values())
+        summary |= {
+            "alive_after_load": alive_after_load,
+            "load_seconds": round(load_end - load_start, 2),
+            "requests_served": served,
+            "requests_per_s": round(served / (load_end - load_start), 1),
+            "errors": errors,
+            "error_samples": tally.error_samples,
+            "diffexp_503": tally.diffexp_busy,
+            "p50_ms": percentile(all_lat, 50),
+            "p99_ms": percentile(all_lat, 99),
+            "by_kind": {
+                kind: {
+                    "served": len(v),
+                    "errors": tally.errors.get(kind, 0),
+                    "p50_ms": percentile(v, 50),
+                    "p99_ms": percentile(v, 99),
+                }
+                for kind, v in sorted(tally.latencies.items())
+            },
+            "label_saves_acknowledged": len(tally.latencies.get("labels", [])),
+            "label_saves_server": status["label_saves"],
+            "rss_ready_mib": round(rss_ready / 1024, 1),
+            "rss_peak_mib": round(peak / 1024, 1),
+            "rss_max_sampled_mib": round(max(samples, default=0) / 1024, 1),
+            "rss_after_load_mib": round(rss_kib(proc.pid) / 1024, 1),
+        }
+        # The idle timeout must still end the session by itself after the load.
+        idle_s = args.idle_timeout * 60
+        try:
+            rc = proc.wait(timeout=idle_s + 60)
+        except subprocess.TimeoutExpired:
+            rc = None
+        summary["idle_exit_code"] = rc
+        summary["idle_exit_after_s"] = round(time.monotonic() - load_end, 2) if rc is not None else None
+        log_text = (job_dir / "runtime.log").read_text(errors="replace")
+        summary["idle_logged"] = "no activity" in log_text
+
+        from galaxy_cellxgene.labels import read_labels
+
+        saved = read_labels(job_dir / "outputs" / "annotations.csv")
+        summary["output_rows"] = len(saved)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+
+    checks = {
+        # The idle clock must not end a session that is busy answering (slow requests, full queue).
+        "server up for the whole load": summary["alive_after_load"],
+        "no failed request": summary["errors"] == 0,
+        "every request kind served": all(
+            summary["by_kind"].get(k, {}).get("served", 0) > 0 for k in ("expression", "layout", "labels", "diffexp")
+        ),
+        "memory bounded": summary["rss_peak_mib"] - summary["rss_ready_mib"] <= args.max_rss_growth_mib,
+        "server counted every acknowledged save": summary["label_saves_server"] >= summary["label_saves_acknowledged"],
+        "idle timeout fired (exit 0)": summary["idle_exit_code"] == 0 and summary["idle_logged"],
+        "output is one complete save": summary["output_rows"] == summary["n_obs"],
+    }
+    summary["checks"] = checks
+    summary["passed"] = all(checks.values())
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    if not args.keep:
+        shutil.rmtree(job_dir, ignore_errors=True)
+    return 0 if summary["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(RUNTIME_SRC))
+    sys.exit(main())

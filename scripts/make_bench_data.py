@@ -1,0 +1,194 @@
+#!/usr/bin/env python
+"""Write the synthetic h5ad datasets the benchmarks run on (issue 6).
+
+Each dataset is deterministic for a given size and seed: 2,000 genes, a CSR float32 X of
+log-normalised values (about 5% of entries non-zero, per-gene density varies like real data),
+a `counts` layer with the raw integer counts (float32), `X_umap` (clustered) and `X_pca`,
+categorical obs columns, and a `gene_symbols` var column that has duplicates (so the
+make-unique path has real work to do). A `_nolayers` twin of each size carries the same
+data without the counts layer, for the memory comparison.
+
+The CSR matrix is built chunk by chunk straight from its index arrays, so memory stays at
+roughly the size of the arrays that are written (about 1 GiB at 500,000 cells).
+
+Usage:
+    .venv/bin/python scripts/make_bench_data.py [--sizes 10000,100000,500000] [--out bench-data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import anndata
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+N_GENES = 2000
+MEAN_DENSITY = 0.05
+N_PCS = 50
+# Rows per generation chunk: bounds the temporary dense mask at CHUNK x N_GENES bytes.
+CHUNK = 20_000
+CELL_TYPES = [f"type_{i:02d}" for i in range(12)]
+SAMPLES = [f"sample_{i}" for i in range(8)]
+N_CLUSTERS = 25
+DUPLICATE_FRACTION = 0.05
+DEFAULT_SIZES = (10_000, 100_000, 500_000)
+
+
+def dataset_name(n_cells: int, layers: bool = True) -> str:
+    """File name used by both this script and scripts/benchmark.py."""
+    k = f"{n_cells // 1000}k" if n_cells % 1000 == 0 else str(n_cells)
+    return f"synth_{k}.h5ad" if layers else f"synth_{k}_nolayers.h5ad"
+
+
+def gene_table(rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """var table plus per-gene detection probability and mean count."""
+    # Log-normal spread gives a few very common genes and many rare ones, as in real data.
+    raw = rng.lognormal(mean=0.0, sigma=1.0, size=N_GENES)
+    density = np.clip(raw / raw.mean() * MEAN_DENSITY, 0.0005, 0.9).astype(np.float32)
+    mean_count = (1.0 + 4.0 * density / density.max()).astype(np.float64)
+
+    gene_ids = [f"ENSG{i:011d}" for i in range(N_GENES)]
+    symbols = np.array([f"GENE{i}" for i in range(N_GENES)], dtype=object)
+    n_dup = int(N_GENES * DUPLICATE_FRACTION)
+    # Later genes reuse earlier symbols: what annotation pipelines produce for paralogues/aliases.
+    dup_targets = rng.choice(N_GENES // 2, size=n_dup, replace=False)
+    dup_slots = rng.choice(np.arange(N_GENES // 2, N_GENES), size=n_dup, replace=False)
+    symbols[dup_slots] = symbols[dup_targets]
+    var = pd.DataFrame(
+        {
+            "gene_symbols": symbols,
+            "highly_variable": rng.random(N_GENES) < 0.1,
+            "mean_expression": density * mean_count.astype(np.float32),
+        },
+        index=pd.Index(gene_ids, name="gene_ids"),
+    )
+    return var, density, mean_count
+
+
+def build_matrices(
+    n_cells: int, rng: np.random.Generator, density: np.ndarray, mean_count: np.ndarray
+) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """(X log-normalised, counts) as CSR float32 sharing one sparsity pattern."""
+    indptr = np.zeros(n_cells + 1, dtype=np.int64)
+    idx_chunks: list[np.ndarray] = []
+    cnt_chunks: list[np.ndarray] = []
+    x_chunks: list[np.ndarray] = []
+    for start in range(0, n_cells, CHUNK):
+        stop = min(start + CHUNK, n_cells)
+        mask = rng.random((stop - start, N_GENES), dtype=np.float32) < density[None, :]
+        # nonzero walks row-major, so columns come out sorted within each row: canonical CSR.
+        rows, cols = np.nonzero(mask)
+        del mask
+        counts = (1 + rng.poisson(mean_count[cols])).astype(np.float32)
+        row_len = np.bincount(rows, minlength=stop - start)
+        row_sum = np.bincount(rows, weights=counts, minlength=stop - start)
+        # Library-size normalisation then log1p: what X holds in a typical analysed h5ad.
+        x_vals = np.log1p(counts / row_sum[rows] * 1e4).astype(np.float32)
+        indptr[start + 1 : stop + 1] = indptr[start] + np.cumsum(row_len)
+        idx_chunks.append(cols.astype(np.int32))
+        cnt_chunks.append(counts)
+        x_chunks.append(x_vals)
+        del rows, cols
+    indices = np.concatenate(idx_chunks)
+    del idx_chunks
+    counts_all = np.concatenate(cnt_chunks)
+    del cnt_chunks
+    x_all = np.concatenate(x_chunks)
+    del x_chunks
+    if indptr[-1] < np.iinfo(np.int32).max:
+        indptr = indptr.astype(np.int32)
+
+    shape = (n_cells, N_GENES)
+    counts_m = sparse.csr_matrix((counts_all, indices, indptr), shape=shape)
+    x_m = sparse.csr_matrix((x_all, indices.copy(), indptr.copy()), shape=shape)
+    return x_m, counts_m
+
+
+def obs_and_embeddings(
+    n_cells: int, rng: np.random.Generator, x: sparse.csr_matrix, counts: sparse.csr_matrix
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    cluster = rng.integers(0, N_CLUSTERS, size=n_cells)
+    centers = rng.normal(0.0, 10.0, size=(N_CLUSTERS, 2)).astype(np.float32)
+    umap = centers[cluster] + rng.normal(0.0, 1.0, size=(n_cells, 2)).astype(np.float32)
+    pca = rng.normal(0.0, 1.0, size=(n_cells, N_PCS)).astype(np.float32)
+    pca[:, :2] += centers[cluster] / 3.0
+
+    obs = pd.DataFrame(
+        {
+            "cell_type": pd.Categorical.from_codes(cluster % len(CELL_TYPES), CELL_TYPES),
+            "sample": pd.Categorical.from_codes(rng.integers(0, len(SAMPLES), n_cells), SAMPLES),
+            "leiden": pd.Categorical.from_codes(cluster, [str(i) for i in range(N_CLUSTERS)]),
+            "batch": pd.Categorical.from_codes(rng.integers(0, 3, n_cells), ["a", "b", "c"]),
+            "n_counts": np.asarray(counts.sum(axis=1)).ravel().astype(np.float32),
+            "n_genes": np.diff(x.indptr).astype(np.int32),
+            "pct_mito": rng.uniform(0.0, 20.0, n_cells).astype(np.float32),
+        },
+        index=pd.Index([f"cell_{i:07d}" for i in range(n_cells)], name="cell_ids"),
+    )
+    return obs, {"X_umap": umap, "X_pca": pca}
+
+
+def make_dataset(n_cells: int, out_dir: Path, seed: int, nolayers: bool, force: bool) -> list[Path]:
+    with_layer = out_dir / dataset_name(n_cells, layers=True)
+    without = out_dir / dataset_name(n_cells, layers=False)
+    wanted = [with_layer] + ([without] if nolayers else [])
+    if not force and all(p.exists() for p in wanted):
+        print(f"[make_bench_data] {n_cells} cells: up to date", file=sys.stderr)
+        return wanted
+
+    t0 = time.perf_counter()
+    # One generator per size, seeded from (seed, size): each file is reproducible on its own.
+    rng = np.random.default_rng([seed, n_cells])
+    var, density, mean_count = gene_table(rng)
+    x, counts = build_matrices(n_cells, rng, density, mean_count)
+    obs, obsm = obs_and_embeddings(n_cells, rng, x, counts)
+    adata = anndata.AnnData(X=x, obs=obs, var=var, obsm=obsm, layers={"counts": counts})
+    adata.uns["bench"] = {"seed": seed, "n_cells": n_cells, "generator": "scripts/make_bench_data.py"}
+
+    for path, keep_layer in ((with_layer, True), (without, False)):
+        if path not in wanted:
+            continue
+        if not keep_layer:
+            del adata.layers["counts"]
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        adata.write_h5ad(tmp)
+        # Rename last so an interrupted run never leaves a truncated dataset that looks complete.
+        os.replace(tmp, path)
+        size_mib = path.stat().st_size / 2**20
+        print(f"[make_bench_data] wrote {path} ({size_mib:.0f} MiB)", file=sys.stderr)
+    print(
+        f"[make_bench_data] {n_cells} cells, nnz={x.nnz} ({x.nnz / (n_cells * N_GENES):.3%}) "
+        f"in {time.perf_counter() - t0:.1f} s",
+        file=sys.stderr,
+    )
+    return wanted
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes",
+        default=",".join(str(s) for s in DEFAULT_SIZES),
+        help="comma-separated cell counts (default: %(default)s)",
+    )
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "bench-data")
+    parser.add_argument("--seed", type=int, default=20261125)
+    parser.add_argument("--no-nolayers", action="store_true", help="skip the _nolayers twins")
+    parser.add_argument("--force", action="store_true", help="rewrite files that already exist")
+    args = parser.parse_args(argv)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for size in (int(s) for s in args.sizes.split(",") if s.strip()):
+        for path in make_dataset(size, args.out, args.seed, not args.no_nolayers, args.force):
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""What a person does in cellxgene 1.3.0's page, as Playwright steps.
+
+cellxgene's own data-testid attributes name every control used here. Cells are selected the
+way a user picks a cluster: untick a categorical column, tick one of its values. That is
+exact (every cell of the value, no pixel geometry) and shows in the embedding's cell count.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from playwright.sync_api import expect
+
+
+def _tick(checkbox: Any) -> None:
+    # Blueprint draws its own indicator over the <input>; the click belongs to the <label>.
+    checkbox.locator("xpath=..").click()
+
+
+def wait_for_cells(frame: Any, shown: int, total: int, timeout: float = 30_000) -> None:
+    expect(frame.get_by_test_id("layout-choice")).to_contain_text(f"{shown} out of {total} cells", timeout=timeout)
+
+
+def select_only(frame: Any, column: str, value: str, total: int) -> int:
+    """Select exactly the cells whose `column` is `value`; returns how many that is."""
+    value_box = frame.get_by_test_id(f"categorical-value-select-{column}-{value}")
+    if not value_box.is_visible():
+        frame.get_by_test_id(f"{column}:category-expand").click()
+    expect(value_box).to_be_visible()
+    column_box = frame.get_by_test_id(f"{column}:category-select")
+    # All, some (indeterminate) or none of the values are ticked: click until none are.
+    for _ in range(3):
+        if not column_box.is_checked() and not column_box.evaluate("e => e.indeterminate"):
+            break
+        _tick(column_box)
+    wait_for_cells(frame, 0, total)
+    _tick(value_box)
+    count = int(frame.get_by_test_id(f"categorical-value-count-{column}-{value}").inner_text())
+    wait_for_cells(frame, count, total)
+    return count
+
+
+def create_category(frame: Any, name: str) -> None:
+    frame.get_by_test_id("open-annotation-dialog").click()
+    frame.get_by_test_id("new-category-name").fill(name)
+    frame.get_by_test_id("submit-category").click()
+    expect(frame.get_by_test_id(f"{name}:category-label")).to_be_visible()
+
+
+def label_selection(frame: Any, category: str, label: str, expected: int) -> None:
+    """'Add label & assign N selected cells' in the category's menu."""
+    frame.get_by_test_id(f"{category}:see-actions").click()
+    frame.get_by_test_id(f"{category}:add-new-label-to-category").click()
+    frame.get_by_test_id(f"{category}:new-label-name").fill(label)
+    frame.get_by_role("button", name=f"Add label & assign {expected} selected cells").click()
+    count = frame.get_by_test_id(f"categorical-value-count-{category}-{label}")
+    if not count.is_visible():  # a new category starts collapsed
+        frame.get_by_test_id(f"{category}:category-expand").click()
+    expect(count).to_have_text(str(expected))
+
+
+def runtime_status(frame: Any) -> dict[str, Any]:
+    """The runtime's own account of saves (GET galaxy/status, relative to the viewer)."""
+    return frame.evaluate("() => fetch('galaxy/status', {cache: 'no-store'}).then(r => r.json())")
+
+
+def wait_until_saved(frame: Any, saves_before: int, timeout: float = 30.0) -> dict[str, Any]:
+    """cellxgene autosaves every 2.5 s: wait for a save after `saves_before` and 'All saved'."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = runtime_status(frame)
+        autosave = frame.locator("#autosave").inner_text()
+        if status["label_saves"] > saves_before and "All saved" in autosave:
+            return status
+        if status.get("last_error"):
+            raise AssertionError(f"the runtime reports a save error: {status['last_error']}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no completed save within {timeout:.0f} s: {status}, autosave={autosave!r}")
+        frame.page.wait_for_timeout(250)

@@ -1,0 +1,157 @@
+"""Start `view-many` the way Galaxy would, on datasets made in tmp_path.
+
+Like support.fixtures.start_job: a job dir with `working/` as cwd, the per-dataset output
+folders inside it (where the tool XML's discover_datasets looks), readiness from the runtime's
+own signals (container_runtime.json, then /health), never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import requests
+import scipy.sparse as sp
+from support.fixtures import TOOL_DIR, wait_until
+from support.ui_client import UiClient
+
+# Three datasets, each >= 200 cells (smaller ones break cellxgene's real UI). Their names are
+# element identifiers a user could choose: one plain, one with a space and an accent.
+DATASETS = {"day0": 220, "day 7 – Müller": 260, "day14": 240}
+
+
+def make_dataset(path: Path, n_obs: int, seed: int, n_vars: int = 40) -> Path:
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(0.9, size=(n_obs, n_vars)).astype(np.float32)
+    obs = pd.DataFrame(
+        {"louvain": pd.Categorical([f"c{i % 4}" for i in range(n_obs)])},
+        index=[f"s{seed}_cell{i}" for i in range(n_obs)],
+    )
+    var = pd.DataFrame(index=[f"GENE{i}" for i in range(n_vars)])
+    adata = ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=var)
+    adata.obsm["X_umap"] = rng.normal(size=(n_obs, 2)).astype(np.float32)
+    if seed % 2 == 0:
+        adata.obsm["X_tsne"] = rng.normal(size=(n_obs, 2)).astype(np.float32)
+    adata.write_h5ad(path)
+    return path
+
+
+def make_datasets(folder: Path, sizes: dict[str, int] = DATASETS) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return {name: make_dataset(folder / f"ds{i}.h5ad", n, seed=i) for i, (name, n) in enumerate(sizes.items())}
+
+
+@dataclass
+class ManyJob:
+    proc: subprocess.Popen
+    job_dir: Path
+    log_path: Path
+    url: str = ""
+
+    @property
+    def working(self) -> Path:
+        return self.job_dir / "working"
+
+    @property
+    def annotations_dir(self) -> Path:
+        return self.working / "annotations"
+
+    @property
+    def gene_sets_dir(self) -> Path:
+        return self.working / "gene_sets"
+
+    @property
+    def merged_dir(self) -> Path:
+        return self.working / "merged"
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def client(self, slug: str) -> UiClient:
+        return UiClient(f"{self.url}d/{slug}/")
+
+    def status(self) -> dict:
+        response = requests.get(self.url + "galaxy/status", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def landing(self) -> str:
+        response = requests.get(self.url, timeout=30)
+        response.raise_for_status()
+        return response.text
+
+    def finish(self) -> dict:
+        response = requests.post(self.url + "galaxy/finish", timeout=120)
+        response.raise_for_status()
+        return response.json()
+
+    def send(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.proc.wait(timeout=timeout)
+
+
+def many_command(datasets: dict[str, Path], *extra: str) -> list[str]:
+    command = [sys.executable, "-m", "galaxy_cellxgene.multi_cli"]
+    for name, path in datasets.items():
+        command += ["--dataset", f"{name}={path}"]
+    return [
+        *command,
+        "--annotations-dir",
+        "annotations",
+        "--gene-sets-dir",
+        "gene_sets",
+        "--merged-dir",
+        "merged",
+        "--work-dir",
+        "cellxgene_work",
+        *extra,
+    ]
+
+
+def start_many(tmp_path: Path, datasets: dict[str, Path], *extra: str, wait_ready: bool = True) -> ManyJob:
+    job_dir = tmp_path / f"job{len(list(tmp_path.glob('job*')))}"
+    (job_dir / "working").mkdir(parents=True)
+    log_path = job_dir / "runtime.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("GALAXY_CELLXGENE_IN_CONTAINER", "GALAXY_MEMORY_MB")}
+    env["PYTHONPATH"] = str(TOOL_DIR)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            many_command(datasets, *extra),
+            cwd=job_dir / "working",
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    job = ManyJob(proc, job_dir, log_path)
+    if not wait_ready:
+        return job
+    runtime_json = job_dir / "container_runtime.json"
+    try:
+        wait_until(runtime_json.exists, 120, "container_runtime.json", proc)
+        entry = json.loads(runtime_json.read_text())["8888"]
+        job.url = f"http://{entry['host']}:{entry['port']}/"
+        wait_until(lambda: _healthy(job.url), 30, "/health", proc)
+    except AssertionError as err:
+        job.send(signal.SIGKILL)
+        raise AssertionError(f"{err}\n--- runtime log ---\n{job.log}") from None
+    return job
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return requests.get(url + "health", timeout=2).ok
+    except requests.RequestException:
+        return False

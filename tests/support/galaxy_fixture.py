@@ -1,0 +1,169 @@
+"""One local Galaxy (scripts/galaxy.sh) shared by every test marked `galaxy`.
+
+The session fixture `galaxy` reuses a Galaxy that already answers with the credentials in
+.galaxy/credentials.json (for example one left running by `scripts/galaxy.sh up` or
+`start`), and otherwise starts one with `scripts/galaxy.sh start` and stops it at the end of
+the run. Tools are loaded when Galaxy starts: after editing a tool XML, stop the running
+Galaxy (`scripts/galaxy.sh stop`) so the next run loads the new copy.
+
+Register with `pytest_plugins = ["support.galaxy_fixture"]` in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+GALAXY_SH = ROOT / "scripts" / "galaxy.sh"
+CREDENTIALS = Path(os.environ.get("GALAXY_ROOT", ROOT / ".galaxy")) / "credentials.json"
+TEST_DATA = ROOT / "test-data"
+VIEWER_TOOL = "interactive_tool_cellxgene"
+MERGE_TOOL = "cellxgene_merge_annotations"
+
+
+def _load_galaxy_api() -> Any:
+    # The client lives beside scripts/galaxy.sh, which also runs it under Galaxy's own venv.
+    name = "galaxy_api"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "galaxy" / "galaxy_api.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+galaxy_api = _load_galaxy_api()
+GalaxyApi = galaxy_api.GalaxyApi
+GalaxyError = galaxy_api.GalaxyError
+poll = galaxy_api.poll
+
+
+class LocalGalaxy(GalaxyApi):
+    """The demo user's API (what a Galaxy user can do), plus an admin API and the credentials."""
+
+    def __init__(self, credentials: dict[str, Any]) -> None:
+        super().__init__(credentials["url"], credentials["user_key"])
+        self.credentials = credentials
+        self.admin_key: str = credentials["admin_key"]
+        self.user_key: str = credentials["user_key"]
+        self.admin = GalaxyApi(self.url, self.admin_key)
+
+    def upload_test_data(self, history_id: str, name: str, ext: str = "auto") -> dict[str, Any]:
+        """Upload test-data/<name> into the history and wait until it is ok (metadata set)."""
+        return self.upload_and_wait(history_id, TEST_DATA / name, name=name, ext=ext)
+
+    def job_stderr(self, job_id: str) -> str:
+        job = self.job(job_id, full=True)
+        return (job.get("tool_stderr") or "") + (job.get("job_stderr") or "") or job.get("stderr") or ""
+
+    def dataset_text(self, dataset_id: str) -> str:
+        return self.dataset_bytes(dataset_id).decode()
+
+    def collection(self, hdca_id: str) -> dict[str, Any]:
+        return self.get(f"dataset_collections/{hdca_id}", params={"instance_type": "history"})
+
+    def download(self, dataset_id: str, target: Path) -> Path:
+        target.write_bytes(self.dataset_bytes(dataset_id))
+        return target
+
+    def output_ids(self, run: dict[str, Any]) -> dict[str, str]:
+        """{output name: dataset or collection id} of a run_tool() answer."""
+        ids = {output["output_name"]: output["id"] for output in run.get("outputs", [])}
+        for collection in run.get("output_collections", []):
+            ids[collection["output_name"]] = collection["id"]
+        return ids
+
+
+@dataclass
+class _Started:
+    by_us: bool
+
+
+def _answers(credentials: dict[str, Any]) -> bool:
+    """The stored keys work on the stored URL and the viewer tool is loaded."""
+    try:
+        api = GalaxyApi(credentials["url"], credentials["user_key"], timeout=10)
+        return (
+            api.request("GET", "whoami").status_code == 200
+            and api.request("GET", f"tools/{VIEWER_TOOL}").status_code == 200
+        )
+    except (requests.ConnectionError, requests.Timeout, KeyError):
+        return False
+
+
+def _read_credentials() -> dict[str, Any] | None:
+    if not CREDENTIALS.exists():
+        return None
+    return json.loads(CREDENTIALS.read_text())
+
+
+def _stale_tools(credentials_mtime: float) -> list[str]:
+    tools = ROOT / "tools" / "cellxgene"
+    return [p.name for p in tools.glob("*.xml") if p.stat().st_mtime > credentials_mtime]
+
+
+@pytest.fixture(scope="session")
+def galaxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGalaxy]:
+    credentials = _read_credentials()
+    started = _Started(by_us=False)
+    if credentials is not None and _answers(credentials):
+        stale = _stale_tools(CREDENTIALS.stat().st_mtime)
+        if stale:
+            # The running Galaxy parsed these before they changed; its tests would be old ones.
+            print(f"warning: reusing a Galaxy started before {stale} changed; scripts/galaxy.sh stop reloads")
+    else:
+        log = tmp_path_factory.mktemp("galaxy") / "galaxy-start.log"
+        t0 = time.monotonic()
+        with log.open("w") as handle:
+            result = subprocess.run(
+                ["bash", str(GALAXY_SH), "start"],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                timeout=1800,
+                check=False,
+            )
+        if result.returncode != 0:
+            pytest.fail(f"scripts/galaxy.sh start failed ({result.returncode}):\n{log.read_text()[-4000:]}")
+        started.by_us = True
+        print(f"local Galaxy started in {time.monotonic() - t0:.0f} s (log: {log})")
+        credentials = _read_credentials()
+        assert credentials is not None and _answers(credentials), "Galaxy started but does not answer"
+    try:
+        yield LocalGalaxy(credentials)
+    finally:
+        if started.by_us:
+            subprocess.run(["bash", str(GALAXY_SH), "stop"], check=False, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def galaxy_history(galaxy: LocalGalaxy) -> str:
+    """One history for the whole run: tests tell their outputs apart by the ids a run returns."""
+    return galaxy.new_history(f"pytest {time.strftime('%Y-%m-%d %H:%M:%S')}")
+
+
+@pytest.fixture(scope="session")
+def galaxy_demo(galaxy: LocalGalaxy, galaxy_history: str) -> dict[str, Any]:
+    """test-data/pbmc_demo.h5ad uploaded as h5ad (with its metadata: obs_layers, obsm_layers...)."""
+    return galaxy.upload_test_data(galaxy_history, "pbmc_demo.h5ad", ext="h5ad")
+
+
+def read_labels_csv(text: str) -> Any:
+    """cellxgene's labels CSV as pandas reads it (FIELD_NOTES 1)."""
+    import pandas as pd
+
+    return pd.read_csv(io.StringIO(text), comment="#", index_col=0, dtype="category", keep_default_na=False)

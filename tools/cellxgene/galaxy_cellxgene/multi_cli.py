@@ -1,0 +1,185 @@
+"""`view-many`: several datasets in one cellxgene session (see multi.py).
+
+    python -m galaxy_cellxgene view-many --dataset NAME=PATH [--dataset NAME=PATH ...]
+        [--datasets-json FILE] --annotations-dir DIR --gene-sets-dir DIR [--merged-dir DIR]
+        [--memory-budget-mb MB] [--unload-after MINUTES] [VIEW OPTIONS] [--port/--host/--register ...]
+
+Outputs, one file per opened dataset, named after its safe name (multi.safe_name):
+`<annotations-dir>/<name>.csv`, `<gene-sets-dir>/<name>.csv`, `<merged-dir>/<name>.h5ad`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from galaxy_cellxgene.cli import EXIT_INPUT, _view_options, options_from_args, title_from_args
+
+# Read by the runtime when no --memory-budget-mb is given: an admin sets it in the job
+# destination's environment. GALAXY_MEMORY_MB is what Galaxy sets when the destination
+# declares the job's memory; a quarter is kept for Python, waitress and the landing page.
+BUDGET_ENV = "GALAXY_CELLXGENE_MEMORY_BUDGET_MB"
+GALAXY_MEMORY_ENV = "GALAXY_MEMORY_MB"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m galaxy_cellxgene view-many",
+        description="serve several datasets in one cellxgene session; saves land in per-dataset outputs",
+    )
+    g = parser.add_argument_group("datasets and outputs")
+    g.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a dataset and the name it is listed under (repeat); split at the last '='",
+    )
+    g.add_argument(
+        "--datasets-json",
+        type=Path,
+        metavar="FILE",
+        help='JSON list of {"name": ..., "path": ...} (keeps user-chosen names away from a shell)',
+    )
+    g.add_argument("--annotations-dir", type=Path, required=True)
+    g.add_argument("--gene-sets-dir", type=Path, required=True)
+    g.add_argument("--merged-dir", type=Path, help="merged h5ad per opened dataset, written on a clean finish")
+    g.add_argument("--previous-annotations-dir", type=Path, help="earlier annotations, <name>.csv per dataset")
+    g.add_argument("--previous-gene-sets-dir", type=Path, help="earlier gene sets, <name>.csv per dataset")
+    m = parser.add_argument_group("memory")
+    m.add_argument(
+        "--memory-budget-mb",
+        type=int,
+        default=None,
+        metavar="MB",
+        help=f"close idle datasets to stay under this estimate (default: ${BUDGET_ENV}, else 3/4 of "
+        f"${GALAXY_MEMORY_ENV}, else no limit; 0: no limit)",
+    )
+    m.add_argument(
+        "--unload-after",
+        type=float,
+        default=30,
+        metavar="MINUTES",
+        help="close a dataset nobody has used for this long (0: never); it reopens where it was left",
+    )
+    s = parser.add_argument_group("server")
+    s.add_argument("--port", type=int, default=8888, help="declared port (the tool XML's entry point)")
+    s.add_argument("--host", help="listen address (default: 0.0.0.0 in a container, else 127.0.0.1)")
+    s.add_argument("--register", choices=["auto", "always", "never"], default="auto")
+    s.add_argument("--runtime-json", type=Path, default=Path("..") / "container_runtime.json")
+    s.add_argument("--work-dir", type=Path, default=Path("cellxgene-work"))
+    s.add_argument("--threads", type=int, default=8)
+    _view_options(parser)
+    return parser
+
+
+def parse_items(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    items: list[tuple[str, Path]] = []
+    for text in args.dataset:
+        name, sep, path = text.rpartition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--dataset wants NAME=PATH, got {text!r}")
+        items.append((name, Path(path)))
+    if args.datasets_json is not None:
+        listed = json.loads(args.datasets_json.read_text(encoding="utf-8"))
+        if not isinstance(listed, list):
+            raise ValueError("--datasets-json must hold a JSON list")
+        for item in listed:
+            if not isinstance(item, dict) or "name" not in item or "path" not in item:
+                raise ValueError('each --datasets-json item needs "name" and "path"')
+            items.append((str(item["name"]), Path(str(item["path"]))))
+    if not items:
+        raise ValueError("no dataset given: use --dataset NAME=PATH or --datasets-json FILE")
+    return items
+
+
+def memory_budget_bytes(cli_mb: int | None, env: dict[str, str]) -> int | None:
+    def number(text: str | None) -> float | None:
+        try:
+            return float(text) if text not in (None, "") else None
+        except ValueError:
+            return None
+
+    if cli_mb is not None:
+        return cli_mb * 2**20 if cli_mb > 0 else None
+    configured = number(env.get(BUDGET_ENV))
+    if configured is not None:
+        return int(configured * 2**20) if configured > 0 else None
+    galaxy = number(env.get(GALAXY_MEMORY_ENV))
+    if galaxy is not None and galaxy > 0:
+        return int(galaxy * 0.75 * 2**20)
+    return None
+
+
+def run_view_many(argv: list[str] | None = None) -> int:
+    from galaxy_cellxgene.multi import MultiSession, OutputDirs, plan_datasets, quick_check
+    from galaxy_cellxgene.serve import in_container, log, plan_binding, serve
+    from galaxy_cellxgene.settings import idle_timeout_seconds
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # anndata/pandas deprecation chatter is noise in a Galaxy job log.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="anndata")
+    started = time.monotonic()
+    if args.previous_annotations or args.previous_gene_sets:
+        print(
+            "ERROR: --previous-annotations/--previous-gene-sets name one file; with several datasets "
+            "use --previous-annotations-dir/--previous-gene-sets-dir. Fix: pass a folder of <name>.csv files.",
+            file=sys.stderr,
+        )
+        return EXIT_INPUT
+    try:
+        items = parse_items(args)
+    except (ValueError, OSError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return EXIT_INPUT
+
+    options = options_from_args(args)
+    datasets = plan_datasets(items, options, quick_check)
+    for entry in datasets:
+        for problem in entry.problems:
+            print(f"{entry.name}: {problem}", file=sys.stderr)
+    usable = [d for d in datasets if d.usable]
+    if not usable:
+        print(f"cellxgene cannot start: none of the {len(datasets)} datasets can be opened.", file=sys.stderr)
+        return EXIT_INPUT
+    log(
+        f"{len(usable)} of {len(datasets)} datasets ready to open "
+        f"({time.monotonic() - started:.2f} s): " + ", ".join(d.slug for d in usable)
+    )
+
+    dirs = OutputDirs(
+        annotations=args.annotations_dir,
+        gene_sets=args.gene_sets_dir,
+        merged=args.merged_dir,
+        work=args.work_dir,
+        previous_annotations=args.previous_annotations_dir,
+        previous_gene_sets=args.previous_gene_sets_dir,
+    )
+    budget = memory_budget_bytes(args.memory_budget_mb, dict(os.environ))
+    unload_after = args.unload_after * 60 if args.unload_after and args.unload_after > 0 else None
+    session = MultiSession(
+        datasets,
+        dirs,
+        options,
+        title=title_from_args(args) or f"cellxgene: {len(datasets)} datasets",
+        memory_budget_bytes=budget,
+        unload_after=unload_after,
+    )
+    if budget is not None:
+        log(f"memory budget {budget / 2**20:.0f} MiB")
+    binding = plan_binding(args.register, args.port, args.host, os.environ, in_container(os.environ))
+    runtime_json = args.runtime_json.resolve() if binding.register else None
+    # serve() drives anything with a Session's surface; MultiSession provides it (see multi.py).
+    return serve(session, binding, args.port, runtime_json, idle_timeout_seconds(options), args.threads)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":  # `python -m galaxy_cellxgene.multi_cli`, until cli.py dispatches `view-many`
+    sys.exit(run_view_many())
