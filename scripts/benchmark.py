@@ -20,6 +20,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime as dt
 import json
 import os
@@ -27,6 +28,7 @@ import platform
 import random
 import shlex
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -176,7 +178,8 @@ class Bench:
 
     def run_dir(self, name: str) -> Path:
         self.run_counter += 1
-        d = self.out_dir / "runs" / f"{self.run_counter:04d}-{name}"
+        # The pid keeps two harnesses (say, a quick check beside a full run) out of each other's way.
+        d = self.out_dir / "runs" / f"{os.getpid()}-{self.run_counter:04d}-{name}"
         if d.exists():
             shutil.rmtree(d)
         d.mkdir(parents=True)
@@ -214,7 +217,7 @@ class Bench:
                 makers.append(("recipe-1.1.1", lambda d, ds=ds, c=case: recipe_launch(ds, d, c)))
                 for rt, root in self.args.runtimes.items():
                     makers.append((rt, lambda d, ds=ds, c=case, n=rt, r=root: runtime_launch(ds, d, c, (), n, r)))
-                makers = [m for m in makers if m[0] in self.args.contenders]
+                makers = [m for m in makers if m[0] in self.args.contenders or m[0] in self.args.runtimes]
                 samples: dict[str, list[dict]] = {m[0]: [] for m in makers}
                 reps = self.args.n + (1 if self.args.warmup else 0)
                 for rep in range(reps):
@@ -230,6 +233,7 @@ class Bench:
                             "prep_peak_mib": st.pre_peak_kib / MIB,
                             "peak_mib": sample.peak_kib / MIB,
                             "cpu_s": st.pre_cpu_s + sample.cpu_total_s,
+                            "encoding": st.encoding,
                         }
                         self.finish(st, run_dir)
                         if self.args.warmup and rep == 0:
@@ -272,6 +276,7 @@ class Bench:
         ]
         if self.args.quick:
             variants = variants[:1]
+        variants = [v for v in variants if f"{v[0]}-{v[1]}" in self.args.mem_variants]
         for ds in datasets:
             for layers, mode in variants:
                 path = ds.path if layers == "layers" else ds.path.with_name(dataset_name(ds.n_cells, layers=False))
@@ -486,6 +491,19 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def vs(rows: list[dict], row: dict, ref: str, key: str, match: Sequence[str]) -> float | None:
+    """Paired ratio of `row` to the row of contender `ref` measured beside it (same match keys)."""
+    if row["contender"] == ref:
+        return None
+    for other in rows:
+        if other["contender"] == ref and all(other[k] == row[k] for k in match):
+            mine = [r[key] if isinstance(r, dict) else r for r in row["raw"]]
+            theirs = [r[key] if isinstance(r, dict) else r for r in other["raw"]]
+            if len(mine) == len(theirs):
+                return paired(mine, theirs)
+    return None
+
+
 def render(results: dict, meta: dict) -> str:
     parts = []
     parts.append(
@@ -508,6 +526,8 @@ def render(results: dict, meta: dict) -> str:
                 fmt(r["prep_peak_mib"], ".0f") if r["prep_peak_mib"] else "–",
                 fmt(r["peak_mib"], ".0f"),
                 fmt(r["cpu_s"]),
+                ratio(vs(results["ready"], r, "plain", "cpu_s", ("cells", "case"))),
+                ratio(vs(results["ready"], r, "runtime", "ready_s", ("cells", "case"))),
             ]
             for r in results["ready"]
         ]
@@ -525,6 +545,8 @@ def render(results: dict, meta: dict) -> str:
                     "prep peak MiB",
                     "server peak MiB at ready",
                     "CPU s",
+                    "CPU vs plain",
+                    "vs runtime",
                 ],
                 rows,
             )
@@ -541,6 +563,7 @@ def render(results: dict, meta: dict) -> str:
                 fmt(r["peak_at_ready_mib"], ".0f"),
                 fmt(r["rss_mib"], ".0f"),
                 fmt(r["ready_s"]),
+                ratio(vs(results["memory"], r, "runtime", "peak_mib", ("cells", "input", "mode"))),
             ]
             for r in results["memory"]
         ]
@@ -557,6 +580,7 @@ def render(results: dict, meta: dict) -> str:
                     "peak at ready",
                     "RSS after",
                     "ready s",
+                    "vs runtime",
                 ],
                 rows,
             )
@@ -577,6 +601,7 @@ def render(results: dict, meta: dict) -> str:
                 fmt(r["client_cpu_pct"], ".0f"),
                 str(int(r["errors"])),
                 fmt(r["peak_mib"], ".0f"),
+                ratio(vs(results["serve"], r, "runtime", "rps", ("cells", "clients"))),
             ]
             for r in results["serve"]
         ]
@@ -597,6 +622,7 @@ def render(results: dict, meta: dict) -> str:
                     "client CPU %",
                     "errors",
                     "server peak MiB",
+                    "req/s vs runtime",
                 ],
                 rows,
             )
@@ -608,13 +634,14 @@ def render(results: dict, meta: dict) -> str:
                 r["contender"],
                 f"{fmt(r['save_s'], '.3f')} ({fmt(r['save_min'], '.3f')}–{fmt(r['save_max'], '.3f')})",
                 ratio(r.get("x_plain")),
+                ratio(vs(results["save"], r, "runtime", "", ("cells",))),
                 str(r["rows_written"]),
             ]
             for r in results["save"]
         ]
         parts.append(
             "### 4. One label save (2 categories, PUT until answered, output file written)\n\n"
-            + table(["cells", "contender", "save s (min–max)", "vs plain", "rows in output"], rows)
+            + table(["cells", "contender", "save s (min–max)", "vs plain", "vs runtime", "rows in output"], rows)
         )
     return "\n\n".join(parts) + "\n"
 
@@ -667,6 +694,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("-n", type=int, default=5, help="repetitions (medians of N)")
     p.add_argument("--mem-reps", type=int, default=3)
+    p.add_argument(
+        "--mem-variants",
+        default="layers-memory,nolayers-memory,layers-backed,nolayers-backed",
+        help="input-mode pairs for the memory section",
+    )
     p.add_argument("--serve-sizes", default="100k", help="dataset labels to run the serving benchmark on")
     p.add_argument("--serve-reps", type=int, default=1)
     p.add_argument("--clients", default="1,4,16")
@@ -677,7 +709,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-runs", action="store_true", help="keep bench-data/runs/* (logs, outputs)")
     p.add_argument("--write-docs", action="store_true", help="replace the results block of docs/benchmarks.md")
     p.add_argument("--json", type=Path, help="also write raw results here (default bench-data/results-*.json)")
+    p.add_argument("--from-json", type=Path, help="only render (and --write-docs) a saved results file")
     args = p.parse_args(argv)
+
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        report = render(saved["results"], saved["meta"])
+        print(report)
+        if args.write_docs:
+            write_docs(report)
+        return 0
 
     if args.quick:
         args.sizes, args.n, args.mem_reps, args.warmup = "10000", 1, 1, False
@@ -705,12 +746,18 @@ def main(argv: list[str] | None = None) -> int:
         datasets.append(load_dataset(path))
 
     bench = Bench(args, args.data)
+    atexit.register(procs.stop_all)
+    # SIGTERM (a killed run) unwinds like Ctrl-C, so the servers started so far are stopped too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     t0 = time.perf_counter()
     sections = [s for s in args.only.split(",") if s]
+    out_json = args.json or args.data / f"results-{time.strftime('%Y%m%dT%H%M%S')}.json"
     for section in sections:
         fn = getattr(bench, f"bench_{section}")
         bench.results[section] = fn(datasets)
+        # Written after every section: a run stopped late still leaves what it measured.
+        out_json.write_text(json.dumps({"meta": {"partial": True}, "results": bench.results}, indent=1, default=str))
     meta = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(),
@@ -722,7 +769,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     report = render(bench.results, meta)
     print(report)
-    out_json = args.json or args.data / f"results-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out_json.write_text(json.dumps({"meta": meta, "results": bench.results}, indent=1, default=str))
     log(f"raw results: {out_json}")
     if args.write_docs:

@@ -21,14 +21,18 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 GALAXY_VERSION=26.1.2
 GXIT_PROXY_VERSION=0.2.3
 
+# GALAXY_ROOT holds what is installed (reused by every start), GALAXY_STATE what a running
+# Galaxy owns (database, datasets, logs, keys); a second Galaxy needs only its own
+# GALAXY_STATE and GALAXY_PORT.
 GX="${GALAXY_ROOT:-$REPO/.galaxy}"
+STATE="${GALAXY_STATE:-$GX}"
 VENV="$GX/venv"
 PROXY_DIR="$GX/proxy"
 DEPS="$GX/deps"
-DATA="$GX/data"
-RUN="$GX/run"
+DATA="$STATE/data"
+RUN="$STATE/run"
 LOGS="$RUN/logs"
-CREDENTIALS="$GX/credentials.json"
+CREDENTIALS="$STATE/credentials.json"
 CONSTRAINTS="$REPO/scripts/galaxy/constraints.txt"
 GXIT_MAIN="$PROXY_DIR/node_modules/@galaxyproject/gx-it-proxy/lib/main.js"
 
@@ -37,7 +41,8 @@ GALAXY_WEB_PORT="${GALAXY_WEB_PORT:-$((GALAXY_PORT + 1))}"
 GXIT_PROXY_PORT="${GXIT_PROXY_PORT:-$((GALAXY_PORT + 2))}"
 URL="http://127.0.0.1:$GALAXY_PORT"
 
-log() { printf '[galaxy.sh] %s\n' "$*" >&2; }
+# `|| true`: after Ctrl-C a `| tee` reading our stderr may be gone; stopping must go on.
+log() { printf '[galaxy.sh] %s\n' "$*" >&2 || true; }
 die() { log "error: $*"; exit 1; }
 
 # pip prints a warning per package for find-links folders this machine lists but lacks.
@@ -107,9 +112,9 @@ install_runtime() {
 
 secret() {
     # One bootstrap admin key per installation, kept out of the repository.
-    local file="$GX/bootstrap_admin_key"
+    local file="$STATE/bootstrap_admin_key"
     if [[ ! -s "$file" ]]; then
-        mkdir -p "$GX"
+        mkdir -p "$STATE"
         (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(20))' >"$file")
     fi
     cat "$file"
@@ -125,9 +130,12 @@ export_env() {
 local_py() { "$VENV/bin/python" "$REPO/scripts/galaxy/local.py" "$@"; }
 
 cmd_install() {
-    local t0=$SECONDS
+    local t0=$SECONDS proxy_pid
+    # npm and pip each spend most of a cold install waiting on downloads and builds: overlap them.
+    install_proxy &
+    proxy_pid=$!
     install_galaxy
-    install_proxy
+    wait "$proxy_pid" || die "gx-it-proxy install failed"
     install_nginx
     install_runtime
     export_env
@@ -209,6 +217,8 @@ start_all() {
     # Jobs inherit this environment: Galaxy's own bin first, so a job without a resolved
     # requirement gets Galaxy's python (as on a production Galaxy), never the runtime venv.
     # (env, not a subshell: `up` must be able to `wait` for the pid.)
+    GX_STARTED_AT="$(date +%s.%N)"
+    export GX_STARTED_AT
     launch galaxy env -C "$RUN" PATH="$VENV/bin:$PATH" GALAXY_VIRTUAL_ENV="$VENV" \
         "$VENV/bin/galaxy-web" -c "$RUN/galaxy.yml" -b "127.0.0.1:$GALAXY_WEB_PORT"
     log "started gx-it-proxy (pid $(cat "$(pidfile proxy)")), nginx (pid $(cat "$(pidfile nginx)")),"
@@ -279,8 +289,9 @@ print(f"  Galaxy {c.get('galaxy_version', '')} with cellxgene: {c['url']}")
 print(f"  log in as     {c['user_email']}  password {c['user_password']}")
 print(f"  admin         {c['admin_email']}  password {c['admin_password']}")
 if c.get("demo_dataset_id"):
-    print("  history 'cellxgene demo' holds 'PBMC demo': click its eye/visualize icon or run")
-    print("  'Interactive cellxgene' on it, then open the link under User > Active Interactive Tools.")
+    print("  history 'cellxgene demo' holds 'PBMC demo' (switch to it under Histories if another")
+    print("  one is current); run the 'cellxgene' tool (Single-cell section) on it, then open the")
+    print("  viewer from 'Interactive Tools' in the left bar once the job runs.")
 print(f"  credentials and API keys: {sys.argv[1]}")
 print()
 EOF
@@ -296,8 +307,10 @@ cmd_start() {
 cmd_up() {
     cmd_install
     export_env
-    trap 'trap - INT TERM EXIT; log "stopping"; stop_all; exit 0' INT TERM
-    trap 'stop_all' EXIT
+    # Ctrl-C also ends a `| tee` beside us: ignore SIGPIPE so a write to a closed pipe
+    # fails quietly instead of killing this script before it has stopped anything.
+    trap 'trap - INT TERM EXIT; trap "" PIPE; log "stopping"; stop_all; exit 0' INT TERM
+    trap 'trap "" PIPE; stop_all' EXIT
     start_all
     print_login
     log "Ctrl-C stops Galaxy, gx-it-proxy and nginx"

@@ -316,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         "idle timeout fired (exit 0)": summary["idle_exit_code"] == 0 and summary["idle_logged"],
         "output is one complete save": summary["output_rows"] == summary["n_obs"],
     }
+    # Context for the figures: other work on the machine shares its cores with both sides.
+    summary["machine"] = {"cpus": os.cpu_count(), "loadavg_1m_at_end": round(os.getloadavg()[0], 2)}
     summary["checks"] = checks
     summary["passed"] = all(checks.values())
     text = json.dumps(summary, indent=2)

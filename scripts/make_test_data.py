@@ -269,15 +269,9 @@ def make_broken_csvs(demo: ad.AnnData, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "test-data", help="folder to write (default test-data/)"
-    )
-    parser.add_argument(
-        "--source", type=Path, help="use this copy of 10x_pbmc68k_reduced.h5ad (checksum-verified)"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "test-data", help="folder to write (default test-data/)")
+    parser.add_argument("--source", type=Path, help="use this copy of 10x_pbmc68k_reduced.h5ad (checksum-verified)")
     args = parser.parse_args(argv)
 
     if args.source:

@@ -17,7 +17,7 @@ NAME="${NAME:-cellxgene-$HOST_PORT}"
 ENGINE="${ENGINE:-podman}"
 
 usage() {
-    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 [[ $# -ge 1 && "$1" != -h && "$1" != --help ]] || usage
@@ -55,7 +55,9 @@ if [[ "$ENGINE" == podman && ! -d /run/systemd/system ]]; then
     health=(--no-healthcheck)
 fi
 
-# The data path must end in .h5ad for cellxgene; mount the file under that name.
+# The data path must end in .h5ad for cellxgene; mount the file under that name. The
+# work folder sits in OUTDIR: the merged h5ad is renamed from there into OUTDIR, and a
+# rename cannot cross file systems (/tmp in the container is another one).
 echo "run-image: http://127.0.0.1:$HOST_PORT/  (outputs in $outdir, container $NAME)" >&2
 exec "$ENGINE" run --rm --name "$NAME" \
     --user "$owner" \
@@ -69,6 +71,6 @@ exec "$ENGINE" run --rm --name "$NAME" \
     --annotations-out /out/annotations.csv \
     --gene-sets-out /out/gene_sets.csv \
     --merged-out /out/merged.h5ad \
-    --work-dir /tmp/cellxgene-work \
+    --work-dir /out/.cellxgene-work \
     --port 8888 \
     "$@"

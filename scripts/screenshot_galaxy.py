@@ -86,6 +86,9 @@ def main() -> None:
             login.fill("input[name=password]", credentials["user_password"])
             login.click("button[type=submit]")
             login.wait_for_url(lambda u: "/login" not in u, timeout=60_000)
+            # Logging in from a fresh browser makes a new empty history current: show the demo one.
+            history = credentials["demo_history_id"]
+            login.goto(f"{credentials['url']}/history/set_as_current?id={history}", wait_until="networkidle")
             login.goto(credentials["url"] + "/interactivetool_entry_points/list", wait_until="networkidle")
             login.wait_for_timeout(1500)
             target = args.out / "galaxy-entry-points.png"

@@ -22,6 +22,7 @@ step "Galaxy (install only; the test fixture starts it)"
 scripts/galaxy.sh install
 step "container image"
 scripts/build-image.sh >/dev/null
+export GALAXY_CELLXGENE_IMAGE_REUSE=1 # the fixture uses the image just built
 
 step "pytest"
 export PYTHONDONTWRITEBYTECODE=1

@@ -2,4 +2,7 @@
 
 pytest_plugins = [
     "support.fixtures",
+    "support.galaxy_fixture",
+    "support.container_fixture",
+    "support.browser_fixture",
 ]

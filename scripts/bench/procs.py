@@ -12,18 +12,25 @@ import signal
 import socket
 import subprocess
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-BINARY_HEADERS = {"Accept": "application/octet-stream", "Accept-Encoding": "gzip, deflate"}
+# Exactly what Chromium sends (seen from Debian's chromium 156 on http://127.0.0.1): Flask-Compress
+# then answers with zstd, its first choice, so the server's compression cost is the real one.
+BINARY_HEADERS = {"Accept": "application/octet-stream", "Accept-Encoding": "gzip, deflate, br, zstd"}
 API = "/api/v0.2/"
 
 
 class BenchError(RuntimeError):
     pass
+
+
+# Servers started and not yet stopped: stopped at exit, so an interrupted run leaves none behind.
+LIVE: dict[int, Started] = {}
 
 
 def free_port() -> int:
@@ -165,8 +172,19 @@ def layout_path(name: str) -> str:
 
 
 def decode_body(headers: dict[str, str], body: bytes) -> bytes:
-    if headers.get("content-encoding") == "gzip":
+    encoding = headers.get("content-encoding", "identity")
+    if encoding == "gzip":
         return gzip.decompress(body)
+    if encoding == "deflate":
+        return zlib.decompress(body)
+    if encoding == "br":
+        import brotli
+
+        return brotli.decompress(body)
+    if encoding == "zstd":
+        from backports import zstd
+
+        return zstd.decompress(body)
     return body
 
 
@@ -196,6 +214,7 @@ class Started:
     t_health: float = 0.0
     t_ready: float = 0.0
     var_column: str = ""
+    encoding: str = ""  # Content-Encoding of the first expression answer
     ready_sample: TreeSample | None = None
     log_path: Path | None = None
 
@@ -244,11 +263,11 @@ def start(launch: Launch, port: int, cwd: Path, base_env: dict[str, str]) -> Sta
         pre_cpu += cpu
     argv = [str(a).replace("{port}", str(port)) for a in launch.server]
     # Own session: the whole server tree can be stopped by its process-group id, nothing broader.
-    proc = subprocess.Popen(
-        argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
-    return Started(launch, proc, port, t0, pre_s, pre_peak, pre_cpu, log_path=log_path)
+    st = Started(launch, proc, port, t0, pre_s, pre_peak, pre_cpu, log_path=log_path)
+    LIVE[proc.pid] = st
+    return st
 
 
 def wait_ready(st: Started, gene: str, deadline_s: float = 180.0, poll_s: float = 0.01) -> int:
@@ -286,6 +305,7 @@ def wait_ready(st: Started, gene: str, deadline_s: float = 180.0, poll_s: float 
     if status != 200 or not body:
         raise BenchError(f"{st.launch.name}: first expression request gave {status}, {len(body)} bytes")
     st.ready_sample = sample_tree(st.pid)
+    st.encoding = headers.get("content-encoding", "identity")
     return n_rows_of(decode_body(headers, body))
 
 
@@ -313,6 +333,7 @@ def wait_rss_settled(st: Started, quiet_s: float = 1.5, deadline_s: float = 30.0
 
 
 def stop(st: Started, timeout_s: float = 15.0) -> None:
+    LIVE.pop(st.proc.pid, None)
     if st.proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(st.proc.pid, signal.SIGTERM)
@@ -326,3 +347,8 @@ def stop(st: Started, timeout_s: float = 15.0) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+
+
+def stop_all() -> None:
+    for st in list(LIVE.values()):
+        stop(st, timeout_s=5.0)

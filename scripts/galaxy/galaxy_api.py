@@ -146,7 +146,7 @@ class GalaxyApi:
         return result["outputs"][0]
 
     def upload_and_wait(
-        self, history_id: str, path: Path, name: str | None = None, ext: str = "auto", timeout: float = 180
+        self, history_id: str, path: Path, name: str | None = None, ext: str = "auto", timeout: float = 600
     ) -> dict[str, Any]:
         output = self.upload(history_id, path, name=name, ext=ext)
         return self.wait_for_dataset(output["id"], timeout=timeout)
@@ -154,7 +154,7 @@ class GalaxyApi:
     def dataset(self, dataset_id: str) -> dict[str, Any]:
         return self.get(f"datasets/{dataset_id}")
 
-    def wait_for_dataset(self, dataset_id: str, timeout: float = 180, require_ok: bool = True) -> dict[str, Any]:
+    def wait_for_dataset(self, dataset_id: str, timeout: float = 600, require_ok: bool = True) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             dataset = self.dataset(dataset_id)
             return dataset if dataset["state"] in TERMINAL_DATASET_STATES else None

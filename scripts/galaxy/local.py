@@ -18,6 +18,7 @@ import os
 import secrets
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -167,7 +168,10 @@ def bootstrap(demo_file: Path | None, galaxy_pid: int | None) -> None:
         return True
 
     bootstrap_api = GalaxyApi(url, env("GX_ADMIN_KEY"))
-    version = bootstrap_api.wait_until_up(timeout=float(os.environ.get("GALAXY_START_TIMEOUT", "300")), alive=alive)
+    version = bootstrap_api.wait_until_up(timeout=float(os.environ.get("GALAXY_START_TIMEOUT", "600")), alive=alive)
+    if os.environ.get("GX_STARTED_AT"):
+        waited = time.time() - float(os.environ["GX_STARTED_AT"])
+        print(f"[galaxy.sh] {url}/api/version answered {waited:.1f} s after galaxy-web started", file=sys.stderr)
 
     admin_password = stored.get("admin_password") or secrets.token_urlsafe(12)
     demo_password = stored.get("user_password") or secrets.token_urlsafe(12)

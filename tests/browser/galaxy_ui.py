@@ -6,6 +6,8 @@ import re
 import time
 from typing import Any
 
+from playwright.sync_api import Error as PlaywrightError
+
 LAUNCHER_FRAME = "iframe#galaxy_visualization"
 
 
@@ -35,10 +37,31 @@ def viewer_frame(page: Any, timeout: float) -> Any:
         for frame in page.frames:
             if "/interactivetool/ep/" in frame.url:
                 return frame
-        main = launcher(page)
-        if main.count() and main.get_attribute("data-phase") == "failed":
-            raise AssertionError(f"the launcher reports a failure: {main.inner_text()}")
+        phase, text = _launcher_state(page)
+        if phase == "failed":
+            raise AssertionError(f"the launcher reports a failure: {text}")
         if time.monotonic() > deadline:
-            text = main.inner_text() if main.count() else "(no launcher page)"
             raise AssertionError(f"cellxgene did not open within {timeout:.0f} s; the launcher says: {text}")
         page.wait_for_timeout(250)
+
+
+def _launcher_state(page: Any) -> tuple[str | None, str]:
+    # The frame may navigate to the viewer between two calls: read without waiting, and
+    # treat a vanished launcher as "no news" (the next loop finds the viewer's frame).
+    main = launcher(page)
+    try:
+        if not main.count():
+            return None, "(no launcher page)"
+        return main.get_attribute("data-phase", timeout=1000), main.inner_text(timeout=1000)
+    except PlaywrightError:
+        return None, "(the launcher page is navigating)"
+
+
+def require_plugin(galaxy: Any, name: str, dataset_id: str) -> None:
+    """Fail with the fix, not a selector timeout, when Galaxy does not offer the plugin."""
+    offered = [plugin["name"] for plugin in galaxy.get("plugins", params={"dataset_id": dataset_id})]
+    assert name in offered, (
+        f"Galaxy at {galaxy.url} offers {offered} for this dataset, not {name!r}: run "
+        "scripts/install-visualization.sh, list its folder in galaxy.yml's visualization_plugins_directory "
+        "and restart Galaxy (scripts/galaxy.sh stop; the fixture starts it again)"
+    )

@@ -21,6 +21,9 @@ GENE_SETS = ROOT / "test-data" / "pbmc_demo_gene_sets.csv"
 ENV = (galaxy_export.ENV_URL, galaxy_export.ENV_KEY, galaxy_export.ENV_HISTORY)
 
 
+HEADERS = {galaxy_export.CSRF_HEADER: "export"}
+
+
 def make_client(tmp_path: Path, labels: Path | None = LABELS, gene_sets: Path | None = GENE_SETS) -> Any:
     annotations = tmp_path / "annotations.csv"
     genes = tmp_path / "gene_sets.csv"
@@ -39,12 +42,20 @@ def test_without_galaxy_environment_the_route_answers_501(tmp_path: Path, monkey
     monkeypatch.setenv(galaxy_export.ENV_URL, "http://127.0.0.1:9/")
     client = make_client(tmp_path)
     assert not galaxy_export.available()
-    for response in (client.get("/galaxy/export"), client.post("/galaxy/export")):
+    for response in (client.get("/galaxy/export"), client.post("/galaxy/export", headers=HEADERS)):
         assert response.status_code == 501
         body = response.get_json()
         assert body["enabled"] is False
         assert "GALAXY_API_KEY" in body["message"] and "GALAXY_HISTORY_ID" in body["message"]
         assert "GALAXY_URL" not in body["message"]  # it is set; only what is missing is named
+
+
+def test_a_post_without_the_page_header_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(galaxy_export.ENV_URL, "http://127.0.0.1:9/")
+    monkeypatch.setenv(galaxy_export.ENV_KEY, "k" * 32)
+    monkeypatch.setenv(galaxy_export.ENV_HISTORY, "f2db41e1fa331b3e")
+    response = make_client(tmp_path).post("/galaxy/export")  # what a cross-site form can send
+    assert response.status_code == 403
 
 
 def test_nothing_saved_yet_is_a_clear_409(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,7 +64,7 @@ def test_nothing_saved_yet_is_a_clear_409(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv(galaxy_export.ENV_HISTORY, "f2db41e1fa331b3e")
     client = make_client(tmp_path, labels=None, gene_sets=None)
     assert client.get("/galaxy/export").get_json() == {"enabled": True}
-    response = client.post("/galaxy/export")
+    response = client.post("/galaxy/export", headers=HEADERS)
     assert response.status_code == 409
     assert "Nothing to export yet" in response.get_json()["message"]
 
@@ -66,7 +77,7 @@ def test_unreachable_galaxy_is_reported_without_the_key(
     monkeypatch.setenv(galaxy_export.ENV_KEY, key)
     monkeypatch.setenv(galaxy_export.ENV_HISTORY, "f2db41e1fa331b3e")
     caplog.set_level(logging.DEBUG)
-    response = make_client(tmp_path).post("/galaxy/export")
+    response = make_client(tmp_path).post("/galaxy/export", headers=HEADERS)
     assert response.status_code == 502
     assert "not reachable" in response.get_json()["message"]
     assert key not in response.get_data(as_text=True)
@@ -83,7 +94,7 @@ def test_export_uploads_both_files_and_never_shows_the_key(
     caplog.set_level(logging.DEBUG)
     client = make_client(tmp_path)
 
-    response = client.post("/galaxy/export")
+    response = client.post("/galaxy/export", headers=HEADERS)
     body = response.get_json()
     assert response.status_code == 200, body
     assert body["ok"] and body["history_id"] == galaxy_history
@@ -125,7 +136,7 @@ def test_a_refused_key_is_reported_not_echoed(
     monkeypatch.setenv(galaxy_export.ENV_URL, galaxy.url)
     monkeypatch.setenv(galaxy_export.ENV_KEY, wrong)
     monkeypatch.setenv(galaxy_export.ENV_HISTORY, galaxy_history)
-    response = make_client(tmp_path).post("/galaxy/export")
+    response = make_client(tmp_path).post("/galaxy/export", headers=HEADERS)
     assert response.status_code == 502
     message = response.get_json()["message"]
     assert "Galaxy" in message and ("refused" in message or "HTTP 4" in message), message

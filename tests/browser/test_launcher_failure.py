@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from browser.galaxy_ui import hide_tool_panel, launcher, open_visualization
+from browser.galaxy_ui import hide_tool_panel, launcher, open_visualization, require_plugin
 from playwright.sync_api import expect
 from support.browser_fixture import switch_to_history
 
@@ -26,6 +26,7 @@ def test_a_dataset_without_embedding_shows_the_runtime_message(
     switch_to_history(page, galaxy.url, history_id)
     hide_tool_panel(page)
 
+    require_plugin(galaxy, "cellxgene", broken["id"])
     open_visualization(page, broken["id"], "cellxgene")
     main = launcher(page)
     expect(main).to_have_attribute("data-phase", "failed", timeout=240_000)

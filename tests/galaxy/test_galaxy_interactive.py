@@ -17,12 +17,13 @@ import pytest
 from support.galaxy_fixture import MERGE_TOOL, TEST_DATA, VIEWER_TOOL, LocalGalaxy, poll, read_labels_csv
 from support.ui_client import UiClient
 
-pytestmark = [pytest.mark.galaxy, pytest.mark.slow]
+pytestmark = [pytest.mark.galaxy, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 CATEGORY = "galaxy_e2e_cell_type"  # not an obs column of pbmc_demo.h5ad (that would be refused)
 GENE_SET = "galaxy e2e markers"
-ENTRY_POINT_TIMEOUT = 120
-JOB_TIMEOUT = 300
+# Generous: a loaded 2-core machine takes minutes per Galaxy job; a quiet one seconds.
+ENTRY_POINT_TIMEOUT = 300
+JOB_TIMEOUT = 600
 
 
 def demo_labels(n_obs: int) -> list[str]:
@@ -201,9 +202,11 @@ def test_failure_path(galaxy: LocalGalaxy, galaxy_history: str) -> None:
     broken = galaxy.upload_test_data(galaxy_history, "broken_no_embedding.h5ad", ext="h5ad")
     started = time.monotonic()
     job, _ = launch_viewer(galaxy, galaxy_history, broken["id"])
-    finished = galaxy.wait_for_job(job["id"], timeout=120)
+    finished = galaxy.wait_for_job(job["id"], timeout=JOB_TIMEOUT)
     elapsed = time.monotonic() - started
     assert finished["state"] == "error", finished["state"]
+    # From the click to the red dataset, Galaxy's own job set-up and metadata step included
+    # (about 15 s on a quiet 2-core machine; most of it is Galaxy, not the runtime).
     assert elapsed < 60, f"the job took {elapsed:.0f} s to fail"
     stderr = galaxy.job_stderr(job["id"])
     # The runtime's own message (what is wrong, then how to fix it), not a traceback.

@@ -60,6 +60,7 @@ def test_two_datasets_labelled_switching_keeps_each_ones_labels_and_finish_write
         assert cells in page
     assert "X_tsne, X_umap" in page
     assert job.status()["loaded"] == []  # nothing loads before it is used
+    assert job.galaxy_listing() == {"annotations": [], "gene_sets": [], "annotated": []}
 
     a, b = job.client(DAY0), job.client(MULLER)
     assert a.config()["displayNames"]["dataset"] == "day0"
@@ -83,6 +84,9 @@ def test_two_datasets_labelled_switching_keeps_each_ones_labels_and_finish_write
     labels_a2 = labels_for(n_a, ["T cell", "NK"], offset=1)
     assert a.put_labels({"cell_type": labels_a2, "quality": ["good"] * n_a}).ok
 
+    # Galaxy's listing names each element as the user did, and lists only files that exist.
+    opened = [("day0", f"{DAY0}.csv"), ("day 7 – Müller", f"{MULLER}.csv")]
+    assert job.galaxy_listing() == {"annotations": opened, "gene_sets": opened, "annotated": []}
     # Every save is in that dataset's output at once, before any finish.
     assert list(read_labels(job.annotations_dir / f"{DAY0}.csv")["cell_type"]) == labels_a2
     assert list(read_labels(job.annotations_dir / f"{MULLER}.csv")["stage"]) == labels_b
@@ -110,6 +114,8 @@ def test_two_datasets_labelled_switching_keeps_each_ones_labels_and_finish_write
     assert list(merged_b.obs["stage"].astype(str)) == labels_b
     assert "cell_type" not in merged_b.obs
     assert merged_a.n_obs == n_a and merged_b.n_obs == n_b
+    merged = [("day0", f"{DAY0}.h5ad"), ("day 7 – Müller", f"{MULLER}.h5ad")]
+    assert job.galaxy_listing() == {"annotations": opened, "gene_sets": opened, "annotated": merged}
 
 
 def test_tiny_memory_budget_unloads_least_recently_used_and_reload_keeps_labels(many) -> None:
@@ -181,6 +187,8 @@ def test_sigterm_keeps_every_dataset_last_save(many) -> None:
     assert list(read_labels(job.annotations_dir / f"{MULLER}.csv")["second"]) == labels_for(n_b, ["2", "3"])
     assert set(read_gene_sets(job.gene_sets_dir / f"{MULLER}.csv")) == {"b set"}
     assert files(job.merged_dir) == []  # a Stop leaves no half-written merged file
+    assert job.galaxy_listing()["annotated"] == []
+    assert [name for name, _ in job.galaxy_listing()["annotations"]] == ["day0", "day 7 – Müller"]
 
 
 def test_hostile_names_stay_inside_the_output_folders(tmp_path: Path, many) -> None:
@@ -200,6 +208,7 @@ def test_hostile_names_stay_inside_the_output_folders(tmp_path: Path, many) -> N
     assert job.wait(60) == 0
     # Nothing outside working/ other than what the job dir had; each folder holds its own files.
     assert sorted(p.name for p in job.job_dir.iterdir()) == ["container_runtime.json", "runtime.log", "working"]
+    assert [name for name, _ in job.galaxy_listing()["annotated"]] == names
     for folder, ext in ((job.annotations_dir, ".csv"), (job.gene_sets_dir, ".csv"), (job.merged_dir, ".h5ad")):
         assert files(folder) == sorted(f"{s}{ext}" for s in slugs)
     assert not (tmp_path / "x.csv").exists() and not (job.working / "x.csv").exists()

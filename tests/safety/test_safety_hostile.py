@@ -18,7 +18,7 @@ from pathlib import Path
 import anndata as ad
 import pytest
 from galaxy_cellxgene.labels import read_gene_sets, read_labels
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from safety_helpers import uncaught
 from support.fixtures import DEMO, TOOL_DIR
@@ -132,6 +132,9 @@ FREE_TEXT = ["--title", "--layer", "--var-names", "--obs-names", "--embedding"]
 
 @FUZZ
 @given(option=st.sampled_from(FREE_TEXT), value=HOSTILE)
+@example(option="--layer", value="\nERROR: forged log line")  # a refusal must not forge job-log lines
+@example(option="--title", value="$(touch PWNED)`touch PWNED`")
+@example(option="--embedding", value="../../../../../../tmp/PWNED")
 def test_free_text_parameters_are_inert_or_refused_clearly(tmp_path_factory, option, value):
     job = Job(tmp_path_factory.mktemp("free"), "x")
     before = tree(job.root)
@@ -278,7 +281,12 @@ def test_hostile_title_and_labels_are_data_not_markup(runtime, tmp_path):
         for name in ("#1 markers", "<script>x</script>", 'a,b "c"', "$(id)")
     ]
     assert client.put_gene_sets(gene_sets).ok
-    assert sorted(read_gene_sets(job.gene_sets)) == sorted(g["geneset_name"] for g in gene_sets)
+    names = sorted(g["geneset_name"] for g in gene_sets)
+    assert sorted(read_gene_sets(job.gene_sets)) == names
+    # Resuming from those outputs gives the user back every category and gene set, verbatim.
+    resumed = runtime(DEMO, "--previous-annotations", str(job.annotations), "--previous-gene-sets", str(job.gene_sets))
+    assert sorted(g["geneset_name"] for g in resumed.client.get_gene_sets()) == names
+    assert sorted(resumed.client.user_categories()) == sorted(labels)
     assert not list(job.job_dir.parent.rglob("PWNED"))
 
 

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 def test_idle_timeout_does_not_cut_off_a_request_that_outlasts_it(runtime, bench_dataset):
     # 1.2 s of idleness ends the session; one differential expression over 100,000 cells takes longer.
-    job = runtime(bench_dataset, "--idle-timeout", "0.02")
+    job = runtime(bench_dataset, "--idle-timeout", "0.02", "--diffexp-max-cells", "200000")
     half = 50_000
     body = {
         "mode": "topN",

@@ -51,7 +51,11 @@ class FakeGalaxy(BaseHTTPRequestHandler):
             self._send(200, {"outputs": [{"id": "d1", "hid": 1, "name": "x"}], "jobs": [{"id": "j1"}]})
 
     def do_GET(self) -> None:
-        self._send(200, {"id": "j1", "state": "ok"})
+        key = self.headers.get("x-api-key", "")
+        if self.mode == "echo":
+            self._send(403, {"err_msg": f"Provided API key {key} is not valid.", "err_code": 403001})
+        else:
+            self._send(200, {"id": "j1", "state": "ok"})
 
 
 @pytest.fixture
@@ -118,24 +122,34 @@ def test_the_api_key_is_in_no_response_and_no_log_line(runtime, fake_galaxy):
     }
     job = runtime(DEMO, env=env)
     session = requests.Session()
+    # With a path-based entry point the browser also sends Galaxy's session cookie to the viewer.
+    galaxy_cookie = "gxsession" + secrets.token_hex(16)
+    session.cookies.set("galaxysession", galaxy_cookie)
     responses = everything_a_browser_gets(job.url, session)
     assert responses[0].ok and responses[2].ok and responses[3].ok
     assert job.client.put_labels({"cell_type": ["T"] * 320}).ok
 
-    # Export works (the key travelled to "Galaxy") and its answer carries no key.
+    # Export works (the key travelled to "Galaxy") and its answers carry no key.
     FakeGalaxy.mode = "ok"
-    exported = session.post(job.url + "galaxy/export", timeout=60)
+    export_header = {"X-Galaxy-Cellxgene": "export"}  # what export.js sends (CSRF guard)
+    exported = session.post(job.url + "galaxy/export", headers=export_header, timeout=60)
     assert exported.ok, exported.text
     assert key in FakeGalaxy.seen_keys
+    polled = session.get(job.url + "galaxy/export/jobs/j1", timeout=60)
     # A Galaxy (or a proxy in front of it) that quotes the key in an error must not leak it onward.
     FakeGalaxy.mode = "echo"
-    refused = session.post(job.url + "galaxy/export", timeout=60)
+    polled_refused = session.get(job.url + "galaxy/export/jobs/j1", timeout=60)
+    refused = session.post(job.url + "galaxy/export", headers=export_header, timeout=60)
     assert refused.status_code >= 400
-    responses += [exported, refused, session.post(job.url + "galaxy/finish", timeout=60)]
+    no_header = session.post(job.url + "galaxy/export", timeout=60)
+    responses += [exported, polled, polled_refused, refused, no_header]
+    responses.append(session.post(job.url + "galaxy/finish", timeout=60))
     assert_key_absent(key, responses)
 
     assert job.wait(30) == 0
     assert key not in job.log, "the API key is in the job log"
+    assert galaxy_cookie not in job.log, "Galaxy's session cookie is in the job log"
+    assert_key_absent(galaxy_cookie, responses)
     # Files the job leaves behind for Galaxy to collect or keep.
     for path in job.job_dir.rglob("*"):
         if path.is_file() and path.stat().st_size < 50_000_000:
@@ -145,7 +159,8 @@ def test_the_api_key_is_in_no_response_and_no_log_line(runtime, fake_galaxy):
 def test_the_api_key_is_not_in_the_log_after_a_stop(runtime):
     key = "gxkey" + secrets.token_hex(16)
     job = runtime(DEMO, env={"GALAXY_API_KEY": key, "GALAXY_URL": "http://127.0.0.1:9/", "GALAXY_HISTORY_ID": "1"})
-    refused = requests.post(job.url + "galaxy/export", timeout=60)  # nothing listens on port 9
+    # Nothing listens on port 9: the export fails, and says so without the key.
+    refused = requests.post(job.url + "galaxy/export", headers={"X-Galaxy-Cellxgene": "export"}, timeout=60)
     assert refused.status_code >= 400 and key not in refused.text
     job.send(signal.SIGTERM)
     assert job.wait(10) == 143

@@ -131,9 +131,11 @@ def make_job_dir(base: Path, dataset: Path) -> tuple[Path, Path]:
 RUNTIME = f'PYTHONPATH={shlex.quote(str(TOOL_DIR))}${{PYTHONPATH:+":$PYTHONPATH"}} python3 -m galaxy_cellxgene'
 
 
-def view_command(*extra: str) -> str:
+def view_command(*extra: str, exec_server: bool = False) -> str:
     """The command tools/cellxgene/cellxgene.xml renders in `view` mode, as a template
-    for start_galaxy_job ({input} and {outputs} are filled in there)."""
+    for start_galaxy_job ({input} and {outputs} are filled in there). exec_server: the
+    job shell replaces itself with the server (`VAR=... exec python3 ...`), so a SIGTERM
+    from the container's init reaches the server with no shell in between."""
     parts = [
         "--annotations-out",
         "{outputs}/galaxy_dataset_annotations.dat",
@@ -149,7 +151,8 @@ def view_command(*extra: str) -> str:
         "cellxgene_work",
         *(shlex.quote(arg) for arg in extra),
     ]
-    return "mkdir -p merged && {runtime} view {input} " + " ".join(parts)
+    runtime = "{runtime_exec}" if exec_server else "{runtime}"
+    return f"mkdir -p merged && {runtime} view {{input}} " + " ".join(parts)
 
 
 def start_galaxy_job(
@@ -171,7 +174,10 @@ def start_galaxy_job(
     script = job_dir / "tool_script.sh"
     # Galaxy's job script: cd into working/ (docker's -w does that too), then the command.
     body = (command or view_command()).format(
-        input=shlex.quote(str(stored)), outputs=shlex.quote(str(job_dir / "outputs")), runtime=RUNTIME
+        input=shlex.quote(str(stored)),
+        outputs=shlex.quote(str(job_dir / "outputs")),
+        runtime=RUNTIME,
+        runtime_exec=RUNTIME.replace(" python3 ", " exec python3 "),
     )
     script.write_text(f"#!/bin/sh\nset -e\ncd {shlex.quote(str(job_dir / 'working'))}\n{body}\n")
     # Galaxy's jobs belong to the Galaxy user, never to root; so do ours.

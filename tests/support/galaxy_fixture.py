@@ -28,7 +28,10 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 GALAXY_SH = ROOT / "scripts" / "galaxy.sh"
-CREDENTIALS = Path(os.environ.get("GALAXY_ROOT", ROOT / ".galaxy")) / "credentials.json"
+# The same place scripts/galaxy.sh keeps them (GALAXY_STATE, else GALAXY_ROOT, else .galaxy).
+CREDENTIALS = (
+    Path(os.environ.get("GALAXY_STATE") or os.environ.get("GALAXY_ROOT") or ROOT / ".galaxy") / "credentials.json"
+)
 TEST_DATA = ROOT / "test-data"
 VIEWER_TOOL = "interactive_tool_cellxgene"
 MERGE_TOOL = "cellxgene_merge_annotations"

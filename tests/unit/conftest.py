@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,15 @@ import h5py
 import numpy as np
 import pytest
 from h5ad_builders import N_CELLS, NAN_ROWS, build_adata, cell_names, labels_text, with_obsm
+from hypothesis import HealthCheck, settings
+
+# Property tests: a quick, repeatable run by default (CI shares 2 cores); HYPOTHESIS_PROFILE=thorough
+# searches much wider, e.g. before changing labels.py.
+settings.register_profile(
+    "unit", max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "unit"))
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +29,7 @@ def _quiet_anndata() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", module="anndata")  # OldFormatWarning on the damaged files
         yield
 
 

@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 from galaxy_cellxgene import distribution
 from h5ad_builders import N_CELLS, build_adata
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from server.common.compute.estimate_distribution import estimate_approximate_distribution
@@ -28,7 +28,6 @@ values = st.one_of(
 )
 
 
-@settings(max_examples=80, deadline=None)
 @given(hnp.arrays(np.float32, st.tuples(st.integers(1, 12), st.integers(1, 6)), elements=values), st.booleans())
 def test_same_answer_as_cellxgene(matrix: np.ndarray, sparse: bool) -> None:
     x = sp.csr_matrix(matrix) if sparse else matrix

@@ -5,7 +5,8 @@ Measured limits (cellxgene 1.3.0 reads labels with pandas `comment="#"`, gene se
   because we quote fields holding `#` or a bare CR (cellxgene's own writer does not, and loses them).
   A category name must not be blank or look like pandas' `Unnamed: N` placeholder.
 - labels made in cellxgene's UI (letters, digits, `_ . ( ) -` and single inner spaces) are written
-  byte for byte as cellxgene writes them.
+  byte for byte as cellxgene writes them, except a category named `index`: cellxgene writes the
+  header `index,index`, which reads back as `index.1`; we leave the index column unnamed instead.
 - gene sets: names within cellxgene's own rule (ASCII 32-126, no leading, trailing or double spaces)
   survive, except a name starting with `#`, which cellxgene's reader takes for a comment line.
   Descriptions and gene symbols may hold any text but NUL.
@@ -21,12 +22,10 @@ import pandas as pd
 from cellxgene_store import FakeAdaptor, cellxgene_store, head
 from galaxy_cellxgene.labels import gene_sets_csv, labels_csv, read_gene_sets, read_labels
 from h5ad_builders import GENE_SETS_HEADER, LABELS_HEADER
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from server.common.genesets import read_gene_sets_tidycsv
 from server.common.utils.data_locator import DataLocator
-
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Anything a CSV file can hold in UTF-8: no lone surrogates; NUL ends a field in pandas' C parser.
 any_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
@@ -57,7 +56,6 @@ def assert_same_labels(back: pd.DataFrame, sent: pd.DataFrame) -> None:
         assert list(back[got].astype(str)) == list(sent[want].astype(str))
 
 
-@FAST
 @given(label_tables())
 def test_any_labels_round_trip_through_our_files(labels: pd.DataFrame) -> None:
     with tempfile.TemporaryDirectory() as folder:
@@ -69,8 +67,8 @@ def test_any_labels_round_trip_through_our_files(labels: pd.DataFrame) -> None:
         assert_same_labels(store.read_labels(FakeAdaptor()), labels)
 
 
-@FAST
-@given(label_tables(names=ui_text, categories=ui_text))
+# A category named `index` is the one deliberate difference: cellxgene's `index,index` reads back wrong.
+@given(label_tables(names=ui_text, categories=ui_text.filter(lambda s: s != "index")))
 def test_labels_made_in_the_ui_are_written_as_cellxgene_writes_them(labels: pd.DataFrame) -> None:
     with tempfile.TemporaryDirectory() as folder:
         store = cellxgene_store(Path(folder))
@@ -100,7 +98,6 @@ def gene_set_collections(draw) -> dict[str, dict]:
     return gene_sets
 
 
-@FAST
 @given(gene_set_collections())
 def test_gene_sets_round_trip_with_cellxgenes_reader(gene_sets: dict[str, dict]) -> None:
     with tempfile.TemporaryDirectory() as folder:

@@ -177,3 +177,11 @@ def test_small_file_does_not_grow_with_the_matrix(make_h5ad: Callable[..., Path]
     assert inputs[20_000] - inputs[N_CELLS] > matrix_growth
     # What remains grows with the cells' metadata (names, 2 embeddings, 3 obs columns), not the matrix.
     assert small_growth < matrix_growth / 5, (sizes, inputs)
+
+
+def test_failed_preparation_leaves_nothing_behind(good_h5ad: Path, tmp_path: Path) -> None:
+    # validate refuses a missing column first; prepare must still not leave a half-written file.
+    work = tmp_path / "work"
+    with pytest.raises(KeyError):
+        prepare(good_h5ad, work, ViewerOptions(var_names="nope", make_var_names_unique=True))
+    assert list(work.iterdir()) == []

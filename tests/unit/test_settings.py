@@ -11,12 +11,14 @@ from galaxy_cellxgene.settings import (
     FINISH_SCRIPT,
     ViewerOptions,
     dataset_config,
+    diffexp_cell_limit,
     distribution,
     embedding_name,
     embedding_names,
     idle_timeout_seconds,
     must_rewrite_metadata,
     server_config,
+    use_column_copy,
     var_names_for_cellxgene,
 )
 
@@ -151,11 +153,57 @@ def test_category_limit_and_lfc_cutoff_are_numbers() -> None:
     assert isinstance(dataset["diffexp__lfc_cutoff"], float)
 
 
-def test_diffexp_cell_limit() -> None:
-    assert configs(ViewerOptions())[0]["limits__diffexp_cellcount_max"] == 1_000_000
-    assert configs(ViewerOptions(diffexp_max_cells=5000))[0]["limits__diffexp_cellcount_max"] == 5000
-    # 0 on the form means "no limit", which cellxgene spells None.
-    assert configs(ViewerOptions(diffexp_max_cells=0))[0]["limits__diffexp_cellcount_max"] is None
+def test_diffexp_cell_limit_from_the_memory_budget() -> None:
+    # cellxgene densifies each compared group as float64, twice: 16 bytes per cell and gene.
+    assert settings.DIFFEXP_BYTES_PER_CELL_GENE == 16
+    default = ViewerOptions()
+    assert default.diffexp_max_cells == 0 and default.diffexp_memory_mb == 4096
+    assert diffexp_cell_limit(default, 2000) == 4096 * 1024 * 1024 // (2000 * 16)  # 134,217 cells
+    assert diffexp_cell_limit(ViewerOptions(diffexp_memory_mb=1024), 2000) == 33_554
+    # More genes, fewer cells: the same memory.
+    assert diffexp_cell_limit(default, 30_000) < diffexp_cell_limit(default, 2000)
+
+
+def test_diffexp_cell_limit_explicit_and_edges() -> None:
+    assert diffexp_cell_limit(ViewerOptions(diffexp_max_cells=5000), 2000) == 5000  # the admin's number wins
+    assert diffexp_cell_limit(ViewerOptions(diffexp_memory_mb=0), 2000) == 1  # never 0: cellxgene reads 0 as off
+    assert diffexp_cell_limit(ViewerOptions(), 0) == 4096 * 1024 * 1024 // 16  # no genes: no division by zero
+
+
+def test_diffexp_limit_is_a_cellxgene_setting() -> None:
+    # The runtime sets it after loading (it needs the gene count); the name must be cellxgene's.
+    from server.common.config.app_config import AppConfig
+
+    config = AppConfig()
+    config.update_server_config(limits__diffexp_cellcount_max=diffexp_cell_limit(ViewerOptions(), 2000))
+    assert config.server_config.limits__diffexp_cellcount_max == 134_217
+
+
+# ---- column copy and backed loading ----
+
+
+@pytest.mark.parametrize(
+    ("backed", "encoding", "dtype", "expected"),
+    [
+        (False, "csr_matrix", "float32", True),
+        (False, "csr_matrix", "float64", True),
+        (True, "csr_matrix", "float32", False),  # backed means "keep X on disk": no copy in memory
+        (False, "csc_matrix", "float32", False),  # already column-major
+        (False, "array", "float32", False),
+        (False, "csr_matrix", "int32", False),  # cellxgene's backed reader refuses it
+    ],
+)
+def test_column_copy_rule(backed: bool, encoding: str, dtype: str, expected: bool) -> None:
+    assert use_column_copy(ViewerOptions(backed=backed), encoding, dtype) is expected
+
+
+def test_load_backed_overrides_the_users_backed_mode_only_when_given() -> None:
+    def backed(options: ViewerOptions, load_backed: bool | None) -> bool:
+        return server_config(options, "/d.h5ad", "k", load_backed=load_backed)["adaptor__anndata_adaptor__backed"]
+
+    assert backed(ViewerOptions(), None) is False
+    assert backed(ViewerOptions(backed=True), None) is True
+    assert backed(ViewerOptions(), True) is True
 
 
 # ---- X distribution ----
@@ -230,7 +278,8 @@ def test_cli_maps_every_option() -> None:
         *("--layer", "counts", "--previous-annotations", "a.csv", "--previous-gene-sets", "g.csv"),
         *("--disable-diffexp", "--disable-annotations", "--disable-gene-sets-save", "--disable-custom-colors"),
         *("--max-category-items", "50", "--diffexp-lfc-cutoff", "0.5", "--backed", "--idle-timeout", "15"),
-        *("--x-distribution", "count", "--diffexp-max-cells", "0", "--diffexp-concurrency", "2"),
+        *("--x-distribution", "count", "--diffexp-max-cells", "7", "--diffexp-memory-mb", "512"),
+        *("--diffexp-concurrency", "2"),
     )
     expected = ViewerOptions(
         title="My data",
@@ -250,7 +299,8 @@ def test_cli_maps_every_option() -> None:
         backed=True,
         idle_timeout_minutes=15,
         x_distribution="count",
-        diffexp_max_cells=0,
+        diffexp_max_cells=7,
+        diffexp_memory_mb=512,
         diffexp_concurrency=2,
     )
     assert options == expected
@@ -264,3 +314,14 @@ def test_cli_empty_strings_from_galaxy_mean_unset() -> None:
     options = parse("--title", "", "--var-names", "", "--obs-names", "", "--layer", "")
     assert (options.title, options.var_names, options.obs_names, options.layer) == (None, None, None, None)
     assert not must_rewrite_metadata(options)
+
+
+def test_cli_title_file(tmp_path) -> None:
+    # Galaxy passes the dataset name through a file, so no shell quoting can break it.
+    title = tmp_path / "title.txt"
+    title.write_text("  PBMC; rm -rf / $(x) `y`  \nsecond line\n", encoding="utf-8")
+    assert parse("--title-file", str(title)).title == "PBMC; rm -rf / $(x) `y`"
+    title.write_text("x" * 500)
+    assert parse("--title-file", str(title)).title == "x" * 200
+    title.write_text("")
+    assert parse("--title-file", str(title)).title is None

@@ -65,6 +65,39 @@ def test_truncated_hdf5(good_h5ad: Path, tmp_path: Path) -> None:
     assert any("truncated" in p.what or "not an HDF5" in p.what or "AnnData" in p.what for p in problems)
 
 
+def damage(path: Path, how: str) -> Path:
+    """Damage an h5ad the way broken writers and interrupted copies do, without random bytes."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        if how == "missing obs index":
+            del f["obs"][f["obs"].attrs["_index"]]
+        elif how == "dangling X link":
+            del f["X"]
+            f["X"] = h5py.ExternalLink("/nonexistent/elsewhere.h5ad", "/X")
+        elif how == "undecodable attribute":
+            f["obs"].attrs["encoding-type"] = np.void(b"\xff\xfe\x00garbage")
+        elif how == "obs is a dataset":
+            del f["obs"]
+            f["obs"] = np.arange(10)
+    return path
+
+
+@pytest.mark.parametrize("how", ["missing obs index", "dangling X link", "undecodable attribute", "obs is a dataset"])
+def test_damaged_file_is_a_problem_not_a_traceback(good_h5ad: Path, how: str) -> None:
+    inspection = run(damage(good_h5ad, how))
+    assert inspection.errors, how
+    assert all(p.fix for p in inspection.errors)
+
+
+def test_dataset_without_cells(make_h5ad: Callable[..., Path]) -> None:
+    # cellxgene fails on it with a bare "IndexError: index (0) out of range".
+    adata = build_adata()[:0].copy()
+    problem = only_error(run(make_h5ad(adata)))
+    assert "no cells" in problem.what
+    assert "filter" in problem.fix
+
+
 # ---- embeddings ----
 
 

@@ -89,7 +89,15 @@ class Session:
         labels = self.store.current_labels(self.data_adaptor)
         gene_sets = self.store.current_gene_sets(self.data_adaptor)
         self.paths.merged_out.parent.mkdir(parents=True, exist_ok=True)
-        merge_into_h5ad(self.paths.source, self.paths.merged_out, labels, gene_sets, scratch_dir=self.paths.work_dir)
+        merge_into_h5ad(
+            self.paths.source,
+            self.paths.merged_out,
+            labels,
+            gene_sets,
+            # Beside the target, so the final rename never crosses filesystems; the hidden
+            # temporary name matches no discover_datasets pattern.
+            scratch_dir=self.paths.merged_out.parent,
+        )
 
     def _column_state(self) -> str:
         if self.columns is None:

@@ -25,6 +25,11 @@ log = logging.getLogger("galaxy_cellxgene.export")
 ENV_URL = "GALAXY_URL"
 ENV_KEY = "GALAXY_API_KEY"
 ENV_HISTORY = "GALAXY_HISTORY_ID"
+# export.js sends this header. A page on another site can make a browser POST here (a form,
+# or fetch in no-cors mode) but cannot add a custom header without a CORS preflight, and
+# cellxgene answers preflights only in its debug mode (app__debug, never set by settings.py):
+# so only the viewer's own page can export.
+CSRF_HEADER = "X-Galaxy-Cellxgene"
 
 # Galaxy answers the upload request at once and then runs an upload job like any other
 # job (seconds to a minute on a busy server); the page polls that job through us.
@@ -95,6 +100,8 @@ def register(app: flask.Flask, annotations_path: Path, gene_sets_path: Path, dat
 
     @bp.post("/export")
     def export():
+        if flask.request.headers.get(CSRF_HEADER) != "export":
+            return _json({"ok": False, "message": f"Missing {CSRF_HEADER} header."}, 403)
         target = target_from_env()
         if target is None:
             return _json({"enabled": False, "message": missing_message()}, 501)

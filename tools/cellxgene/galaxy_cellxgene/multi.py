@@ -19,6 +19,7 @@ are the single-dataset code, unchanged.
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import gc
 import hashlib
@@ -134,7 +135,7 @@ def read_facts(path: Path, layer: str | None = None) -> FileFacts:
             n_obs, n_vars = (int(n) for n in matrix.shape)
         else:
             n_obs, n_vars = (int(n) for n in matrix.attrs["shape"])
-        obsm = f["obsm"] if "obsm" in f else None
+        obsm = f.get("obsm")
         embeddings = tuple(sorted(k for k in obsm if k.startswith("X_"))) if obsm is not None else ()
         cost = _group_bytes(matrix) + APP_OVERHEAD_BYTES
         for key in ("obs", "var", "obsm"):
@@ -147,6 +148,10 @@ def read_facts(path: Path, layer: str | None = None) -> FileFacts:
 # One dataset of the session.
 
 
+# Output names of the tool XML's collections, as Galaxy's tool-provided metadata (galaxy.json) names them.
+GALAXY_OUTPUTS = {"annotations": ("csv", ".csv"), "gene_sets": ("csv", ".csv"), "annotated": ("h5ad", ".h5ad")}
+
+
 @dataclass
 class OutputDirs:
     annotations: Path
@@ -155,6 +160,12 @@ class OutputDirs:
     work: Path
     previous_annotations: Path | None = None
     previous_gene_sets: Path | None = None
+    # Galaxy's tool-provided metadata file: lets each output element keep the user's own element
+    # identifier ("day 7"), where file names must be safe ("day_7.csv").
+    galaxy_json: Path | None = None
+
+    def folder(self, output: str) -> Path | None:
+        return {"annotations": self.annotations, "gene_sets": self.gene_sets, "annotated": self.merged}[output]
 
     def create(self) -> None:
         for folder in (self.annotations, self.gene_sets, self.merged, self.work):
@@ -252,7 +263,9 @@ class MultiSession:
         self._activity = time.monotonic()
         self.store = _Store(_AllSaveLocks(self))
         self.app = self.wsgi
+        self._listing_lock = threading.Lock()
         dirs.create()
+        self.write_galaxy_json()
         if unload_after is not None:
             threading.Thread(target=self._reaper, name="unload-idle", daemon=True).start()
 
@@ -290,8 +303,31 @@ class MultiSession:
                 for entry in self.datasets:
                     with entry.lock:  # a load in progress completes first; none starts after
                         self._finish_one(entry, reason)
+                self.write_galaxy_json()
                 self.finished.set()
         return self.status()
+
+    def write_galaxy_json(self) -> None:
+        """List the output files that exist, each under its user-given name, for Galaxy.
+
+        Rewritten (atomically) whenever files appear, so after a Stop Galaxy finds a listing of
+        exactly the files on disk; a merged h5ad is listed only once it is complete.
+        """
+        if self.dirs.galaxy_json is None:
+            return
+        from galaxy_cellxgene.outputs import atomic_write
+
+        with self._listing_lock:
+            listing = {}
+            for output, (ext, suffix) in GALAXY_OUTPUTS.items():
+                folder = self.dirs.folder(output)
+                elements = [
+                    {"name": d.name, "filename": f"{d.slug}{suffix}", "ext": ext}
+                    for d in self.datasets
+                    if folder is not None and (folder / f"{d.slug}{suffix}").is_file()
+                ]
+                listing[output] = {"elements": elements}
+            atomic_write(self.dirs.galaxy_json, json.dumps(listing, ensure_ascii=False))
 
     # ---- loading and unloading ----------------------------------------------------------
 
@@ -345,6 +381,8 @@ class MultiSession:
                 entry.session = session
                 entry.active += 1
                 entry.last_used = time.monotonic()
+            if entry.loads == 1:
+                self.write_galaxy_json()  # this dataset's outputs exist from now on
             return session
 
     def release(self, entry: Dataset) -> None:
@@ -419,6 +457,7 @@ class MultiSession:
             entry.lock.release()
         del session
         gc.collect()
+        _return_freed_memory()
         return True
 
     def _reaper(self) -> None:
@@ -475,7 +514,7 @@ class MultiSession:
             "annotations_output": labels.name if labels.exists() else None,
             "label_saves": inner.get("label_saves", 0) + entry.past_label_saves,
             "gene_set_saves": inner.get("gene_set_saves", 0) + entry.past_gene_set_saves,
-            "categories": inner.get("categories", self._categories_on_disk(entry)),
+            "categories": inner["categories"] if "categories" in inner else self._categories_on_disk(entry),
             "merged": entry.merged_written,
         }
 
@@ -485,9 +524,7 @@ class MultiSession:
             return []
         with path.open(encoding="utf-8", errors="replace") as handle:
             for line in handle:
-                if not line.startswith("#"):
-                    import csv
-
+                if not line.startswith("#"):  # cellxgene's two comment lines, then the header
                     return next(csv.reader([line]))[1:]
         return []
 
@@ -543,6 +580,15 @@ class MultiSession:
             self.release(entry)
             raise
         return _Closing(result, lambda: self.release(entry))
+
+
+def _return_freed_memory() -> None:
+    """glibc keeps freed heap pages in its per-thread arenas; waitress's threads would then hold
+    the memory of an unloaded dataset, and the budget would only be true on paper."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _existing(folder: Path | None, slug: str) -> Path | None:

@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--annotations-dir", type=Path, required=True)
     g.add_argument("--gene-sets-dir", type=Path, required=True)
     g.add_argument("--merged-dir", type=Path, help="merged h5ad per opened dataset, written on a clean finish")
+    g.add_argument(
+        "--galaxy-json",
+        type=Path,
+        metavar="FILE",
+        help="keep Galaxy's tool-provided metadata here (galaxy.json): output elements named as the inputs",
+    )
     g.add_argument("--previous-annotations-dir", type=Path, help="earlier annotations, <name>.csv per dataset")
     g.add_argument("--previous-gene-sets-dir", type=Path, help="earlier gene sets, <name>.csv per dataset")
     m = parser.add_argument_group("memory")
@@ -162,6 +168,7 @@ def run_view_many(argv: list[str] | None = None) -> int:
         work=args.work_dir,
         previous_annotations=args.previous_annotations_dir,
         previous_gene_sets=args.previous_gene_sets_dir,
+        galaxy_json=args.galaxy_json,
     )
     budget = memory_budget_bytes(args.memory_budget_mb, dict(os.environ))
     unload_after = args.unload_after * 60 if args.unload_after and args.unload_after > 0 else None

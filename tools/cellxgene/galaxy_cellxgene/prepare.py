@@ -61,10 +61,18 @@ def write_linked(source: Path, target: Path, options: ViewerOptions) -> None:
     h5py resolves links to groups and datasets alike, so anndata (and cellxgene) read the
     linked obs/obsm/uns/X as if they were local; the file stays a few kilobytes at any size.
     """
-    from anndata.io import read_elem, write_elem
-
     matrix = f"/layers/{options.layer}" if options.layer else "/X"
     tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        _write_links(source, tmp, matrix, options)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no half-made file beside the job's outputs
+
+
+def _write_links(source: Path, tmp: Path, matrix: str, options: ViewerOptions) -> None:
+    from anndata.io import read_elem, write_elem
+
     with h5py.File(source, "r") as src, h5py.File(tmp, "w") as dst:
         for key, value in src.attrs.items():
             dst.attrs[key] = value
@@ -77,7 +85,6 @@ def write_linked(source: Path, target: Path, options: ViewerOptions) -> None:
             var.index.name = None
             write_elem(dst, "var", var)
         dst["X"] = h5py.ExternalLink(str(source), matrix)
-    os.replace(tmp, target)
 
 
 def unique_names(values) -> list[str]:

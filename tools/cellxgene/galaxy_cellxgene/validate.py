@@ -124,11 +124,12 @@ def inspect(path: str | Path, options: ViewerOptions, thorough: bool = True) -> 
     try:
         with h5py.File(path, "r") as f:
             readable, obs_names = _inspect_file(f, options, summary, problems, thorough)
-    except OSError as err:
+    except (OSError, KeyError, RuntimeError, ValueError) as err:
+        # h5py's answers to damaged files (missing objects, dangling links, bad heaps, undecodable names).
         problems.append(
             Problem(
                 "error",
-                f"The HDF5 file could not be read ({err}); it may be truncated.",
+                f"The HDF5 file could not be read ({type(err).__name__}: {err}); it may be truncated or damaged.",
                 "Re-upload the dataset or re-run the tool that made it.",
             )
         )
@@ -168,6 +169,14 @@ def _inspect_file(
         return False, None
 
     summary.n_obs, summary.n_vars = len(obs), len(var)
+    if summary.n_obs == 0:
+        problems.append(
+            Problem(
+                "error",
+                "The dataset has no cells (obs is empty); cellxgene cannot open it.",
+                "Check the step that made this dataset (often a filter that removed every cell).",
+            )
+        )
     _inspect_x(f, summary, problems)
     need_obs_names = thorough or options.obs_names or options.previous_annotations
     obs_names = _inspect_names(obs, "obs", options.obs_names, False, problems) if need_obs_names else None
@@ -313,7 +322,7 @@ def _inspect_embeddings(f: h5py.File, options: ViewerOptions, summary: Summary, 
             summary.embeddings.append(Embedding(key, shape, False, "contains infinite values"))
             continue
         nan_rows = int(np.isnan(coords).any(axis=1).sum()) if coords.dtype.kind == "f" else 0
-        if nan_rows == summary.n_obs:
+        if nan_rows == summary.n_obs > 0:
             summary.embeddings.append(Embedding(key, shape, False, "all values are NaN"))
             continue
         summary.embeddings.append(Embedding(key, shape, True))

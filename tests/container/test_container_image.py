@@ -25,6 +25,7 @@ from support.container_fixture import (
     ROOT,
     answers,
     podman,
+    view_command,
     wait_until,
 )
 from support.ui_client import UiClient
@@ -184,11 +185,15 @@ def test_view_like_galaxy_saves_labels_and_finishes(galaxy_container_job) -> Non
     assert list(adata.obs["cell_type"].astype(str)) == labels
 
 
-def test_stop_of_a_galaxy_job_reaches_the_server_through_the_job_shell(galaxy_container_job) -> None:
-    """Galaxy's Stop: SIGTERM to the container, whose PID 1 is tini above `/bin/sh tool_script.sh`.
-    Without tini's process-group forwarding the shell would swallow it and the server would
-    only die by SIGKILL after the grace time."""
-    job = galaxy_container_job(DEMO, "stop")
+@pytest.mark.parametrize("exec_server", [False, True], ids=["shell-between", "exec"])
+def test_stop_of_a_galaxy_job_is_prompt_and_keeps_the_last_save(galaxy_container_job, exec_server: bool) -> None:
+    """`docker stop`/`podman stop`: SIGTERM to PID 1, tini, above `/bin/sh tool_script.sh`.
+    tini -g signals the whole group, so the server gets SIGTERM with the shell. With the
+    shell in between, the shell may exit first and the container end before the server's
+    handler has run; the outputs are the last completed save either way (atomic renames).
+    With `exec` the server is tini's child and its own SIGTERM path runs every time.
+    (Galaxy's own Stop uses `docker kill`, SIGKILL: only the atomic saves matter there.)"""
+    job = galaxy_container_job(DEMO, "stop", command=view_command(exec_server=exec_server))
     labels = ["kept" if i % 2 else "also kept" for i in range(n_cells())]
     assert UiClient(job.url).put_labels({"review": labels}).ok
 
@@ -198,8 +203,10 @@ def test_stop_of_a_galaxy_job_reaches_the_server_through_the_job_shell(galaxy_co
     elapsed = time.monotonic() - started
     assert stop.returncode == 0, stop.stderr
     assert code == 128 + signal.SIGTERM, job.log
+    # Had SIGTERM reached nobody, podman would SIGKILL after the 20 s grace time (137).
     assert elapsed < 10, f"stop took {elapsed:.1f} s"
-    assert "terminated" in job.log
+    if exec_server:
+        assert "terminated (Galaxy's Stop)" in job.log
     saved = read_labels(job.outputs / "galaxy_dataset_annotations.dat")
     assert list(saved["review"].astype(str)) == labels
     assert not (job.working / "merged" / "annotated.h5ad").exists()
@@ -225,9 +232,14 @@ def test_singularity_style_job_registers_itself(galaxy_container_job) -> None:
 # --- the standalone script, and Stop ----------------------------------------------------
 
 
-def test_run_image_script_stops_promptly_on_sigterm_keeping_the_last_save(built_image: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["podman stop", "ctrl-c"])
+def test_run_image_script_ends_on_stop_and_on_ctrl_c(built_image: str, tmp_path: Path, how: str) -> None:
+    """scripts/run-image.sh: the image's own package (no tool folder mounted), its default
+    non-root user. `podman stop` (SIGTERM): exit 143 at once, the last save kept, no merged
+    file. Ctrl-C (SIGINT to `podman run`, proxied to tini and on to the server): the clean
+    finish, exit 0, merged h5ad written."""
     port = free_port()
-    name = f"gxcx-test-{os.getpid()}-stop"
+    name = f"gxcx-test-{os.getpid()}-{how.replace(' ', '-')}"
     out = tmp_path / "out"
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log:
@@ -243,21 +255,32 @@ def test_run_image_script_stops_promptly_on_sigterm_keeping_the_last_save(built_
             wait_until(lambda: answers(url + "health"), 180, "/health", proc)
         except AssertionError as err:
             raise AssertionError(f"{err}\n{log_path.read_text(errors='replace')}") from None
+        assert podman("exec", name, "id", "-u").stdout.strip() == "1000"
         client = UiClient(url)
         labels = ["x" if i % 2 else "y" for i in range(n_cells())]
         assert client.put_labels({"review": labels}).ok
 
         started = time.monotonic()
-        # What Galaxy's Stop does to a container job: SIGTERM now, SIGKILL after the grace time.
-        stop = podman("stop", "--time", "20", name, check=False)
+        if how == "podman stop":
+            stop = podman("stop", "--time", "20", name, check=False)
+            assert stop.returncode == 0, stop.stderr
+        else:
+            proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
         elapsed = time.monotonic() - started
-        assert stop.returncode == 0, stop.stderr
-        assert code == 128 + signal.SIGTERM, log_path.read_text(errors="replace")
-        # A server that ignored SIGTERM would be killed only after the 20 s grace time.
-        assert elapsed < 10, f"stop took {elapsed:.1f} s"
+        log_text = log_path.read_text(errors="replace")
+        # A server that ignored the signal would be killed only after the 20 s grace time.
+        assert elapsed < 10, f"{how} took {elapsed:.1f} s"
         assert list(read_labels(out / "annotations.csv")["review"].astype(str)) == labels
-        assert not (out / "merged.h5ad").exists()
+        if how == "podman stop":
+            assert code == 128 + signal.SIGTERM, log_text
+            assert "terminated (Galaxy's Stop)" in log_text
+            assert not (out / "merged.h5ad").exists()
+        else:
+            assert code == 0, log_text
+            assert "could not be written" not in log_text
+            merged = anndata.read_h5ad(out / "merged.h5ad")
+            assert list(merged.obs["review"].astype(str)) == labels
     finally:
         if proc.poll() is None:
             podman("rm", "--force", "--time", "0", name, check=False)

@@ -1,0 +1,161 @@
+"""Issue 8 in a real Galaxy: a list of three h5ad datasets in one cellxgene session.
+
+Launched through Galaxy's API on a list collection, reached through the front URL (nginx ->
+gx-it-proxy -> the runtime), two of the three datasets labelled the way cellxgene's web
+client saves, finished from inside the session; the output collections must then hold
+exactly those labels, one element per opened dataset, named after its element identifier.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import pytest
+import requests
+from support.galaxy_fixture import LocalGalaxy, poll, read_labels_csv
+from support.multi_data import make_dataset
+from support.ui_client import UiClient
+
+pytestmark = [pytest.mark.galaxy, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+MANY_TOOL = "interactive_tool_cellxgene_many"
+ENTRY_POINT_TIMEOUT = 300
+JOB_TIMEOUT = 600
+# Element identifiers as a user might type them; the second one is not file-name safe, so its
+# viewer lives under d/day_7_Muller/, and its outputs still carry "day 7 – Müller".
+ELEMENTS = {"day0": 220, "day 7 – Müller": 260, "day14": 240}
+SLUG = {"day0": "day0", "day 7 – Müller": "day_7_Muller", "day14": "day14"}
+
+
+def labels(n: int, names: list[str], shift: int = 0) -> list[str]:
+    return [names[(i * 5 + shift) % len(names)] for i in range(n)]
+
+
+def build_list(galaxy: LocalGalaxy, history_id: str, folder: Path) -> str:
+    elements = []
+    for i, (name, cells) in enumerate(ELEMENTS.items()):
+        path = make_dataset(folder / f"element{i}.h5ad", cells, seed=i)
+        hda = galaxy.upload_and_wait(history_id, path, name=f"{name}.h5ad", ext="h5ad")
+        elements.append({"name": name, "src": "hda", "id": hda["id"]})
+    hdca = galaxy.post(
+        "dataset_collections",
+        {
+            "collection_type": "list",
+            "instance_type": "history",
+            "history_id": history_id,
+            "name": "time course",
+            "element_identifiers": elements,
+        },
+    )
+    return hdca["id"]
+
+
+def elements_by_name(galaxy: LocalGalaxy, hdca_id: str) -> dict[str, str]:
+    collection = galaxy.collection(hdca_id)
+    assert collection["populated_state"] == "ok", collection
+    return {e["element_identifier"]: e["object"]["id"] for e in collection["elements"]}
+
+
+def test_a_list_of_three_two_labelled_finish_gives_exactly_those_labels(
+    galaxy: LocalGalaxy, galaxy_history: str, tmp_path: Path
+) -> None:
+    if galaxy.request("GET", f"tools/{MANY_TOOL}").status_code != 200:
+        pytest.fail(f"the running Galaxy has no tool {MANY_TOOL}: restart it (scripts/galaxy.sh stop) to load it")
+    hdca_id = build_list(galaxy, galaxy_history, tmp_path)
+    run = galaxy.run_tool(MANY_TOOL, galaxy_history, {"inputs": {"src": "hdca", "id": hdca_id}, "idle_timeout": 0})
+    job = run["jobs"][0]
+    outputs = galaxy.output_ids(run)
+    assert {"annotations", "gene_sets", "annotated"} <= set(outputs), outputs
+
+    entry_point = galaxy.wait_for_entry_point(job["id"], timeout=ENTRY_POINT_TIMEOUT)
+    url = galaxy.entry_point_url(entry_point)
+    assert url.startswith(galaxy.url + "/interactivetool/ep/"), url
+    poll("the landing page through the proxy", lambda: requests.get(url, timeout=30).ok or None, 60)
+    landing = requests.get(url, timeout=30).text
+    for name, cells in ELEMENTS.items():
+        assert name in landing and str(cells) in landing
+
+    first, second = UiClient(f"{url}d/{SLUG['day0']}/"), UiClient(f"{url}d/{SLUG['day 7 – Müller']}/")
+    n1, n2 = first.schema()["dataframe"]["nObs"], second.schema()["dataframe"]["nObs"]
+    assert (n1, n2) == (ELEMENTS["day0"], ELEMENTS["day 7 – Müller"])
+    labels1 = labels(n1, ["T cell", "B cell", "unassigned"])
+    labels2 = labels(n2, ["early", "late"], shift=1)
+    assert first.put_labels({"cell_type": labels1}).status_code == 200
+    assert second.put_labels({"stage": labels2}).status_code == 200
+    gene_set = {
+        "geneset_name": "day0 markers",
+        "geneset_description": "",
+        "genes": [{"gene_symbol": "GENE1", "gene_description": ""}],
+    }
+    assert first.put_gene_sets([gene_set]).status_code == 200
+    # Switching back: each dataset still answers with its own labels.
+    assert list(first.get_labels()["cell_type"]) == labels1
+    assert list(second.get_labels()["stage"]) == labels2
+
+    response = requests.post(url + "galaxy/finish", timeout=120)
+    assert response.status_code == 200, response.text
+    finished = galaxy.wait_for_job(job["id"], timeout=JOB_TIMEOUT)
+    assert finished["state"] == "ok", galaxy.job_stderr(job["id"])
+
+    annotations = elements_by_name(galaxy, outputs["annotations"])
+    # Exactly the two labelled datasets, under the input list's own element identifiers.
+    assert sorted(annotations) == sorted(["day0", "day 7 – Müller"]), annotations
+    saved1 = read_labels_csv(galaxy.dataset_text(galaxy.wait_for_dataset(annotations["day0"])["id"]))
+    saved2 = read_labels_csv(galaxy.dataset_text(galaxy.wait_for_dataset(annotations["day 7 – Müller"])["id"]))
+    assert list(saved1.columns) == ["cell_type"] and [str(v) for v in saved1["cell_type"]] == labels1
+    assert list(saved2.columns) == ["stage"] and [str(v) for v in saved2["stage"]] == labels2
+
+    gene_sets = elements_by_name(galaxy, outputs["gene_sets"])
+    assert sorted(gene_sets) == sorted(annotations)
+    assert "day0 markers" in galaxy.dataset_text(gene_sets["day0"])
+    assert "day0 markers" not in galaxy.dataset_text(gene_sets["day 7 – Müller"])
+
+    merged = elements_by_name(galaxy, outputs["annotated"])
+    assert sorted(merged) == sorted(annotations)
+    expected: dict[str, tuple[str, list[str]]] = {
+        "day0": ("cell_type", labels1),
+        "day 7 – Müller": ("stage", labels2),
+    }
+    for name, (column, values) in expected.items():
+        meta: dict[str, Any] = galaxy.wait_for_dataset(merged[name])
+        assert meta["extension"] == "h5ad"
+        adata = ad.read_h5ad(galaxy.download(merged[name], tmp_path / f"merged-{SLUG[name]}.h5ad"))
+        assert [str(v) for v in adata.obs[column]] == values
+        other = "stage" if column == "cell_type" else "cell_type"
+        assert other not in adata.obs
+
+
+def test_stop_keeps_every_saved_label_and_makes_no_merged_files(
+    galaxy: LocalGalaxy, galaxy_history: str, tmp_path: Path
+) -> None:
+    if galaxy.request("GET", f"tools/{MANY_TOOL}").status_code != 200:
+        pytest.fail(f"the running Galaxy has no tool {MANY_TOOL}: restart it (scripts/galaxy.sh stop) to load it")
+    hdca_id = build_list(galaxy, galaxy_history, tmp_path)
+    run = galaxy.run_tool(MANY_TOOL, galaxy_history, {"inputs": {"src": "hdca", "id": hdca_id}, "idle_timeout": 0})
+    job = run["jobs"][0]
+    outputs = galaxy.output_ids(run)
+    entry_point = galaxy.wait_for_entry_point(job["id"], timeout=ENTRY_POINT_TIMEOUT)
+    url = galaxy.entry_point_url(entry_point)
+    poll("the landing page through the proxy", lambda: requests.get(url, timeout=30).ok or None, 60)
+
+    client = UiClient(f"{url}d/{SLUG['day14']}/")
+    n = client.schema()["dataframe"]["nObs"]
+    saved = labels(n, ["kept", "also kept"], shift=2)
+    assert client.put_labels({"before_stop": saved}).status_code == 200
+
+    # Galaxy's Stop button: SIGTERM, the job ends within a second or two.
+    galaxy.stop_entry_point(entry_point["id"])
+
+    def settled() -> dict[str, Any] | None:
+        state = galaxy.job(job["id"], full=False)["state"]
+        return galaxy.job(job["id"]) if state in {"ok", "error", "failed", "deleted"} else None
+
+    stopped = poll(f"job {job['id']} to end after Stop", settled, JOB_TIMEOUT)
+    assert stopped["state"] == "ok", (stopped["state"], galaxy.job_stderr(job["id"]))
+    annotations = elements_by_name(galaxy, outputs["annotations"])
+    assert sorted(annotations) == ["day14"]
+    frame = read_labels_csv(galaxy.dataset_text(galaxy.wait_for_dataset(annotations["day14"])["id"]))
+    assert [str(v) for v in frame["before_stop"]] == saved
+    assert elements_by_name(galaxy, outputs["annotated"]) == {}, "a Stop must not produce merged h5ad files"

@@ -1,0 +1,129 @@
+"""A person in headless Chromium: the landing page, two datasets labelled, switching back and forth.
+
+Debian's /usr/bin/chromium through Playwright (never a downloaded browser). Screenshots go to
+test-artifacts/browser/multi/; with GALAXY_CELLXGENE_DOCS_IMG=1 the landing page is also
+copied to docs/img/multi-landing.png for the README.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import pytest
+from galaxy_cellxgene.labels import read_labels
+from multi_support import ManyJob, make_dataset, start_many
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("GALAXY_CELLXGENE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+SHOTS = ROOT / "test-artifacts" / "browser" / "multi"
+DOCS_IMG = ROOT / "docs" / "img" / "multi-landing.png"
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (browser tests never download one)")
+    from playwright.sync_api import sync_playwright
+
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    SHOTS.mkdir(parents=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 860})
+        context.set_default_timeout(30_000)
+        try:
+            yield context.new_page()
+        finally:
+            with contextlib.suppress(Exception):
+                context.pages[0].screenshot(path=str(SHOTS / "99-at-end.png"))
+            browser.close()
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> Iterator[ManyJob]:
+    data = tmp_path / "data"
+    data.mkdir()
+    datasets = {
+        "PBMC day 0": make_dataset(data / "a.h5ad", 240, seed=0),
+        "PBMC day 7 – Müller lab": make_dataset(data / "b.h5ad", 300, seed=1),
+        "reference atlas": make_dataset(data / "c.h5ad", 260, seed=2),
+    }
+    started = start_many(tmp_path, datasets, "--title", "Time course: 3 samples", "--memory-budget-mb", "2048")
+    yield started
+    started.send(signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        started.wait(10)
+
+
+def test_switching_between_datasets_in_the_browser_keeps_each_ones_labels(page: Any, job: ManyJob) -> None:
+    from browser.cellxgene_ui import create_category, label_selection, runtime_status, select_only, wait_until_saved
+    from playwright.sync_api import expect
+
+    # cellxgene_ui's helpers take a frame (they reach the page through it).
+    frame = page.main_frame
+    page.goto(job.url)
+    expect(page.locator("#datasets tbody tr")).to_have_count(3)
+    page.screenshot(path=str(SHOTS / "01-landing.png"))
+
+    # First dataset: label the cells of cluster c1.
+    page.get_by_role("link", name="PBMC day 0").click()
+    expect(page).to_have_url(job.url + "d/PBMC_day_0/")
+    n_a = select_only(frame, "louvain", "c1", 240)
+    create_category(frame, "stage")
+    label_selection(frame, "stage", "early", n_a)
+    wait_until_saved(frame, 0)
+    page.screenshot(path=str(SHOTS / "02-first-labelled.png"))
+
+    # Back to the list through the viewer's own link, then the second dataset.
+    page.get_by_role("link", name="All datasets").click()
+    expect(page).to_have_url(job.url)
+    expect(page.locator("td[data-slug=PBMC_day_0]").locator("xpath=..")).to_contain_text("stage")
+    page.get_by_role("link", name="PBMC day 7 – Müller lab").click()
+    n_b = select_only(frame, "louvain", "c2", 300)
+    create_category(frame, "region")
+    label_selection(frame, "region", "left", n_b)
+    wait_until_saved(frame, 0)
+    # The second dataset has its own category only.
+    expect(page.get_by_test_id("stage:category-label")).to_have_count(0)
+
+    # And back to the first: its category and label counts are still there.
+    page.get_by_role("link", name="All datasets").click()
+    # The page's own height: the picture for the README without an empty window below.
+    page.locator("body").screenshot(path=str(SHOTS / "03-landing-after-work.png"))
+    if os.environ.get("GALAXY_CELLXGENE_DOCS_IMG") == "1":
+        DOCS_IMG.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SHOTS / "03-landing-after-work.png", DOCS_IMG)
+    page.get_by_role("link", name="PBMC day 0").click()
+    expect(page.get_by_test_id("stage:category-label")).to_be_visible()
+    expect(page.get_by_test_id("region:category-label")).to_have_count(0)
+    if not page.get_by_test_id("categorical-value-count-stage-early").is_visible():
+        page.get_by_test_id("stage:category-expand").click()
+    expect(page.get_by_test_id("categorical-value-count-stage-early")).to_have_text(str(n_a))
+    assert runtime_status(frame)["categories"] == ["stage"]
+
+    # Finish from the landing page: every opened dataset gets its merged h5ad.
+    page.get_by_role("link", name="All datasets").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Finish and save to Galaxy").click()
+    expect(page.locator("#done")).to_be_visible()
+    assert job.wait(60) == 0
+
+    labels_a = read_labels(job.annotations_dir / "PBMC_day_0.csv")
+    labels_b = read_labels(job.annotations_dir / "PBMC_day_7_Muller_lab.csv")
+    assert list(labels_a.columns) == ["stage"] and (labels_a["stage"] == "early").sum() == n_a
+    assert list(labels_b.columns) == ["region"] and (labels_b["region"] == "left").sum() == n_b
+    merged = ad.read_h5ad(job.merged_dir / "PBMC_day_7_Muller_lab.h5ad")
+    assert (merged.obs["region"].astype(str) == "left").sum() == n_b
+    assert sorted(p.name for p in job.merged_dir.glob("*.h5ad")) == ["PBMC_day_0.h5ad", "PBMC_day_7_Muller_lab.h5ad"]
+    assert not (job.annotations_dir / "reference_atlas.csv").exists()

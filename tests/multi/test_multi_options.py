@@ -1,0 +1,56 @@
+"""view-many's own options: the memory budget an admin sets, and how datasets are named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from galaxy_cellxgene.multi_cli import build_parser, memory_budget_bytes, parse_items
+
+MB = 2**20
+
+
+@pytest.mark.parametrize(
+    ("cli", "env", "expected"),
+    [
+        (None, {}, None),
+        (512, {}, 512 * MB),
+        (0, {"GALAXY_CELLXGENE_MEMORY_BUDGET_MB": "100"}, None),  # the command line wins, 0 = no limit
+        (None, {"GALAXY_CELLXGENE_MEMORY_BUDGET_MB": "100"}, 100 * MB),
+        (None, {"GALAXY_CELLXGENE_MEMORY_BUDGET_MB": "100", "GALAXY_MEMORY_MB": "8000"}, 100 * MB),
+        (None, {"GALAXY_MEMORY_MB": "8000"}, 6000 * MB),  # Galaxy's job memory, a quarter kept back
+        (None, {"GALAXY_MEMORY_MB": "not a number"}, None),
+        (None, {"GALAXY_CELLXGENE_MEMORY_BUDGET_MB": "0", "GALAXY_MEMORY_MB": "8000"}, None),
+    ],
+)
+def test_memory_budget(cli: int | None, env: dict[str, str], expected: int | None) -> None:
+    assert memory_budget_bytes(cli, env) == expected
+
+
+def test_datasets_from_arguments_and_json(tmp_path: Path) -> None:
+    listing = tmp_path / "datasets.json"
+    listing.write_text(json.dumps([{"name": 'it\'s "quoted" $(rm -rf /)', "path": "/data/x.dat"}]))
+    args = build_parser().parse_args(
+        [
+            "--dataset",
+            "a=b=/data/dataset_1.dat",  # split at the last '=': names may hold one, Galaxy paths do not
+            "--datasets-json",
+            str(listing),
+            "--annotations-dir",
+            "a",
+            "--gene-sets-dir",
+            "g",
+        ]
+    )
+    assert parse_items(args) == [
+        ("a=b", Path("/data/dataset_1.dat")),
+        ('it\'s "quoted" $(rm -rf /)', Path("/data/x.dat")),
+    ]
+
+
+@pytest.mark.parametrize("bad", ["no-equals-sign", "=/path", "name="])
+def test_malformed_dataset_argument_is_refused(bad: str) -> None:
+    args = build_parser().parse_args(["--dataset", bad, "--annotations-dir", "a", "--gene-sets-dir", "g"])
+    with pytest.raises(ValueError, match="NAME=PATH"):
+        parse_items(args)
