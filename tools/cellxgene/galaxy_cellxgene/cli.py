@@ -210,6 +210,11 @@ def run_merge(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["view-many"]:  # several datasets in one session: its own parser (multi_cli.py)
+        from galaxy_cellxgene.multi_cli import run_view_many
+
+        return run_view_many(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # anndata/pandas deprecation chatter is noise in a Galaxy job log.
