@@ -129,12 +129,26 @@ def fail(problems: list) -> int:
     return EXIT_INPUT
 
 
-def run_check(args: argparse.Namespace) -> int:
-    from galaxy_cellxgene.report import render
+def guarded_inspect(path: Path, options: ViewerOptions, thorough: bool = True):
+    """Damaged HDF5 can hang inside h5py with the GIL held, where no Python timer fires;
+    faulthandler's watchdog thread still ends the process (exit 1, with a traceback)."""
+    import faulthandler
+
     from galaxy_cellxgene.validate import inspect
 
+    # sys.__stderr__: the real descriptor even when stderr is captured (tests, notebooks).
+    faulthandler.dump_traceback_later(300, exit=True, file=sys.__stderr__)
+    try:
+        return inspect(path, options, thorough=thorough)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from galaxy_cellxgene.report import render
+
     options = options_from_args(args)
-    inspection = inspect(args.input, options)
+    inspection = guarded_inspect(args.input, options)
     text = render(options.title or args.input.name, inspection, options)
     if args.report:
         args.report.write_text(text)
@@ -153,7 +167,7 @@ def run_view(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     options = options_from_args(args)
-    inspection = inspect(args.input, options, thorough=False)
+    inspection = guarded_inspect(args.input, options, thorough=False)
     for problem in inspection.warnings:
         print(str(problem), file=sys.stderr)
     if inspection.errors:

@@ -80,6 +80,10 @@ def column_kind(frame, column: str) -> tuple[str, int | None, str]:
     if isinstance(frame, LazyFrame):
         return frame.kind(column)
     series = frame[column]
-    if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype in (object, bool):
+    if (
+        isinstance(series.dtype, pd.CategoricalDtype)
+        or series.dtype == object
+        or pd.api.types.is_bool_dtype(series.dtype)
+    ):
         return "categorical", int(series.nunique(dropna=True)), str(series.dtype)
     return "continuous", None, str(series.dtype)

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from galaxy_cellxgene.app import Session
+from galaxy_cellxgene.outputs import atomic_write
 
 EXIT_TERMINATED = 143
 
@@ -42,7 +42,9 @@ def in_container(env: Mapping[str, str]) -> bool:
 def plan_binding(register: str, port: int, host: str | None, env: Mapping[str, str], container: bool) -> Binding:
     """Decide where to listen and whether to register; never both a fixed port and a registration."""
     if register == "always" or (register == "auto" and not container):
-        advertise = env.get("GALAXY_CELLXGENE_HOST") or host or "127.0.0.1"
+        # A wildcard listen address is no address to connect to.
+        listen_host = host if host not in ("0.0.0.0", "::") else None
+        advertise = env.get("GALAXY_CELLXGENE_HOST") or listen_host or "127.0.0.1"
         return Binding(host or advertise, 0, advertise, True)
     return Binding(host or ("0.0.0.0" if container else "127.0.0.1"), port, host or "127.0.0.1", False)
 
@@ -52,11 +54,7 @@ def runtime_json(declared_port: int, host: str, port: int) -> dict:
 
 
 def write_runtime_json(path: Path, content: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".container_runtime.", suffix=".tmp")
-    os.fchmod(fd, 0o644)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(content, handle)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(content))
 
 
 def log(message: str) -> None:
