@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 from cellxgene_store import FakeAdaptor, cellxgene_store, head
 from galaxy_cellxgene.labels import gene_sets_csv, labels_csv, read_gene_sets, read_labels
-from h5ad_builders import GENE_SETS_HEADER, LABELS_HEADER
+from h5ad_builders import LABELS_HEADER
 from hypothesis import given
 from hypothesis import strategies as st
 from server.common.genesets import read_gene_sets_tidycsv
@@ -112,9 +112,11 @@ def test_gene_sets_round_trip_with_cellxgenes_reader(gene_sets: dict[str, dict])
         assert read_gene_sets(path) == gene_sets
 
 
-def test_gene_set_names_starting_with_hash_are_lost_by_cellxgene(tmp_path: Path) -> None:
-    # Documents the upstream limit the strategy above steps around: the row reads as a comment.
+def test_gene_set_names_starting_with_hash_survive(tmp_path: Path) -> None:
+    # cellxgene's own reader drops them (the row reads as a comment); ours quotes them and keeps them.
     gene_sets = {"#1 set": {"geneset_name": "#1 set", "geneset_description": "", "genes": []}}
     path = tmp_path / "gs.csv"
-    path.write_bytes(gene_sets_csv(gene_sets, GENE_SETS_HEADER).encode())
-    assert read_gene_sets(path) == {}
+    path.write_bytes(gene_sets_csv(gene_sets, "# header\n").encode())
+    assert read_gene_sets(path) == gene_sets
+
+

@@ -63,10 +63,27 @@ class Session:
     finish_reason: str | None = None
     finish_error: str | None = None
     last_activity: float = field(default_factory=time.monotonic)
+    in_flight: int = 0  # requests being answered: the idle clock must not end those
+    _activity_lock: threading.Lock = field(default_factory=threading.Lock)
     _finish_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
+
+    def request_started(self) -> None:
+        with self._activity_lock:
+            self.in_flight += 1
+            self.touch()
+
+    def request_ended(self) -> None:
+        with self._activity_lock:
+            self.in_flight -= 1
+            self.touch()
+
+    def idle_for(self) -> float:
+        """Seconds with no request running; 0 while one is."""
+        with self._activity_lock:
+            return 0.0 if self.in_flight else time.monotonic() - self.last_activity
 
     def finish(self, reason: str) -> dict:
         """Freeze saves, write the merged h5ad, signal the server to exit 0. Idempotent."""
@@ -280,7 +297,15 @@ def _add_galaxy_routes(app: Flask, session: Session) -> None:
         from flask import request
 
         if request.path not in QUIET_PATHS:
-            session.touch()
+            request.environ["galaxy_cellxgene.counted"] = True
+            session.request_started()
+
+    @app.teardown_request
+    def track_activity_end(exc=None):
+        from flask import request
+
+        if request.environ.pop("galaxy_cellxgene.counted", False):
+            session.request_ended()
 
     @app.after_request
     def bytes_fix(response):

@@ -185,8 +185,17 @@ def run_view(args: argparse.Namespace) -> int:
         previous_annotations=args.previous_annotations,
         previous_gene_sets=args.previous_gene_sets,
     )
+    from galaxy_cellxgene.outputs import OutputNotWritable
+
     try:
         session = build_session(paths, options)
+    except OutputNotWritable as err:
+        print(
+            f"ERROR: the Galaxy output {err.path} cannot be written ({err.strerror}). "
+            "Fix: check the job's disk space, quota and output directory permissions, then rerun.",
+            file=sys.stderr,
+        )
+        return 1
     except StartupError as err:
         # The quick check skipped what cellxgene checks anyway; now report every problem.
         thorough = inspect(args.input, options)

@@ -230,6 +230,11 @@ def _galaxy_error(response: requests.Response) -> str:
         detail = response.json().get("err_msg") or response.text
     except ValueError:
         detail = response.text
+    # Redact before truncating: a proxy or Galaxy that echoes the request must not leak the key
+    # to the browser or the job log (a cut could otherwise leave part of it).
+    key = response.request.headers.get("x-api-key") if response.request is not None else None
+    if key:
+        detail = str(detail).replace(key, "[API key]")
     detail = " ".join(str(detail).split())[:300]
     if response.status_code in (401, 403):
         return f"Galaxy refused the export (HTTP {response.status_code}): {detail}"

@@ -11,7 +11,7 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import h5py
@@ -86,30 +86,78 @@ def _needs_quotes(frame: pd.DataFrame) -> bool:
 
 
 def read_gene_sets(path: str | Path) -> dict[str, dict]:
-    """Parse cellxgene's tidy gene-sets CSV with cellxgene's own reader (same rules, same errors)."""
-    from server.common.errors import AnnotationsError
-    from server.common.genesets import read_gene_sets_tidycsv
-    from server.common.utils.data_locator import DataLocator
+    """cellxgene's tidy gene-sets CSV, by cellxgene's rules, with one difference.
 
+    cellxgene's reader treats every row whose first field starts with '#' as a comment, so a
+    gene set its own UI lets you name "#1 markers" is silently dropped on resume and merge.
+    Here '#' starts a comment only on an unquoted line; gene_sets_csv quotes such names.
+    """
     path = Path(path)
     if path.stat().st_size == 0:
         return {}
     try:
-        return read_gene_sets_tidycsv(DataLocator(str(path)))
-    except (AnnotationsError, ValueError, KeyError, UnicodeDecodeError, csv.Error) as err:
+        # Bytes, then decode: read_text would turn a quoted '\r' in a description into '\n'.
+        return parse_gene_sets(path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, csv.Error) as err:
         raise LabelsError(
             f"it is not a cellxgene gene-sets CSV ({err}).",
             f"The header must be '{','.join(GENE_SETS_HEADER)}'; use the 'gene sets' CSV cellxgene saved.",
         ) from err
 
 
-def gene_sets_csv(gene_sets: Mapping[str, dict] | Iterable[dict], header: str) -> str:
-    from server.common.genesets import write_gene_sets_tidycsv
+def _rows_with_first_line(text: str) -> Iterator[tuple[list[str], str, int]]:
+    """CSV rows, each with the physical line it starts on (csv.reader reads no further ahead)."""
+    consumed: list[str] = []
 
-    values = gene_sets.values() if isinstance(gene_sets, Mapping) else gene_sets
+    def lines() -> Iterator[str]:
+        for line in io.StringIO(text, newline=""):
+            consumed.append(line)
+            yield line
+
+    reader = csv.reader(lines(), dialect="excel")
+    for row in reader:
+        first = consumed[0] if consumed else ""
+        consumed.clear()
+        yield row, first, reader.line_num
+
+
+def parse_gene_sets(text: str) -> dict[str, dict]:
+    gene_sets: dict[str, dict] = {}
+    have_header = False
+    for row, first_line, lineno in _rows_with_first_line(text):
+        if not row or first_line.startswith("#"):
+            continue
+        if not have_header:
+            if row[: len(GENE_SETS_HEADER)] != GENE_SETS_HEADER:
+                raise ValueError("Gene set CSV file missing the required column header.")
+            have_header = True
+            continue
+        name, description, symbol, gene_description = [*row, "", "", "", ""][:4]
+        if not name:
+            raise ValueError(f"Gene set CSV missing required gene set name on line {lineno}")
+        gene_set = gene_sets.setdefault(name, {"geneset_name": name, "geneset_description": description, "genes": []})
+        if not gene_set["geneset_description"] and description:
+            gene_set["geneset_description"] = description
+        if symbol:
+            gene_set["genes"].append({"gene_symbol": symbol, "gene_description": gene_description})
+    return gene_sets
+
+
+def gene_sets_csv(gene_sets: Mapping[str, dict] | Iterable[dict], header: str) -> str:
+    """cellxgene's layout, byte for byte, except that rows are quoted when a name starts with '#'."""
+    values = list(gene_sets.values() if isinstance(gene_sets, Mapping) else gene_sets)
+    needs_quotes = any(str(g["geneset_name"]).startswith("#") for g in values)
     out = io.StringIO(newline="")
     out.write(header)
-    write_gene_sets_tidycsv(out, list(values))
+    writer = csv.writer(out, dialect="excel", quoting=csv.QUOTE_ALL if needs_quotes else csv.QUOTE_MINIMAL)
+    writer.writerow(GENE_SETS_HEADER)
+    for gene_set in values:
+        name = gene_set["geneset_name"]
+        description = gene_set.get("geneset_description", "")
+        if not gene_set["genes"]:
+            writer.writerow([name, description, "", ""])
+        for gene in gene_set["genes"]:
+            writer.writerow([name, description, gene["gene_symbol"], gene.get("gene_description", "")])
     return out.getvalue()
 
 

@@ -278,6 +278,15 @@ class MultiSession:
     def touch(self) -> None:
         self._activity = time.monotonic()
 
+    def idle_for(self) -> float:
+        """Seconds with nothing happening anywhere: the landing page or any open dataset."""
+        idle = time.monotonic() - self._activity
+        for dataset in self.datasets:
+            session = dataset.session
+            if session is not None:
+                idle = min(idle, session.idle_for())
+        return idle
+
     def status(self) -> dict:
         rows = [self._dataset_status(d) for d in self.datasets]
         return {

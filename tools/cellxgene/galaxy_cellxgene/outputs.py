@@ -9,6 +9,8 @@ save or the new one, never a torn file, and never older than the last answered r
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import tempfile
 import threading
@@ -19,9 +21,33 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+from flask import Response
 from server.common.annotations.local_file_csv import AnnotationsLocalFile
+from werkzeug.exceptions import HTTPException
 
 from galaxy_cellxgene.labels import gene_sets_csv, labels_csv
+
+log = logging.getLogger("galaxy_cellxgene")
+
+
+class OutputNotWritable(HTTPException):
+    """A save that could not reach its Galaxy output (disk full, read-only, quota).
+
+    cellxgene turns a ValueError into a bare 400 ("the browser sent a request that this server
+    could not understand") and keeps the message out of the body. An HTTPException that carries
+    its own response passes cellxgene's handlers and flask-restful unchanged, so the browser gets
+    507 Insufficient Storage with the reason, and the UI's autosave shows "HTTP error 507".
+    """
+
+    code = 507
+
+    def __init__(self, message: str, strerror: str, path: Path) -> None:
+        self.strerror = strerror
+        self.path = path
+        body = json.dumps({"message": message})
+        response = Response(body, status=self.code, mimetype="application/json")
+        response.headers["Cache-Control"] = "no-store"
+        super().__init__(description=message, response=response)
 
 
 def atomic_write(path: str | Path, text: str) -> None:
@@ -45,6 +71,8 @@ def csv_header(kind: str, source: str) -> str:
     from server import __version__ as cellxgene_version
 
     stamp = datetime.now().isoformat(timespec="seconds")
+    # The title is free text: a line break in it would end this comment line and add CSV rows.
+    source = " ".join(str(source).split())
     return (
         f"# {kind} generated on {stamp} using cellxgene version {cellxgene_version} (Galaxy)\n"
         f"# Input data file was {source}\n"
@@ -138,9 +166,10 @@ class GalaxyAnnotations(AnnotationsLocalFile):
         try:
             atomic_write(output, text)
         except OSError as err:
-            # cellxgene answers ValueError with a 400 and the message; a bare OSError is a 500.
             self.log.last_error = f"Could not save to the Galaxy output ({err.strerror}); the previous save is kept."
-            raise ValueError(self.log.last_error) from err
+            # The job log is where an admin looks first; the status route is where the page looks.
+            log.warning("%s Output: %s", self.log.last_error, output)
+            raise OutputNotWritable(self.log.last_error, err.strerror or str(err), output) from err
         atomic_write(working_copy, text)
         self.log.last_error = None
 
@@ -166,6 +195,22 @@ class GalaxyAnnotations(AnnotationsLocalFile):
             self.last_geneset_fname = None
             self.log.categories = [str(c) for c in labels.columns]
             self.log.gene_sets = sorted(gene_sets)
+
+    def read_gene_sets(self, data_adaptor, context=None):
+        """cellxgene's method with our reader: cellxgene's skips rows whose name starts with '#'."""
+        from galaxy_cellxgene.labels import read_gene_sets as read_tidy
+
+        fname = self._get_genesets_filename(data_adaptor)
+        with self.gene_sets_lock:
+            tid = self.last_geneset_tid
+            if fname is None or not os.path.exists(fname) or os.path.getsize(fname) == 0:
+                return {}, tid
+            if fname == self.last_geneset_fname:
+                return self.last_geneset, tid
+            gene_sets = data_adaptor.check_new_gene_sets(read_tidy(fname), context)
+            self.last_geneset_fname = fname
+            self.last_geneset = gene_sets
+            return gene_sets, tid
 
     def current_labels(self, data_adaptor) -> pd.DataFrame:
         return self.read_labels(data_adaptor)

@@ -93,7 +93,7 @@ def serve(
     log(f"ready on {url}")
 
     while not session.finished.wait(timeout=_wait_step(session, idle_timeout)):
-        if idle_timeout is not None and time.monotonic() - session.last_activity >= idle_timeout:
+        if idle_timeout is not None and session.idle_for() >= idle_timeout:
             log(f"no activity for {idle_timeout:.0f} s: finishing")
             session.finish("idle timeout")
 
@@ -113,7 +113,7 @@ def serve(
 def _wait_step(session: Session, idle_timeout: float | None) -> float:
     if idle_timeout is None:
         return 3600.0
-    remaining = idle_timeout - (time.monotonic() - session.last_activity)
+    remaining = idle_timeout - session.idle_for()
     return max(0.05, min(remaining, 5.0))
 
 

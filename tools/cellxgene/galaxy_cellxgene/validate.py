@@ -20,6 +20,8 @@ from galaxy_cellxgene.labels import LabelsError, read_gene_sets, read_labels
 from galaxy_cellxgene.settings import ViewerOptions, embedding_name
 
 Severity = Literal["error", "warning"]
+# Everything str.splitlines() breaks on, shown escaped instead.
+LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,9 @@ class Problem:
     fix: str
 
     def __str__(self) -> str:
-        return f"{self.severity.upper()}: {self.what} Fix: {self.fix}"
+        # One line per problem (the CLI contract): a name with a line break in it must not start
+        # a new line that reads like another message in the job log.
+        return f"{self.severity.upper()}: {self.what} Fix: {self.fix}".translate(LINE_BREAKS)
 
 
 @dataclass
