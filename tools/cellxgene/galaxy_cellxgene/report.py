@@ -21,12 +21,11 @@ def render(name: str, inspection: Inspection, options: ViewerOptions) -> str:
         f"- Title: {options.title or name}",
         f"- Cells: {s.n_obs}",
         f"- Genes: {s.n_vars}",
-        f"- Expression values: {'layer ' + repr(options.layer) if options.layer else 'X'} "
-        f"({s.x_encoding}, {s.x_dtype})",
+        f"- Expression values: {f'layer {options.layer!r}' if options.layer else f'X ({s.x_encoding}, {s.x_dtype})'}",
         f"- Gene names: {options.var_names or 'var index'}"
         + (" (made unique)" if options.make_var_names_unique else ""),
         f"- Cell names: {options.obs_names or 'obs index'}",
-        f"- Layers (not shown by cellxgene): {', '.join(s.layers) or 'none'}",
+        f"- Other layers (not shown by cellxgene): {', '.join(x for x in s.layers if x != options.layer) or 'none'}",
         "",
         "### Embeddings",
         "",

@@ -355,7 +355,8 @@ def _inspect_embeddings(f: h5py.File, options: ViewerOptions, summary: Summary, 
             )
     if wanted:
         for embedding in summary.embeddings:
-            embedding.shown = embedding.shown and embedding.name[2:] in wanted
+            if embedding.shown and embedding.name[2:] not in wanted:
+                embedding.shown, embedding.reason = False, "not selected"
     if not usable:
         refused = "; ".join(f"{e.name}: {e.reason}" for e in summary.embeddings) or "obsm is empty"
         problems.append(
