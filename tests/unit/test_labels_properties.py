@@ -118,5 +118,3 @@ def test_gene_set_names_starting_with_hash_survive(tmp_path: Path) -> None:
     path = tmp_path / "gs.csv"
     path.write_bytes(gene_sets_csv(gene_sets, "# header\n").encode())
     assert read_gene_sets(path) == gene_sets
-
-

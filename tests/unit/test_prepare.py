@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from galaxy_cellxgene.prepare import prepare, unique_names
 from galaxy_cellxgene.settings import ViewerOptions
-from h5ad_builders import N_CELLS, build_adata
+from h5ad_builders import N_CELLS, build_adata, with_obsm
 
 
 def galaxy_dataset(path: Path) -> Path:
@@ -31,8 +31,19 @@ def dense(matrix) -> np.ndarray:
     return matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
 
 
-def test_symlink_when_nothing_changes(good_h5ad: Path, tmp_path: Path) -> None:
-    source = galaxy_dataset(good_h5ad)
+def narrow_adata() -> ad.AnnData:
+    """Nothing for cellxgene to skip: no layers, every embedding two-dimensional."""
+    adata = build_adata()
+    return with_obsm(adata, X_umap=adata.obsm["X_umap"])
+
+
+@pytest.fixture
+def narrow_h5ad(make_h5ad: Callable[..., Path]) -> Path:
+    return make_h5ad(narrow_adata(), name="narrow")
+
+
+def test_symlink_when_nothing_changes(narrow_h5ad: Path, tmp_path: Path) -> None:
+    source = galaxy_dataset(narrow_h5ad)
     prepared = prepare(source, tmp_path / "work", ViewerOptions())
     assert not prepared.linked
     assert prepared.path.suffix == ".h5ad"
@@ -43,20 +54,20 @@ def test_symlink_when_nothing_changes(good_h5ad: Path, tmp_path: Path) -> None:
     assert not again.linked and again.path.is_symlink()
 
 
-def test_prepare_twice_replaces_the_previous_result(layers_h5ad: Path, good_h5ad: Path, tmp_path: Path) -> None:
+def test_prepare_twice_replaces_the_previous_result(layers_h5ad: Path, narrow_h5ad: Path, tmp_path: Path) -> None:
     work = tmp_path / "work"
     first = prepare(layers_h5ad, work, ViewerOptions())
     assert first.linked
-    second = prepare(good_h5ad, work, ViewerOptions())
+    second = prepare(narrow_h5ad, work, ViewerOptions())
     assert second.path == first.path and second.path.is_symlink()
-    assert second.path.resolve() == good_h5ad.resolve()
+    assert second.path.resolve() == narrow_h5ad.resolve()
     assert sorted(p.name for p in work.iterdir()) == ["dataset.h5ad"]  # no temp file left
 
 
 @pytest.mark.parametrize(
     ("options", "reason"),
     [
-        (ViewerOptions(), "leaving out layers"),
+        (ViewerOptions(), "leaving out what cellxgene does not show"),
         (ViewerOptions(layer="counts"), "layer 'counts' as X"),
         (ViewerOptions(make_var_names_unique=True, layer="scaled"), "unique gene names, layer 'scaled' as X"),
     ],
@@ -185,3 +196,15 @@ def test_failed_preparation_leaves_nothing_behind(good_h5ad: Path, tmp_path: Pat
     with pytest.raises(KeyError):
         prepare(good_h5ad, work, ViewerOptions(var_names="nope", make_var_names_unique=True))
     assert list(work.iterdir()) == []
+
+
+def test_wide_embeddings_keep_the_two_drawn_dimensions(good_h5ad: Path, tmp_path: Path) -> None:
+    original = ad.read_h5ad(good_h5ad)
+    assert original.obsm["X_pca"].shape[1] > 2
+    prepared = prepare(good_h5ad, tmp_path / "work", ViewerOptions())
+    assert prepared.linked and "extra dimensions" in prepared.reason
+    with h5py.File(prepared.path, "r") as f:
+        assert f["obsm"].get("X_umap", getlink=True).__class__ is h5py.ExternalLink  # narrow: linked
+    shown = ad.read_h5ad(prepared.path)
+    np.testing.assert_array_equal(shown.obsm["X_pca"], original.obsm["X_pca"][:, :2])
+    np.testing.assert_array_equal(shown.obsm["X_umap"], original.obsm["X_umap"])

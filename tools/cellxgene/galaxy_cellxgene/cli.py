@@ -204,6 +204,7 @@ def run_view(args: argparse.Namespace) -> int:
         print(f"ERROR: cellxgene refused the dataset: {err}", file=sys.stderr)
         return EXIT_INPUT
     log(f"cellxgene loaded {inspection.summary.n_obs} cells in {time.monotonic() - started:.2f} s")
+    del inspection  # cell names can be tens of MiB; the server lives for hours
     binding = plan_binding(args.register, args.port, args.host, os.environ, in_container(os.environ))
     runtime_json = args.runtime_json.resolve() if binding.register else None
     return serve(session, binding, args.port, runtime_json, idle_timeout_seconds(options), args.threads)

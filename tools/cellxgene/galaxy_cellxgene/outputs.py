@@ -94,8 +94,9 @@ class SaveLog:
 class GalaxyAnnotations(AnnotationsLocalFile):
     """cellxgene's file-backed annotations, writing atomically into Galaxy's outputs.
 
-    `label_output_file`/`gene_sets_output_file` stay cellxgene's working copies (it reads
-    them back); each save renders once and lands in the Galaxy output first, then the copy.
+    `label_output_file`/`gene_sets_output_file` are cellxgene's working copies, seeded from
+    earlier work and read once at start; from then on each save renders once and lands only
+    in the Galaxy output, which is also what cellxgene reads back.
     cellxgene's backup rotation is skipped: it renames the file away, which would leave the
     Galaxy output missing between two writes.
     """
@@ -118,6 +119,15 @@ class GalaxyAnnotations(AnnotationsLocalFile):
         self.save_lock = threading.RLock()
         self.frozen = False
         self.on_save = on_save
+        # Before publish_initial cellxgene reads the working copies (seeded from earlier work);
+        # after it, the Galaxy outputs are the only files, written once per save.
+        self.published = False
+
+    def _get_celllabels_filename(self, data_adaptor):
+        return str(self.labels_output) if self.published else self.label_output_file
+
+    def _get_genesets_filename(self, data_adaptor):
+        return str(self.gene_sets_output) if self.published else self.gene_sets_output_file
 
     def _backup(self, fname, max_backups=9):
         return None
@@ -135,8 +145,8 @@ class GalaxyAnnotations(AnnotationsLocalFile):
             if df is None or df.empty:
                 df = pd.DataFrame(index=data_adaptor.get_obs_index())
             text = labels_csv(df, csv_header("Annotations", self.source_name))
-            self._write_both(self.labels_output, Path(self.label_output_file), text)
-            self.last_label_fname = self.label_output_file
+            self._write_output(self.labels_output, text)
+            self.last_label_fname = str(self.labels_output)
             self.last_labels = df if len(df.columns) else pd.DataFrame()
             self.log.label_saves += 1
             self.log.categories = [str(c) for c in df.columns]
@@ -155,14 +165,14 @@ class GalaxyAnnotations(AnnotationsLocalFile):
                 raise ObsoleteRequest("TID is stale.")
             self.last_geneset_tid = tid
             text = gene_sets_csv(gene_sets, csv_header("Gene sets", self.source_name))
-            self._write_both(self.gene_sets_output, Path(self.gene_sets_output_file), text)
-            self.last_geneset_fname = self.gene_sets_output_file
+            self._write_output(self.gene_sets_output, text)
+            self.last_geneset_fname = str(self.gene_sets_output)
             self.last_geneset = gene_sets if isinstance(gene_sets, dict) else {g["geneset_name"]: g for g in gene_sets}
             self.log.gene_set_saves += 1
             self.log.gene_sets = sorted(self.last_geneset)
             self._saved()
 
-    def _write_both(self, output: Path, working_copy: Path, text: str) -> None:
+    def _write_output(self, output: Path, text: str) -> None:
         try:
             atomic_write(output, text)
         except OSError as err:
@@ -170,7 +180,6 @@ class GalaxyAnnotations(AnnotationsLocalFile):
             # The job log is where an admin looks first; the status route is where the page looks.
             log.warning("%s Output: %s", self.log.last_error, output)
             raise OutputNotWritable(self.log.last_error, err.strerror or str(err), output) from err
-        atomic_write(working_copy, text)
         self.log.last_error = None
 
     def _saved(self) -> None:
@@ -181,18 +190,20 @@ class GalaxyAnnotations(AnnotationsLocalFile):
     def publish_initial(self, data_adaptor) -> None:
         """Outputs hold a valid file from the first second: previous work, or no categories yet."""
         with self.save_lock:
-            labels = self.read_labels(data_adaptor) if self.user_annotations_enabled() else pd.DataFrame()
-            if labels.empty:
+            previous = self.read_labels(data_adaptor) if self.user_annotations_enabled() else pd.DataFrame()
+            if previous.empty:
                 labels = pd.DataFrame(index=data_adaptor.get_obs_index())
             else:
-                labels = labels.set_axis(data_adaptor.get_obs_index(), axis=0)
+                labels = previous.set_axis(data_adaptor.get_obs_index(), axis=0)
             text = labels_csv(labels, csv_header("Annotations", self.source_name))
-            self._write_both(self.labels_output, Path(self.label_output_file), text)
+            self._write_output(self.labels_output, text)
             gene_sets, _ = self.read_gene_sets(data_adaptor)
             text = gene_sets_csv(gene_sets, csv_header("Gene sets", self.source_name))
-            self._write_both(self.gene_sets_output, Path(self.gene_sets_output_file), text)
-            self.last_label_fname = None
-            self.last_geneset_fname = None
+            self._write_output(self.gene_sets_output, text)
+            self.published = True
+            # What the outputs now hold, as cellxgene would read it back: no second read.
+            self.last_label_fname, self.last_labels = str(self.labels_output), previous
+            self.last_geneset_fname, self.last_geneset = str(self.gene_sets_output), gene_sets
             self.log.categories = [str(c) for c in labels.columns]
             self.log.gene_sets = sorted(gene_sets)
 

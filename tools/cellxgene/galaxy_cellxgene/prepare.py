@@ -28,10 +28,18 @@ class Prepared:
     reason: str
 
 
+def _wide_embeddings(f: h5py.File) -> list[str]:
+    """Embeddings with more than the two dimensions cellxgene draws (X_pca: often 50)."""
+    if "obsm" not in f:
+        return []
+    return [k for k, v in f["obsm"].items() if isinstance(v, h5py.Dataset) and v.ndim == 2 and v.shape[1] > 2]
+
+
 def leaves_out_something(source: Path) -> bool:
     """True if the file has parts cellxgene would load into memory in vain."""
     with h5py.File(source, "r") as f:
-        return any(key in f and len(f[key]) > 0 for key in ("layers", "raw", "obsp", "varm", "varp"))
+        unused = any(key in f and len(f[key]) > 0 for key in ("layers", "raw", "obsp", "varm", "varp"))
+        return unused or bool(_wide_embeddings(f))
 
 
 def prepare(source: str | Path, work_dir: str | Path, options: ViewerOptions, name: str = "dataset") -> Prepared:
@@ -50,7 +58,7 @@ def prepare(source: str | Path, work_dir: str | Path, options: ViewerOptions, na
         return Prepared(target, True, reason)
     if leaves_out_something(source):
         write_linked(source, target, options)
-        return Prepared(target, True, "leaving out layers/raw/pairwise matrices cellxgene does not show")
+        return Prepared(target, True, "leaving out what cellxgene does not show: layers, raw, extra dimensions")
     os.symlink(source, target)
     return Prepared(target, False, "read in place")
 
@@ -76,15 +84,34 @@ def _write_links(source: Path, tmp: Path, matrix: str, options: ViewerOptions) -
     with h5py.File(source, "r") as src, h5py.File(tmp, "w") as dst:
         for key, value in src.attrs.items():
             dst.attrs[key] = value
+        wide = _wide_embeddings(src)
         for group in LINKED_GROUPS:
             if group in src and not (group == "var" and options.make_var_names_unique):
-                dst[group] = h5py.ExternalLink(str(source), f"/{group}")
+                if group == "obsm" and wide:
+                    _write_obsm(src, dst, source, wide)
+                else:
+                    dst[group] = h5py.ExternalLink(str(source), f"/{group}")
         if options.make_var_names_unique:
             var = read_elem(src["var"])
             var.index = unique_names(var[options.var_names].astype(str) if options.var_names else var.index.astype(str))
             var.index.name = None
             write_elem(dst, "var", var)
         dst["X"] = h5py.ExternalLink(str(source), matrix)
+
+
+def _write_obsm(src: h5py.File, dst: h5py.File, source: Path, wide: list[str]) -> None:
+    """Links for narrow embeddings; the two drawn columns of wide ones (n_cells x 2 floats each)."""
+    obsm = dst.create_group("obsm")
+    for key, value in src["obsm"].attrs.items():
+        obsm.attrs[key] = value
+    for key in src["obsm"]:
+        if key in wide:
+            node = src["obsm"][key]
+            copy = obsm.create_dataset(key, data=node[:, :2])
+            for attr, value in node.attrs.items():
+                copy.attrs[attr] = value
+        else:
+            obsm[key] = h5py.ExternalLink(str(source), f"/obsm/{key}")
 
 
 def unique_names(values) -> list[str]:

@@ -321,7 +321,8 @@ def _inspect_embeddings(f: h5py.File, options: ViewerOptions, summary: Summary, 
         if node.dtype.kind not in "fiu" or shape[0] != summary.n_obs or shape[1] < 2:
             summary.embeddings.append(Embedding(key, shape, False, "not a numeric n_cells x 2+ array"))
             continue
-        coords = node[()]
+        # cellxgene draws two dimensions and the runtime hands it only those (prepare.py).
+        coords = node[:, :2]
         if np.isinf(coords).any() if coords.dtype.kind == "f" else False:
             summary.embeddings.append(Embedding(key, shape, False, "contains infinite values"))
             continue
