@@ -135,6 +135,8 @@ cmd_install() {
     install_proxy &
     proxy_pid=$!
     install_galaxy
+    # A rebuilt Galaxy venv loses the plugin copy: put it back on every install.
+    bash "$REPO/scripts/install-visualization.sh" --venv "$VENV" --quiet >/dev/null
     wait "$proxy_pid" || die "gx-it-proxy install failed"
     install_nginx
     install_runtime

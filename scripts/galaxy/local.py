@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import logging
 import os
 import secrets
 import sqlite3
 import sys
 import time
+import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -68,6 +70,7 @@ def render() -> None:
         "GALAXY_WEB_PORT": env("GALAXY_WEB_PORT"),
         "GXIT_PROXY_PORT": env("GXIT_PROXY_PORT"),
         "GALAXY_BUNDLED_TOOLS": str(galaxy_dir / "tools" / "bundled"),
+        "VIZ_PLUGINS": str(galaxy_dir / "webapps" / "base" / "static" / "plugins" / "visualizations"),
         "TOOLS_SECTION": "\n".join(f'    <tool file="{p}" />' for p in tool_files()),
     }
     for template in ("galaxy.yml", "tool_conf.xml", "nginx.conf"):
@@ -95,6 +98,9 @@ def runtime_pins() -> dict[str, str]:
 
 def declared_requirements() -> set[tuple[str, str | None]]:
     """Package requirements of every tool, parsed by Galaxy itself (macros and tokens expanded)."""
+    # Some of Galaxy's dependencies log at DEBUG and warn on import: keep the install quiet.
+    logging.disable(logging.INFO)
+    warnings.simplefilter("ignore")
     from galaxy.tool_util.parser import get_tool_source
 
     found: set[tuple[str, str | None]] = set()
