@@ -24,6 +24,10 @@ step "container image"
 scripts/build-image.sh >/dev/null
 export GALAXY_CELLXGENE_IMAGE_REUSE=1 # the fixture uses the image just built
 
+step "lint (ruff)"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
 step "pytest"
 export PYTHONDONTWRITEBYTECODE=1
 mkdir -p test-artifacts
