@@ -13,6 +13,8 @@ from pathlib import Path
 from galaxy_cellxgene.settings import ViewerOptions, idle_timeout_seconds
 
 EXIT_INPUT = 2
+# The checks read metadata only (under a second at 500k cells); far longer means h5py is stuck.
+WATCHDOG_SECONDS = 60
 
 
 def _view_options(parser: argparse.ArgumentParser) -> None:
@@ -137,7 +139,7 @@ def guarded_inspect(path: Path, options: ViewerOptions, thorough: bool = True):
     from galaxy_cellxgene.validate import inspect
 
     # sys.__stderr__: the real descriptor even when stderr is captured (tests, notebooks).
-    faulthandler.dump_traceback_later(300, exit=True, file=sys.__stderr__)
+    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True, file=sys.__stderr__)
     try:
         return inspect(path, options, thorough=thorough)
     finally:
