@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from support.fixtures import TOOL_DIR, wait_until
+from support.fixtures import TOOL_DIR, healthy, wait_until
 from support.multi_data import DATASETS, make_dataset, make_datasets
 from support.ui_client import UiClient
 
@@ -124,15 +124,8 @@ def start_many(tmp_path: Path, datasets: dict[str, Path], *extra: str, wait_read
         wait_until(runtime_json.exists, 120, "container_runtime.json", proc)
         entry = json.loads(runtime_json.read_text())["8888"]
         job.url = f"http://{entry['host']}:{entry['port']}/"
-        wait_until(lambda: _healthy(job.url), 30, "/health", proc)
+        wait_until(lambda: healthy(job.url), 30, "/health", proc)
     except AssertionError as err:
         job.send(signal.SIGKILL)
         raise AssertionError(f"{err}\n--- runtime log ---\n{job.log}") from None
     return job
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return requests.get(url + "health", timeout=2).ok
-    except requests.RequestException:
-        return False

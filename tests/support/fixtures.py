@@ -117,14 +117,14 @@ def start_job(
         entry = json.loads(runtime_json.read_text())["8888"]
         job.url = f"http://{entry['host']}:{entry['port']}/"
         job.client = UiClient(job.url)
-        wait_until(lambda: _healthy(job.url), 30, "/health", proc)
+        wait_until(lambda: healthy(job.url), 30, "/health", proc)
     except AssertionError as err:
         job.send(signal.SIGKILL)
         raise AssertionError(f"{err}\n--- runtime log ---\n{job.log}") from None
     return job
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
     try:
         return requests.get(url + "health", timeout=2).ok
     except requests.RequestException:
