@@ -24,30 +24,24 @@ from multi_support import ManyJob, make_dataset, start_many
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("GALAXY_CELLXGENE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 SHOTS = ROOT / "test-artifacts" / "browser" / "multi"
 DOCS_IMG = ROOT / "docs" / "img" / "multi-landing.png"
 
 
 @pytest.fixture
-def page() -> Iterator[Any]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (browser tests never download one)")
-    from playwright.sync_api import sync_playwright
-
+def page(chromium: Any) -> Iterator[Any]:
+    """A page in the suite's one browser (tests/support/browser_fixture.py): Playwright's sync
+    API allows one running instance per thread, so a second sync_playwright() would fail."""
     shutil.rmtree(SHOTS, ignore_errors=True)
     SHOTS.mkdir(parents=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 860})
-        context.set_default_timeout(30_000)
-        try:
-            yield context.new_page()
-        finally:
-            with contextlib.suppress(Exception):
-                context.pages[0].screenshot(path=str(SHOTS / "99-at-end.png"))
-            browser.close()
+    context = chromium.new_context(viewport={"width": 1400, "height": 860})
+    context.set_default_timeout(30_000)
+    try:
+        yield context.new_page()
+    finally:
+        with contextlib.suppress(Exception):
+            context.pages[0].screenshot(path=str(SHOTS / "99-at-end.png"))
+        context.close()
 
 
 @pytest.fixture
