@@ -188,5 +188,5 @@ def run_view_many(argv: list[str] | None = None) -> int:
     return serve(session, binding, args.port, runtime_json, idle_timeout_seconds(options), args.threads)  # type: ignore[arg-type]
 
 
-if __name__ == "__main__":  # `python -m galaxy_cellxgene.multi_cli`, until cli.py dispatches `view-many`
+if __name__ == "__main__":  # also `python -m galaxy_cellxgene.multi_cli`; cli.py dispatches `view-many` here
     sys.exit(run_view_many())
