@@ -17,7 +17,7 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, jsonify, send_from_directory
 
-from galaxy_cellxgene.columns import ColumnStore
+from galaxy_cellxgene.columns import ColumnStore, start_column_copy
 from galaxy_cellxgene.labels import merge_into_h5ad
 from galaxy_cellxgene.outputs import GalaxyAnnotations
 from galaxy_cellxgene.settings import (
@@ -26,7 +26,6 @@ from galaxy_cellxgene.settings import (
     dataset_config,
     diffexp_cell_limit,
     server_config,
-    use_column_copy,
 )
 
 log = logging.getLogger("galaxy_cellxgene")
@@ -142,7 +141,8 @@ class Session:
         }
 
 
-def build_session(paths: Paths, options: ViewerOptions) -> Session:
+def build_session(paths: Paths, options: ViewerOptions, columns: ColumnStore | None = None) -> Session:
+    """cellxgene's app for one dataset; `columns` is a column copy already started for it."""
     from server.cli.launch import CliLaunchServer
     from server.common.config.app_config import AppConfig
     from server.common.errors import ConfigurationError, DatasetAccessError
@@ -156,11 +156,13 @@ def build_session(paths: Paths, options: ViewerOptions) -> Session:
     _seed(paths.previous_annotations, labels_copy)
     _seed(paths.previous_gene_sets, gene_sets_copy)
 
-    columns = use_column_copy(options, *_matrix_format(paths.prepared))
+    if columns is None:
+        columns = start_column_copy(paths.prepared, options)
     app_config = AppConfig()
     try:
+        backed = columns is not None or None  # X stays on disk for cellxgene: the copy serves it
         app_config.update_server_config(
-            **server_config(options, str(paths.prepared), secrets.token_hex(32), load_backed=columns or None)
+            **server_config(options, str(paths.prepared), secrets.token_hex(32), load_backed=backed)
         )
         app_config.update_dataset_config(
             # "normal" is a placeholder when auto: the real value is set right after loading,
@@ -177,12 +179,13 @@ def build_session(paths: Paths, options: ViewerOptions) -> Session:
     data_adaptor = app_config.server_config.data_adaptor
     # Read by the UI too: it refuses oversized comparisons before sending them.
     app_config.server_config.limits__diffexp_cellcount_max = diffexp_cell_limit(options, data_adaptor.get_shape()[1])
-    store_of_columns = ColumnStore(data_adaptor, str(paths.prepared)) if columns else None
+    if columns is not None:
+        columns.attach(data_adaptor)
     _cache_layouts(data_adaptor)
-    if columns and data_adaptor.get_shape()[0] * data_adaptor.get_shape()[1] <= 5e8:
+    if columns is not None and data_adaptor.get_shape()[0] * data_adaptor.get_shape()[1] <= 5e8:
         # cellxgene warns "diffexp may be slow" for backed data; ours is in memory shortly.
         data_adaptor.parameters.pop("diffexp-may-be-slow", None)
-    distribution_known = _settle_distribution(data_adaptor, paths.prepared, options, store_of_columns)
+    distribution_known = _settle_distribution(data_adaptor, paths.prepared, options, columns)
     store = GalaxyAnnotations(
         dataset_cfg.user_annotations.config,
         labels_copy,
@@ -195,9 +198,7 @@ def build_session(paths: Paths, options: ViewerOptions) -> Session:
     store.publish_initial(data_adaptor)
 
     app = CliLaunchServer(app_config).app
-    session = Session(
-        app, store, paths, options, data_adaptor, distribution_known=distribution_known, columns=store_of_columns
-    )
+    session = Session(app, store, paths, options, data_adaptor, distribution_known=distribution_known, columns=columns)
     _add_galaxy_routes(app, session)
     if scripts:
         export.register(app, paths.annotations_out, paths.gene_sets_out, options.title or paths.source.name)
@@ -222,21 +223,10 @@ def _cache_layouts(data_adaptor) -> None:
     data_adaptor.layout_to_fbs_matrix = layout_to_fbs_matrix
 
 
-def _matrix_format(path: Path) -> tuple[str, str]:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        node = f["X"]
-        encoding = node.attrs.get("encoding-type", "array")
-        encoding = encoding.decode() if isinstance(encoding, bytes) else str(encoding)
-        dtype = node.dtype if isinstance(node, h5py.Dataset) else node["data"].dtype
-        return encoding, str(dtype)
-
-
 def _settle_distribution(
     data_adaptor, prepared: Path, options: ViewerOptions, columns: ColumnStore | None
 ) -> threading.Event:
-    """Build the column copy, and replace the distribution placeholder with cellxgene's rule.
+    """Replace the distribution placeholder with cellxgene's rule.
 
     With X in memory the rule takes milliseconds, so it runs now. With X on disk (the column
     copy being built, or the user's backed mode) it runs beside the viewer, on the copy once
@@ -260,10 +250,14 @@ def _settle_distribution(
     def work() -> None:
         try:
             if columns is not None:
-                columns.build()
+                columns.ready.wait()
             if auto:
                 in_memory = columns is not None and columns.matrix is not None
-                value = distribution.of_matrix(columns.matrix) if in_memory else distribution.of_file(str(prepared))
+                value = (
+                    distribution.from_chunks(columns.matrix.values())
+                    if in_memory
+                    else distribution.of_file(str(prepared))
+                )
                 data_adaptor.X_approximate_distribution = XApproximateDistribution(value)
         finally:
             done.set()

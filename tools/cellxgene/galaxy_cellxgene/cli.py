@@ -162,9 +162,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_view(args: argparse.Namespace) -> int:
-    from galaxy_cellxgene.app import Paths, StartupError, build_session
+    from galaxy_cellxgene.columns import start_column_copy
     from galaxy_cellxgene.prepare import prepare
-    from galaxy_cellxgene.serve import in_container, log, plan_binding, serve
     from galaxy_cellxgene.validate import inspect
 
     started = time.monotonic()
@@ -176,6 +175,13 @@ def run_view(args: argparse.Namespace) -> int:
         return fail(inspection.errors)
 
     prepared = prepare(args.input, args.work_dir, options)
+    # Before the heavy imports below: the copy's file reads and conversions release the GIL,
+    # so it is built on the second core while this thread imports and loads cellxgene.
+    columns = start_column_copy(prepared.path, options)
+
+    from galaxy_cellxgene.app import Paths, StartupError, build_session
+    from galaxy_cellxgene.serve import in_container, log, plan_binding, serve
+
     log(f"dataset prepared in {time.monotonic() - started:.2f} s ({prepared.reason})")
     paths = Paths(
         source=args.input.resolve(),
@@ -190,7 +196,7 @@ def run_view(args: argparse.Namespace) -> int:
     from galaxy_cellxgene.outputs import OutputNotWritable
 
     try:
-        session = build_session(paths, options)
+        session = build_session(paths, options, columns)
     except OutputNotWritable as err:
         print(
             f"ERROR: the Galaxy output {err.path} cannot be written ({err.strerror}). "

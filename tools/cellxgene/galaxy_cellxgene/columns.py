@@ -1,27 +1,37 @@
-"""A column-major (CSC) copy of X for gene requests, built after the viewer is up.
+"""A column-major copy of X for gene requests, built beside cellxgene's own start-up.
 
 Every gene the user clicks is one column of X. cellxgene keeps X row-major (CSR) as stored
-in most h5ad files, where slicing one column scans the whole matrix (~9 ms at 100k cells);
-on CSC it is a memcpy (~0.03 ms). We start cellxgene in backed mode (X stays on disk, so
-start-up skips loading it) and stream the file into a CSC matrix in bounded row blocks:
-memory peaks at one copy of X plus one block, never CSR and CSC side by side. Until the
-copy is ready, requests are answered from the file, as in backed mode.
+in most h5ad files, where slicing one column scans the whole matrix (~9 ms at 100k cells).
+We start cellxgene in backed mode (X stays on disk, so its load skips X) and read the file
+into row blocks of a few million non-zeros, each converted to CSC by scipy. A gene is then
+one short slice per block (~0.1 ms at 500k cells).
+
+Why blocks and not one CSC matrix: merging the blocks into one matrix is a Python loop over
+columns x blocks (~1 s at 500k cells) or an index array per non-zero; left as blocks, the
+build is just the file read and scipy's conversion, both of which release the GIL, so it
+runs on the second core while the main thread imports cellxgene and loads obs. Memory peaks
+at one copy of X plus one block, never CSR and CSC side by side.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import h5py
 import numpy as np
 from scipy import sparse
 
+from galaxy_cellxgene.settings import ViewerOptions, use_column_copy
+
 log = logging.getLogger("galaxy_cellxgene")
-ROWS_PER_BLOCK = 32_768
-COUNT_CHUNK = 1 << 22
+NNZ_PER_BLOCK = 1 << 22  # 32 MiB of float32 values and int32 rows in flight per block
+MANY_COLUMNS = 64  # above this many genes per request, scipy's stacking beats our loop
 
 
 def _encoding(node) -> str:
@@ -29,79 +39,144 @@ def _encoding(node) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def read_csc(path: str, matrix: str = "X", rows_per_block: int = ROWS_PER_BLOCK) -> sparse.csc_matrix | np.ndarray:
-    """X from the file as CSC (sparse input) or as a dense array (dense input)."""
+def _as_indices(mask, size: int) -> np.ndarray:
+    """cellxgene passes boolean masks; integer selections are accepted too."""
+    mask = np.asarray(mask)
+    if mask.dtype == bool:
+        if mask.shape != (size,):
+            raise IndexError(f"mask of length {mask.shape} for an axis of {size}")
+        return np.flatnonzero(mask)
+    return mask.astype(np.int64, copy=False).ravel()
+
+
+@dataclass(frozen=True)
+class RowBlocks:
+    """X as consecutive row blocks, each stored column-major (CSC)."""
+
+    starts: tuple[int, ...]  # first row of each block, then the number of rows
+    blocks: tuple[sparse.csc_matrix, ...]
+    shape: tuple[int, int]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.blocks[0].dtype if self.blocks else np.dtype(np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.data.nbytes + b.indices.nbytes + b.indptr.nbytes for b in self.blocks)
+
+    def values(self) -> Iterator[np.ndarray]:
+        """The stored (non-zero) values, block by block: what the distribution rule reads."""
+        for block in self.blocks:
+            yield block.data
+
+    def select(self, obs_mask=None, var_mask=None) -> sparse.spmatrix:
+        """X[obs_mask, var_mask] as cellxgene's get_X_array returns it (sparse)."""
+        n_rows, n_cols = self.shape
+        if var_mask is None:
+            return self._rows(None if obs_mask is None else _as_indices(obs_mask, n_rows))
+        matrix = self._columns(_as_indices(var_mask, n_cols))
+        if obs_mask is not None:
+            matrix = matrix[_as_indices(obs_mask, n_rows), :]
+        return matrix
+
+    def _columns(self, cols: np.ndarray) -> sparse.csc_matrix:
+        n_rows = self.shape[0]
+        if len(cols) > MANY_COLUMNS or not self.blocks:
+            pieces = [block[:, cols] for block in self.blocks] or [sparse.csc_matrix((0, len(cols)))]
+            return sparse.vstack(pieces, format="csc", dtype=self.dtype).tocsc()
+        # A gene is one run per block, in row order: concatenate the runs, shifting the
+        # block-local row numbers. Sizes first, so each output array is allocated once.
+        lows = [block.indptr[cols] for block in self.blocks]
+        highs = [block.indptr[cols + 1] for block in self.blocks]
+        per_column = np.sum([hi - lo for lo, hi in zip(lows, highs, strict=True)], axis=0)
+        indptr = np.zeros(len(cols) + 1, dtype=np.int64)
+        np.cumsum(per_column, out=indptr[1:])
+        data = np.empty(int(indptr[-1]), dtype=self.dtype)
+        rows = np.empty(int(indptr[-1]), dtype=np.int32 if n_rows < np.iinfo(np.int32).max else np.int64)
+        cursor = indptr[:-1].tolist()
+        for block, start, lo, hi in zip(self.blocks, self.starts, lows, highs, strict=False):
+            for j, (a, b) in enumerate(zip(lo.tolist(), hi.tolist(), strict=True)):
+                if b > a:
+                    at = cursor[j]
+                    data[at : at + b - a] = block.data[a:b]
+                    np.add(block.indices[a:b], start, out=rows[at : at + b - a], casting="unsafe")
+                    cursor[j] = at + b - a
+        matrix = sparse.csc_matrix((data, rows, indptr), shape=(n_rows, len(cols)))
+        matrix.has_sorted_indices = True
+        return matrix
+
+    def _rows(self, rows: np.ndarray | None) -> sparse.csr_matrix:
+        # Differential expression asks for some cells and every gene: each block gives its
+        # cells as CSR, which scipy stacks without a detour through COO.
+        pieces = []
+        for block, start, stop in zip(self.blocks, self.starts, self.starts[1:], strict=False):
+            if rows is None:
+                pieces.append(block.tocsr())
+                continue
+            local = rows[(rows >= start) & (rows < stop)] - start
+            if local.size:
+                pieces.append(block[local, :].tocsr())
+        if not pieces:
+            return sparse.csr_matrix((0, self.shape[1]), dtype=self.dtype)
+        return sparse.vstack(pieces, format="csr")
+
+
+def _block_bounds(indptr: np.ndarray, nnz_per_block: int) -> list[int]:
+    """Row numbers cutting X into blocks of about nnz_per_block non-zeros (at least one row)."""
+    n_rows = len(indptr) - 1
+    bounds = [0]
+    while bounds[-1] < n_rows:
+        start = bounds[-1]
+        stop = int(np.searchsorted(indptr, indptr[start] + nnz_per_block, side="right")) - 1
+        bounds.append(min(n_rows, max(stop, start + 1)))
+    return bounds
+
+
+def read_row_blocks(path: str, matrix: str = "X", nnz_per_block: int = NNZ_PER_BLOCK) -> RowBlocks:
+    """A CSR matrix of an h5ad file as RowBlocks (the file's values, unchanged)."""
     with h5py.File(path, "r") as f:
         node = f[matrix]
-        if isinstance(node, h5py.Dataset):
-            return node[()]
+        if not isinstance(node, h5py.Group) or _encoding(node) != "csr_matrix":
+            raise ValueError(f"{matrix} is not a CSR matrix")
         shape = tuple(int(s) for s in node.attrs["shape"])
-        if _encoding(node) == "csc_matrix":
-            return sparse.csc_matrix((node["data"][()], node["indices"][()], node["indptr"][()]), shape=shape)
-        return _csr_group_to_csc(node, shape, rows_per_block)
-
-
-def _csr_group_to_csc(node: h5py.Group, shape: tuple[int, int], rows_per_block: int) -> sparse.csc_matrix:
-    n_rows, n_cols = shape
-    indptr = node["indptr"][()].astype(np.int64)
-    indices_ds, data_ds = node["indices"], node["data"]
-    nnz = int(indptr[-1])
-
-    # Pass 1: entries per column, to size the CSC arrays once.
-    counts = np.zeros(n_cols, dtype=np.int64)
-    for start in range(0, nnz, COUNT_CHUNK):
-        counts += np.bincount(indices_ds[start : start + COUNT_CHUNK], minlength=n_cols)
-    col_ptr = np.zeros(n_cols + 1, dtype=np.int64)
-    np.cumsum(counts, out=col_ptr[1:])
-
-    index_dtype = np.int32 if max(nnz, n_rows) < np.iinfo(np.int32).max else np.int64
-    data = np.empty(nnz, dtype=data_ds.dtype)
-    rows = np.empty(nnz, dtype=index_dtype)
-    cursor = col_ptr[:-1].tolist()
-
-    # Pass 2: each row block becomes a small CSC (scipy, in C); each of its columns is one
-    # contiguous run that lands right after that column's earlier runs, so two slice copies
-    # per column (memcpy) replace an index array per non-zero and its scattered writes.
-    for r0 in range(0, n_rows, rows_per_block):
-        r1 = min(n_rows, r0 + rows_per_block)
-        lo, hi = int(indptr[r0]), int(indptr[r1])
-        block = sparse.csr_matrix(
-            (data_ds[lo:hi], indices_ds[lo:hi], indptr[r0 : r1 + 1] - lo), shape=(r1 - r0, n_cols)
-        ).tocsc()
-        block_rows = block.indices.astype(index_dtype, copy=False)
-        block_rows += r0  # the block is ours: shift to row numbers of X in place
-        block_data, bounds = block.data, block.indptr.tolist()
-        for col in range(n_cols):
-            start, stop = bounds[col], bounds[col + 1]
-            if stop > start:
-                at = cursor[col]
-                data[at : at + stop - start] = block_data[start:stop]
-                rows[at : at + stop - start] = block_rows[start:stop]
-                cursor[col] = at + stop - start
-    matrix = sparse.csc_matrix((data, rows, col_ptr), shape=shape)
-    matrix.has_sorted_indices = True
-    return matrix
+        indptr = node["indptr"][()].astype(np.int64, copy=False)
+        indices, values = node["indices"], node["data"]
+        bounds = _block_bounds(indptr, nnz_per_block) if shape[0] else [0]
+        blocks = []
+        for start, stop in itertools.pairwise(bounds):
+            lo, hi = int(indptr[start]), int(indptr[stop])
+            block = sparse.csr_matrix(
+                (values[lo:hi], indices[lo:hi], indptr[start : stop + 1] - lo), shape=(stop - start, shape[1])
+            ).tocsc()
+            block.has_sorted_indices = True  # scipy's CSR -> CSC walks rows in order
+            blocks.append(block)
+    return RowBlocks(tuple(bounds), tuple(blocks), shape)
 
 
 class ColumnStore:
-    """Answers cellxgene's get_X_array from the CSC copy once it exists."""
+    """Builds RowBlocks in a thread and answers cellxgene's get_X_array from them once built."""
 
-    def __init__(self, data_adaptor, path: str) -> None:
-        self.adaptor = data_adaptor
+    def __init__(self, path: str) -> None:
         self.path = path
-        self.matrix = None
+        self.matrix: RowBlocks | None = None
         self.ready = threading.Event()
         self.error: str | None = None
         self.seconds: float | None = None
-        self._original: Callable = data_adaptor.get_X_array
+        self._original: Callable | None = None
+
+    def start(self) -> ColumnStore:
+        threading.Thread(target=self.build, name="column-copy", daemon=True).start()
+        return self
+
+    def attach(self, data_adaptor) -> None:
+        self._original = data_adaptor.get_X_array
         data_adaptor.get_X_array = self.get_X_array
 
     def build(self) -> None:
         started = time.monotonic()
         try:
-            matrix = read_csc(self.path)
-            # Lets cellxgene's other paths (distribution, schema hints) see an in-memory X.
-            self.matrix = matrix
+            self.matrix = read_row_blocks(self.path)
             self.seconds = time.monotonic() - started
             log.info("column-major copy of X ready in %.2f s", self.seconds)
         except Exception as err:  # keep serving from the file; say why
@@ -113,13 +188,28 @@ class ColumnStore:
     def get_X_array(self, obs_mask=None, var_mask=None, wait: float = 300.0):
         # Reading a gene from the row-major file scans all of X: at 500k cells that is ~0.5 s
         # of CPU and ~850 MiB of transient memory per request, while the copy is being built.
-        # Waiting for the copy (seconds) is both faster and keeps the peak at one X.
+        # Waiting for the copy (under a second) is both faster and keeps the peak at one X.
         self.ready.wait(wait)
         matrix = self.matrix
         if matrix is None:
+            if self._original is None:
+                raise RuntimeError("column store used before attach()")
             return self._original(obs_mask, var_mask)
-        if var_mask is not None:
-            matrix = matrix[:, var_mask]
-        if obs_mask is not None:
-            matrix = matrix[obs_mask, :]
-        return matrix
+        return matrix.select(obs_mask, var_mask)
+
+
+def matrix_format(path: Path | str) -> tuple[str, str]:
+    """X's encoding and value dtype, from the file's attributes."""
+    with h5py.File(path, "r") as f:
+        node = f["X"]
+        encoding = node.attrs.get("encoding-type", "array")
+        encoding = encoding.decode() if isinstance(encoding, bytes) else str(encoding)
+        dtype = node.dtype if isinstance(node, h5py.Dataset) else node["data"].dtype
+        return encoding, str(dtype)
+
+
+def start_column_copy(prepared: Path | str, options: ViewerOptions) -> ColumnStore | None:
+    """Start the copy now when it pays off, so it overlaps cellxgene's imports and load."""
+    if not use_column_copy(options, *matrix_format(prepared)):
+        return None
+    return ColumnStore(str(prepared)).start()
