@@ -13,7 +13,7 @@ both sides of a ratio alike:
 Usage:
   .venv/bin/python scripts/make_bench_data.py            # once: bench-data/synth_*.h5ad
   .venv/bin/python scripts/benchmark.py                   # everything (about 20 minutes)
-  .venv/bin/python scripts/benchmark.py --quick           # smoke test: 10k cells, N=1
+  .venv/bin/python scripts/benchmark.py --quick           # smoke test: demo and 10k cells, N=1
   .venv/bin/python scripts/benchmark.py --write-docs      # and refresh docs/benchmarks.md
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -84,26 +85,35 @@ class Dataset:
     n_cells: int
     genes: list[str]  # var index values
     unique_symbols: list[str]  # gene_symbols values that are already unique (same after make-unique)
+    layer: str | None = None  # the layer the `layer` case shows
+    name: str | None = None  # "demo" for the repository's demo dataset
 
     @property
     def label(self) -> str:
+        if self.name:
+            return self.name
         return f"{self.n_cells // 1000}k" if self.n_cells % 1000 == 0 else str(self.n_cells)
 
 
-def load_dataset(path: Path) -> Dataset:
+DEMO = REPO / "test-data" / "pbmc_demo.h5ad"
+
+
+def load_dataset(path: Path, name: str | None = None) -> Dataset:
     import anndata
     import h5py
 
     with h5py.File(path, "r") as f:
         var = anndata.io.read_elem(f["var"])
         n_cells = int(f["obs"][f["obs"].attrs["_index"]].shape[0])
+        layers = sorted(f["layers"]) if "layers" in f else []
     symbols = var["gene_symbols"].astype(str) if "gene_symbols" in var else None
     unique = [] if symbols is None else list(symbols[~symbols.duplicated(keep=False)])
     # Read it once so every contender starts from a warm page cache.
     with open(path, "rb") as f:
         while f.read(1 << 24):
             pass
-    return Dataset(path, n_cells, [str(g) for g in var.index], unique)
+    layer = "counts" if "counts" in layers else (layers[0] if layers else None)
+    return Dataset(path, n_cells, [str(g) for g in var.index], unique, layer, name)
 
 
 # --------------------------------------------------------------------------- contenders
@@ -125,7 +135,7 @@ CASES = {
         ["--var-name", "gene_symbols", "--make-unique"],
         lambda d: d.unique_symbols[len(d.unique_symbols) // 3],
     ),
-    "layer": Case("layer", ["--layer", "counts"], ["--layer", "counts"], lambda d: d.genes[len(d.genes) // 3]),
+    "layer": Case("layer", ["--layer", "{layer}"], ["--layer", "{layer}"], lambda d: d.genes[len(d.genes) // 3]),
 }
 
 
@@ -138,7 +148,7 @@ def recipe_launch(ds: Dataset, run_dir: Path, case: Case, extra: Sequence[str] =
     fancy = Path("/tmp") / f"galaxy_cellxgene_bench_{ds.path.stem}_{os.getpid()}.h5ad"
     pre: list[Sequence[str]] = []
     if case.recipe_args:
-        pre.append([PY, RECIPE, str(ds.path), str(fancy), *case.recipe_args])
+        pre.append([PY, RECIPE, str(ds.path), str(fancy), *(a.format(layer=ds.layer) for a in case.recipe_args)])
     else:
         pre.append(["cp", str(ds.path), str(fancy)])
     pre.append(["mkdir", "-p", "annotation_files"])
@@ -161,7 +171,7 @@ def runtime_launch(
     server += ["--gene-sets-out", str(run_dir / "gene_sets.csv")]
     server += ["--port", "{port}", "--register", "never", "--idle-timeout", "0"]
     server += ["--work-dir", str(run_dir / "work")]
-    server += [*(case.runtime_args if case else []), *extra]
+    server += [*(a.format(layer=ds.layer) for a in (case.runtime_args if case else [])), *extra]
     path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     return procs.Launch(name, server, env={"PYTHONPATH": path})
 
@@ -209,7 +219,7 @@ class Bench:
         for ds in datasets:
             for case_name in self.args.cases:
                 case = CASES[case_name]
-                if case_name == "unique" and not ds.unique_symbols:
+                if (case_name == "unique" and not ds.unique_symbols) or (case_name == "layer" and not ds.layer):
                     continue
                 makers: list[tuple[str, Callable[[Path], procs.Launch]]] = []
                 if case_name == "plain":
@@ -283,7 +293,7 @@ class Bench:
                 if not path.exists():
                     log(f"memory: {path.name} missing, skipped")
                     continue
-                dsv = ds if path == ds.path else Dataset(path, ds.n_cells, ds.genes, ds.unique_symbols)
+                dsv = ds if path == ds.path else dataclasses.replace(ds, path=path)
                 plain_extra = ["--backed"] if mode == "backed" else []
                 runtime_extra = ["--backed"] if mode == "backed" else []
                 makers = [("plain", lambda d, x=plain_extra, v=dsv: plain_launch(v, d, x))]
@@ -681,7 +691,7 @@ def write_docs(report: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=REPO / "bench-data", help="where make_bench_data.py wrote")
-    p.add_argument("--sizes", default="10000,100000,500000")
+    p.add_argument("--sizes", default="demo,10000,100000,500000", help="cell counts of bench-data/, and demo")
     p.add_argument("--only", default="ready,memory,serve,save", help="sections to run")
     p.add_argument("--cases", default="plain,unique,layer", help="time-to-ready cases")
     p.add_argument("--contenders", default="plain,recipe-1.1.1,runtime")
@@ -705,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=10.0, help="seconds per serving cell")
     p.add_argument("--warm-s", type=float, default=1.0, help="untimed seconds of the same load before each cell")
     p.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the discarded first round")
-    p.add_argument("--quick", action="store_true", help="smoke test: 10k cells, N=1, short serving cells")
+    p.add_argument("--quick", action="store_true", help="smoke test: demo and 10k cells, N=1, short serving cells")
     p.add_argument("--keep-runs", action="store_true", help="keep bench-data/runs/* (logs, outputs)")
     p.add_argument("--write-docs", action="store_true", help="replace the results block of docs/benchmarks.md")
     p.add_argument("--json", type=Path, help="also write raw results here (default bench-data/results-*.json)")
@@ -721,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.quick:
-        args.sizes, args.n, args.mem_reps, args.warmup = "10000", 1, 1, False
+        args.sizes, args.n, args.mem_reps, args.warmup = "demo,10000", 1, 1, False
         args.duration, args.warm_s, args.clients = 2.0, 0.5, "1,16"
     args.cases = [c for c in args.cases.split(",") if c]
     args.contenders = [c for c in args.contenders.split(",") if c]
@@ -738,8 +748,11 @@ def main(argv: list[str] | None = None) -> int:
         args.runtimes[name] = Path(root).resolve()
 
     datasets = []
-    for size in (int(s) for s in args.sizes.split(",") if s):
-        path = args.data / dataset_name(size)
+    for size in (s for s in args.sizes.split(",") if s):
+        if size == "demo":
+            datasets.append(load_dataset(DEMO, "demo"))
+            continue
+        path = args.data / dataset_name(int(size))
         if not path.exists():
             log(f"{path} missing: run scripts/make_bench_data.py --sizes {size}")
             return 2
