@@ -14,13 +14,14 @@ Measured limits (cellxgene 1.3.0 reads labels with pandas `comment="#"`, gene se
 
 from __future__ import annotations
 
+import csv
 import string
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 from cellxgene_store import FakeAdaptor, cellxgene_store, head
-from galaxy_cellxgene.labels import gene_sets_csv, labels_csv, read_gene_sets, read_labels
+from galaxy_cellxgene.labels import _rows_from_distinct_values, gene_sets_csv, labels_csv, read_gene_sets, read_labels
 from h5ad_builders import LABELS_HEADER
 from hypothesis import given
 from hypothesis import strategies as st
@@ -76,6 +77,43 @@ def test_labels_made_in_the_ui_are_written_as_cellxgene_writes_them(labels: pd.D
         theirs = Path(store.label_output_file).read_text(encoding="utf-8")
         assert labels_csv(labels, head(theirs)) == theirs
         assert_same_labels(read_labels(store.label_output_file), labels)
+
+
+def with_variations(labels: pd.DataFrame, missing: bool, as_text: bool, unnamed: bool) -> pd.DataFrame:
+    frame = labels.copy()
+    first = frame.columns[0]
+    if missing:  # a cell without a label: pandas writes na_rep ""
+        frame.iloc[0, 0] = None
+    if as_text:  # cellxgene's decoder may hand over plain object columns
+        frame[first] = frame[first].astype(object)
+    return frame.rename_axis(None) if unnamed else frame
+
+
+@given(label_tables(), st.booleans(), st.booleans(), st.booleans())
+def test_the_fast_label_writer_writes_what_pandas_writes(labels, missing, as_text, unnamed) -> None:
+    frame = with_variations(labels, missing, as_text, unnamed)
+    fast = _rows_from_distinct_values(frame)
+    if fast is not None:  # None: pandas writes it (names needing quotes, non-text labels)
+        assert fast == frame.to_csv(quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+
+
+@given(label_tables(), st.booleans())
+def test_outputs_before_any_label_are_written_as_pandas_writes_them(labels, unnamed) -> None:
+    frame = pd.DataFrame(index=labels.index.rename(None if unnamed else "index"))
+    fast = _rows_from_distinct_values(frame)
+    if fast is not None:
+        assert fast == frame.to_csv(quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+
+
+@given(label_tables(names=ui_text, categories=ui_text), st.booleans(), st.booleans(), st.booleans())
+def test_ui_labels_take_the_fast_writer(labels, missing, as_text, unnamed) -> None:
+    frame = with_variations(labels, missing, as_text, unnamed)
+    fast = _rows_from_distinct_values(frame)
+    assert fast is not None
+    assert fast == frame.to_csv(quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+    if not unnamed:
+        cells_only = pd.DataFrame(index=frame.index)
+        assert _rows_from_distinct_values(cells_only) == cells_only.to_csv(lineterminator="\n")
 
 
 # cellxgene's server-side rule for gene-set names (validate_gene_sets), minus a leading '#'.

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pandas as pd
 
 GENE_SETS_UNS_KEY = "cellxgene_gene_sets"
@@ -70,8 +71,73 @@ def labels_csv(labels: pd.DataFrame, header: str) -> str:
         frame = frame.rename_axis(None)
     # cellxgene reads with comment="#": an unquoted '#' cuts the line short and a bare '\r' ends it.
     # Quoted, both read back (pandas honours quotes); other files stay byte-identical to cellxgene's.
-    frame.to_csv(out, quoting=csv.QUOTE_ALL if _needs_quotes(frame) else csv.QUOTE_MINIMAL)
+    if _needs_quotes(frame):
+        frame.to_csv(out, quoting=csv.QUOTE_ALL)
+    else:
+        rows = _rows_from_distinct_values(frame)
+        if rows is None:
+            frame.to_csv(out, quoting=csv.QUOTE_MINIMAL)
+        else:
+            out.write(rows)
     return out.getvalue()
+
+
+def _encode_fields(values: Iterable[str]) -> list[str]:
+    """Each value as the csv module writes it inside a row (QUOTE_MINIMAL), as pandas' to_csv does."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    encoded = []
+    for value in values:
+        out.seek(0)
+        out.truncate()
+        # Two copies make a row of two fields: the csv module quotes a lone empty field, pandas' rows never have one.
+        writer.writerow([value, value])
+        text = out.getvalue()
+        encoded.append(text[: (len(text) - 2) // 2])
+    return encoded
+
+
+def _is_text(values: pd.Index) -> bool:
+    return values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) in ("string", "empty")
+
+
+def _rows_from_distinct_values(frame: pd.DataFrame) -> str | None:
+    """What `frame.to_csv(quoting=QUOTE_MINIMAL)` writes, for text labels, built ~3x faster.
+
+    A label save rewrites every cell (500k rows: pandas' writer took 0.3 s of a 0.56 s save).
+    Labels repeat, so each distinct label is encoded once and rows are joined from the codes;
+    cell names that need no quoting are written as they are. Anything else returns None and
+    pandas writes it: the property tests compare both writers byte for byte.
+    """
+    if not _is_text(frame.index):
+        return None
+    names = frame.index.tolist()
+    joined = "".join(names)
+    if any(special in joined for special in ',"\r\n'):
+        return None
+    label = "" if frame.index.name is None else str(frame.index.name)
+    if len(frame.columns) == 0:
+        # Rows of one field (the outputs before any label): the csv module quotes a lone empty one.
+        if not label or (names and not min(map(len, names))):
+            return None
+        return label + "\n" + "".join(name + "\n" for name in names)
+    columns = []
+    for column in frame.columns:
+        values = frame[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            codes, distinct = values.cat.codes.to_numpy(), values.cat.categories
+        elif values.dtype == object:
+            codes, distinct = pd.factorize(values, use_na_sentinel=True)
+            distinct = pd.Index(distinct, dtype=object)
+        else:
+            return None
+        if not _is_text(distinct):
+            return None
+        # pandas writes a missing label as na_rep="": code -1 picks the last entry.
+        encoded = np.array([*_encode_fields(distinct.tolist()), ""], dtype=object)
+        columns.append(encoded[codes].tolist())
+    header = ",".join(_encode_fields([label, *map(str, frame.columns)]))
+    return header + "\n" + "\n".join(map(",".join, zip(names, *columns, strict=True))) + "\n"
 
 
 def _needs_quotes(frame: pd.DataFrame) -> bool:
