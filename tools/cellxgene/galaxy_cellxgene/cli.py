@@ -243,6 +243,10 @@ def run_merge(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["view"], ["view-many"]):  # long-lived, threaded servers
+        from galaxy_cellxgene.allocator import limit_arenas
+
+        limit_arenas()
     if argv[:1] == ["view-many"]:  # several datasets in one session: its own parser (multi_cli.py)
         from galaxy_cellxgene.multi_cli import run_view_many
 
