@@ -112,15 +112,15 @@ def _rows_from_distinct_values(frame: pd.DataFrame) -> str | None:
     if not _is_text(frame.index):
         return None
     names = frame.index.tolist()
-    joined = "".join(names)
-    if any(special in joined for special in ',"\r\n'):
-        return None
+    lines = "\n".join(names)
+    if any(special in lines for special in ',"\r') or lines.count("\n") != max(0, len(names) - 1):
+        return None  # a name that needs quoting (or holds a line break)
     label = "" if frame.index.name is None else str(frame.index.name)
     if len(frame.columns) == 0:
         # Rows of one field (the outputs before any label): the csv module quotes a lone empty one.
-        if not label or (names and not min(map(len, names))):
+        if not label or (names and "\n\n" in f"\n{lines}\n"):
             return None
-        return label + "\n" + "".join(name + "\n" for name in names)
+        return f"{label}\n{lines}\n" if names else f"{label}\n"
     columns = []
     for column in frame.columns:
         values = frame[column]
