@@ -6,7 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from galaxy_cellxgene.multi_cli import build_parser, memory_budget_bytes, parse_items
+from galaxy_cellxgene.multi_cli import (
+    build_parser,
+    match_previous,
+    memory_budget_bytes,
+    parse_items,
+    previous_folders,
+    stage_previous,
+)
 
 MB = 2**20
 
@@ -54,3 +61,27 @@ def test_malformed_dataset_argument_is_refused(bad: str) -> None:
     args = build_parser().parse_args(["--dataset", bad, "--annotations-dir", "a", "--gene-sets-dir", "g"])
     with pytest.raises(ValueError, match="NAME=PATH"):
         parse_items(args)
+
+
+def test_earlier_files_are_matched_by_dataset_name_and_linked_under_safe_names(tmp_path: Path) -> None:
+    earlier = tmp_path / "earlier.csv"
+    earlier.write_text("index,x\n")
+    slug_of = {"day 7 – Müller": "day_7_Muller", "../../etc": "etc"}
+    earlier_lists = [("day 7 – Müller", earlier), ("../../etc", earlier), ("gone", earlier)]
+    matched, unmatched = match_previous(slug_of, earlier_lists)
+    assert matched == {"day_7_Muller": earlier, "etc": earlier}
+    assert unmatched == ["gone"]
+    folder = stage_previous(matched, tmp_path / "work" / "previous")
+    assert sorted(p.name for p in folder.iterdir()) == ["day_7_Muller.csv", "etc.csv"]
+    assert (folder / "etc.csv").resolve() == earlier.resolve()
+    assert stage_previous(matched, folder) == folder  # a restart in the same work dir relinks
+
+
+def test_earlier_work_comes_as_a_folder_or_a_list_not_both(tmp_path: Path) -> None:
+    listing = tmp_path / "earlier.json"
+    listing.write_text("[]")
+    outputs = ["--annotations-dir", "a", "--gene-sets-dir", "g", "--work-dir", str(tmp_path / "w")]
+    both = ["--previous-annotations-json", str(listing), "--previous-annotations-dir", str(tmp_path)]
+    args = build_parser().parse_args([*outputs, *both])
+    with pytest.raises(ValueError, match="not both"):
+        previous_folders(args, [])

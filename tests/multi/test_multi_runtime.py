@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -189,6 +190,39 @@ def test_sigterm_keeps_every_dataset_last_save(many) -> None:
     assert files(job.merged_dir) == []  # a Stop leaves no half-written merged file
     assert job.galaxy_listing()["annotated"] == []
     assert [name for name, _ in job.galaxy_listing()["annotations"]] == ["day0", "day 7 – Müller"]
+
+
+def earlier_outputs(job: ManyJob, output: str, folder: Path, path: Path, extra: dict[str, str]) -> Path:
+    """What the list tool's XML writes for a resumed run: element identifier -> dataset file."""
+    items = [{"name": name, "path": str(folder / filename)} for name, filename in job.galaxy_listing()[output]]
+    items += [{"name": name, "path": str(folder / filename)} for name, filename in extra.items()]
+    path.write_text(json.dumps(items), encoding="utf-8")
+    return path
+
+
+def test_a_later_session_resumes_each_dataset_from_the_earlier_lists(tmp_path: Path, many) -> None:
+    first = many()
+    a, b = first.client(DAY0), first.client(MULLER)
+    labels_a = labels_for(a.schema()["dataframe"]["nObs"], ["early", "late"])
+    labels_b = labels_for(b.schema()["dataframe"]["nObs"], ["x"])
+    assert a.put_labels({"stage": labels_a}).ok
+    assert b.put_labels({"quality": labels_b}).ok
+    assert b.put_gene_sets([gene_set("markers", ["GENE1", "GENE2"])]).ok
+    first.send(signal.SIGTERM)
+    assert first.wait(10) == 143
+
+    stray = {"a dataset not in this list": f"{DAY0}.csv"}
+    labels_json = earlier_outputs(first, "annotations", first.annotations_dir, tmp_path / "labels.json", stray)
+    sets_json = earlier_outputs(first, "gene_sets", first.gene_sets_dir, tmp_path / "sets.json", {})
+    second = many(None, "--previous-annotations-json", str(labels_json), "--previous-gene-sets-json", str(sets_json))
+    assert "earlier annotations for 2 of 3 datasets" in second.log
+    assert "'a dataset not in this list' match no dataset" in second.log
+    assert list(second.client(DAY0).get_labels()["stage"]) == labels_a
+    assert list(second.client(MULLER).get_labels()["quality"]) == labels_b
+    assert [g["geneset_name"] for g in second.client(MULLER).get_gene_sets()] == ["markers"]
+    assert list(second.client(DAY14).get_labels().columns) == []
+    # The resumed work is in this session's outputs from the start, before any new save.
+    assert list(read_labels(second.annotations_dir / f"{DAY0}.csv")["stage"]) == labels_a
 
 
 def test_hostile_names_stay_inside_the_output_folders(tmp_path: Path, many) -> None:

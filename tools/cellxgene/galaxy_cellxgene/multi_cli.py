@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 from galaxy_cellxgene.cli import EXIT_INPUT, _view_options, options_from_args, title_from_args
@@ -58,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--previous-annotations-dir", type=Path, help="earlier annotations, <name>.csv per dataset")
     g.add_argument("--previous-gene-sets-dir", type=Path, help="earlier gene sets, <name>.csv per dataset")
+    g.add_argument(
+        "--previous-annotations-json",
+        type=Path,
+        metavar="FILE",
+        help='earlier annotations as a JSON list of {"name": <dataset name>, "path": <CSV>} (the list tool)',
+    )
+    g.add_argument("--previous-gene-sets-json", type=Path, metavar="FILE", help="earlier gene sets, the same way")
     m = parser.add_argument_group("memory")
     m.add_argument(
         "--memory-budget-mb",
@@ -85,6 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def read_named_paths(path: Path, option: str) -> list[tuple[str, Path]]:
+    """A JSON list of {"name": ..., "path": ...}: how the tool XML hands over user-named files."""
+    listed = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(listed, list):
+        raise ValueError(f"{option} must hold a JSON list")
+    items = []
+    for item in listed:
+        if not isinstance(item, dict) or "name" not in item or "path" not in item:
+            raise ValueError(f'each {option} item needs "name" and "path"')
+        items.append((str(item["name"]), Path(str(item["path"]))))
+    return items
+
+
 def parse_items(args: argparse.Namespace) -> list[tuple[str, Path]]:
     items: list[tuple[str, Path]] = []
     for text in args.dataset:
@@ -93,16 +114,60 @@ def parse_items(args: argparse.Namespace) -> list[tuple[str, Path]]:
             raise ValueError(f"--dataset wants NAME=PATH, got {text!r}")
         items.append((name, Path(path)))
     if args.datasets_json is not None:
-        listed = json.loads(args.datasets_json.read_text(encoding="utf-8"))
-        if not isinstance(listed, list):
-            raise ValueError("--datasets-json must hold a JSON list")
-        for item in listed:
-            if not isinstance(item, dict) or "name" not in item or "path" not in item:
-                raise ValueError('each --datasets-json item needs "name" and "path"')
-            items.append((str(item["name"]), Path(str(item["path"]))))
+        items += read_named_paths(args.datasets_json, "--datasets-json")
     if not items:
         raise ValueError("no dataset given: use --dataset NAME=PATH or --datasets-json FILE")
     return items
+
+
+def match_previous(slug_of: Mapping[str, str], earlier: list[tuple[str, Path]]) -> tuple[dict[str, Path], list[str]]:
+    """Earlier files matched to datasets by name: a list tool's outputs keep the input's element
+    identifiers, so last session's annotations list lines up with this session's datasets.
+    Returns {slug: file} and the names that match no dataset."""
+    matched: dict[str, Path] = {}
+    unmatched: list[str] = []
+    for name, path in earlier:
+        if name in slug_of:
+            matched[slug_of[name]] = path
+        else:
+            unmatched.append(name)
+    return matched, unmatched
+
+
+def stage_previous(matched: Mapping[str, Path], folder: Path) -> Path:
+    """The folder of <slug>.csv the sessions resume from; slugs are safe names, so links stay inside."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for slug, source in matched.items():
+        link = folder / f"{slug}.csv"
+        link.unlink(missing_ok=True)
+        link.symlink_to(source.resolve())
+    return folder
+
+
+def previous_folders(args: argparse.Namespace, datasets: list) -> tuple[Path | None, Path | None, list[str]]:
+    """--previous-*-dir as given, or folders staged from --previous-*-json; plus what to tell the user."""
+    slug_of = {d.name: d.slug for d in datasets}
+    folders: list[Path | None] = []
+    notes: list[str] = []
+    for kind, listed, folder in (
+        ("annotations", args.previous_annotations_json, args.previous_annotations_dir),
+        ("gene sets", args.previous_gene_sets_json, args.previous_gene_sets_dir),
+    ):
+        if listed is None:
+            folders.append(folder)
+            continue
+        if folder is not None:
+            raise ValueError(f"earlier {kind}: give a folder or a JSON list, not both")
+        stem = f"previous-{kind.replace(' ', '-')}"
+        matched, unmatched = match_previous(slug_of, read_named_paths(listed, f"--{stem}-json"))
+        folders.append(stage_previous(matched, args.work_dir / stem))
+        notes.append(f"earlier {kind} for {len(matched)} of {len(datasets)} datasets: " + ", ".join(sorted(matched)))
+        notes += [
+            f"WARNING: earlier {kind} named {name!r} match no dataset of this list and are left out. "
+            "Fix: pass the list an earlier run of this tool made on the same datasets (elements are matched by name)."
+            for name in unmatched
+        ]
+    return folders[0], folders[1], notes
 
 
 def memory_budget_bytes(cli_mb: int | None, env: dict[str, str]) -> int | None:
@@ -161,13 +226,23 @@ def run_view_many(argv: list[str] | None = None) -> int:
         f"({time.monotonic() - started:.2f} s): " + ", ".join(d.slug for d in usable)
     )
 
+    try:
+        previous_annotations, previous_gene_sets, notes = previous_folders(args, datasets)
+    except (ValueError, OSError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    for note in notes:
+        if note.startswith("WARNING"):
+            print(note, file=sys.stderr)
+        else:
+            log(note)
     dirs = OutputDirs(
         annotations=args.annotations_dir,
         gene_sets=args.gene_sets_dir,
         merged=args.merged_dir,
         work=args.work_dir,
-        previous_annotations=args.previous_annotations_dir,
-        previous_gene_sets=args.previous_gene_sets_dir,
+        previous_annotations=previous_annotations,
+        previous_gene_sets=previous_gene_sets,
         galaxy_json=args.galaxy_json,
     )
     budget = memory_budget_bytes(args.memory_budget_mb, dict(os.environ))
