@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
 import pytest
 import requests
 from galaxy_cellxgene.labels import read_gene_sets, read_labels
 from multi_support import ManyJob, make_dataset, make_datasets, start_many
-from support.fixtures import wait_until
+from support.fixtures import DEMO, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -223,6 +224,19 @@ def test_a_later_session_resumes_each_dataset_from_the_earlier_lists(tmp_path: P
     assert list(second.client(DAY14).get_labels().columns) == []
     # The resumed work is in this session's outputs from the start, before any new save.
     assert list(read_labels(second.annotations_dir / f"{DAY0}.csv")["stage"]) == labels_a
+
+
+def test_display_options_reach_every_dataset(many) -> None:
+    demo = ad.read_h5ad(DEMO)
+    job = many({"demo": DEMO}, "--layer", "lognorm", "--var-names", "gene_symbols", "--make-var-names-unique")
+    client = job.client("demo")
+    symbols = list(demo.var["gene_symbols"].astype(str))
+    gene = next(s for s in symbols if symbols.count(s) == 1)
+    shown = client.expression(gene)
+    layer = demo.layers["lognorm"]
+    layer = layer.toarray() if hasattr(layer, "toarray") else np.asarray(layer)
+    np.testing.assert_allclose(shown, layer[:, symbols.index(gene)], rtol=1e-6)
+    assert not np.allclose(shown, np.asarray(demo.X)[:, symbols.index(gene)])  # the layer, not X
 
 
 def test_hostile_names_stay_inside_the_output_folders(tmp_path: Path, many) -> None:
