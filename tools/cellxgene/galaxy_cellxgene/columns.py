@@ -28,15 +28,11 @@ import numpy as np
 from scipy import sparse
 
 from galaxy_cellxgene.settings import ViewerOptions, use_column_copy
+from galaxy_cellxgene.validate import encoding_of
 
 log = logging.getLogger("galaxy_cellxgene")
 NNZ_PER_BLOCK = 1 << 22  # 32 MiB of float32 values and int32 rows in flight per block
 MANY_COLUMNS = 64  # above this many genes per request, scipy's stacking beats our loop
-
-
-def _encoding(node) -> str:
-    value = node.attrs.get("encoding-type", "")
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _as_indices(mask, size: int) -> np.ndarray:
@@ -60,10 +56,6 @@ class RowBlocks:
     @property
     def dtype(self) -> np.dtype:
         return self.blocks[0].dtype if self.blocks else np.dtype(np.float32)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(b.data.nbytes + b.indices.nbytes + b.indptr.nbytes for b in self.blocks)
 
     def values(self) -> Iterator[np.ndarray]:
         """The stored (non-zero) values, block by block: what the distribution rule reads."""
@@ -137,7 +129,7 @@ def read_row_blocks(path: str, matrix: str = "X", nnz_per_block: int = NNZ_PER_B
     """A CSR matrix of an h5ad file as RowBlocks (the file's values, unchanged)."""
     with h5py.File(path, "r") as f:
         node = f[matrix]
-        if not isinstance(node, h5py.Group) or _encoding(node) != "csr_matrix":
+        if not isinstance(node, h5py.Group) or encoding_of(node) != "csr_matrix":
             raise ValueError(f"{matrix} is not a CSR matrix")
         shape = tuple(int(s) for s in node.attrs["shape"])
         indptr = node["indptr"][()].astype(np.int64, copy=False)
@@ -202,10 +194,8 @@ def matrix_format(path: Path | str) -> tuple[str, str]:
     """X's encoding and value dtype, from the file's attributes."""
     with h5py.File(path, "r") as f:
         node = f["X"]
-        encoding = node.attrs.get("encoding-type", "array")
-        encoding = encoding.decode() if isinstance(encoding, bytes) else str(encoding)
         dtype = node.dtype if isinstance(node, h5py.Dataset) else node["data"].dtype
-        return encoding, str(dtype)
+        return encoding_of(node) or "array", str(dtype)
 
 
 def start_column_copy(prepared: Path | str, options: ViewerOptions) -> ColumnStore | None:

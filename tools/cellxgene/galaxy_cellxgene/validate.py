@@ -79,7 +79,8 @@ def _read_frame(group: h5py.Group):
     return read_frame(group)
 
 
-def _encoding(node: h5py.Group | h5py.Dataset) -> str:
+def encoding_of(node: h5py.Group | h5py.Dataset) -> str:
+    """anndata's `encoding-type` attribute of an element, '' when absent."""
     value = node.attrs.get("encoding-type", "")
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -204,7 +205,7 @@ def _inspect_file(
 def _inspect_x(f: h5py.File, summary: Summary, problems: list[Problem]) -> None:
     x = f["X"]
     shape = _matrix_shape(x)
-    summary.x_encoding = _encoding(x) or ("array" if isinstance(x, h5py.Dataset) else "group")
+    summary.x_encoding = encoding_of(x) or ("array" if isinstance(x, h5py.Dataset) else "group")
     try:
         summary.x_dtype = str(_matrix_dtype(x))
     except KeyError:
@@ -270,7 +271,7 @@ def _inspect_column_types(f: h5py.File, problems: list[Problem]) -> None:
     """pandas' nullable columns: cellxgene 1.3.0 cannot load Int64, nor serve booleans with missing values."""
     for axis in ("obs", "var"):
         for column, node in f[axis].items():
-            encoding = _encoding(node)
+            encoding = encoding_of(node)
             if encoding == "nullable-integer":
                 what = "holds nullable integers (pandas Int64), which cellxgene 1.3.0 cannot load"
             elif encoding == "nullable-boolean" and "mask" in node and node["mask"][()].any():
