@@ -82,7 +82,7 @@ class ManyJob:
 
 
 def many_command(datasets: dict[str, Path], *extra: str) -> list[str]:
-    command = [sys.executable, "-m", "galaxy_cellxgene.multi_cli"]
+    command = [sys.executable, "-m", "galaxy_cellxgene", "view-many"]  # the tool's own entry point
     for name, path in datasets.items():
         command += ["--dataset", f"{name}={path}"]
     return [

@@ -222,10 +222,17 @@ def run_merge(args: argparse.Namespace) -> int:
     import h5py
 
     from galaxy_cellxgene.labels import LabelsError, merge_into_h5ad, read_gene_sets, read_labels
-    from galaxy_cellxgene.validate import not_hdf5_problem
+    from galaxy_cellxgene.validate import not_hdf5_problem, outside_data_problems, previous_file_problems
 
     if not h5py.is_hdf5(args.input):
         return fail([not_hdf5_problem(args.input)])
+    refused = outside_data_problems(args.input, "The dataset")
+    if args.annotations:
+        refused += previous_file_problems(args.annotations, "The annotations")
+    if args.gene_sets:
+        refused += previous_file_problems(args.gene_sets, "The gene sets")
+    if refused:
+        return fail(refused)
     try:
         labels = read_labels(args.annotations) if args.annotations else None
         gene_sets = read_gene_sets(args.gene_sets) if args.gene_sets else None

@@ -295,7 +295,12 @@ def merge_into_h5ad(
     """
     from anndata.io import read_elem, write_elem
 
+    from galaxy_cellxgene.containment import require_self_contained
+    from galaxy_cellxgene.durable import fsync_dir
+
     output = Path(output)
+    # The copy below is byte for byte: an outside part of `source` would come along as a link.
+    require_self_contained(source)
     scratch = Path(scratch_dir) if scratch_dir else output.parent
     fd, tmp_name = tempfile.mkstemp(dir=scratch, prefix=".merge-", suffix=".tmp")
     os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the dataset from a Galaxy running as another user
@@ -314,7 +319,9 @@ def merge_into_h5ad(
                 if GENE_SETS_UNS_KEY in uns:
                     del uns[GENE_SETS_UNS_KEY]
                 write_elem(uns, GENE_SETS_UNS_KEY, gene_sets_frame(gene_sets))
+        require_self_contained(tmp, "The merged dataset")
         os.replace(tmp, output)
+        fsync_dir(output.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return output

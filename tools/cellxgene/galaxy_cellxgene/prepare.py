@@ -15,6 +15,7 @@ from pathlib import Path
 
 import h5py
 
+from galaxy_cellxgene.containment import require_self_contained
 from galaxy_cellxgene.settings import ViewerOptions, must_rewrite_metadata
 
 # Groups cellxgene reads, linked rather than copied; layers, raw, obsp, varm, varp are left out.
@@ -44,6 +45,9 @@ def leaves_out_something(source: Path) -> bool:
 
 def prepare(source: str | Path, work_dir: str | Path, options: ViewerOptions, name: str = "dataset") -> Prepared:
     source = Path(source).resolve()
+    # Every viewer opens its dataset through here: the one place no outside part may pass.
+    # The small file made below links into `source` only, and is the one file allowed links.
+    require_self_contained(source)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     target = work_dir / f"{name}.h5ad"

@@ -15,6 +15,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from galaxy_cellxgene.containment import FIX as CONTAINMENT_FIX
+from galaxy_cellxgene.containment import outside_references
 from galaxy_cellxgene.frames import column_kind, read_frame
 from galaxy_cellxgene.labels import LabelsError, read_gene_sets, read_labels
 from galaxy_cellxgene.settings import ViewerOptions, embedding_name
@@ -117,6 +119,35 @@ def not_hdf5_problem(path: Path) -> Problem:
     )
 
 
+def outside_data_problems(path: str | Path, role: str) -> list[Problem]:
+    """One error per object of an HDF5 file whose bytes live in another file (containment.py)."""
+    try:
+        references = outside_references(path)
+    except (OSError, KeyError, RuntimeError, ValueError) as err:
+        return [
+            Problem(
+                "error",
+                f"{role} could not be scanned for parts stored in other files ({type(err).__name__}: {err}); "
+                "it may be truncated or damaged.",
+                "Re-upload the dataset or re-run the tool that made it.",
+            )
+        ]
+    return [Problem("error", r.describe(role), CONTAINMENT_FIX) for r in references]
+
+
+def previous_file_problems(path: str | Path, role: str) -> list[Problem]:
+    """Earlier annotations and gene sets are CSV; an HDF5 file there is refused, naming any outside parts."""
+    if not h5py.is_hdf5(path):
+        return []
+    return outside_data_problems(path, role) or [
+        Problem(
+            "error",
+            f"{role} is an HDF5 file, not a cellxgene CSV.",
+            "Choose the 'cell annotations' or 'gene sets' CSV dataset an earlier cellxgene run made.",
+        )
+    ]
+
+
 def inspect(path: str | Path, options: ViewerOptions, thorough: bool = True) -> Inspection:
     """Every problem at once. `thorough=False` skips reading all cell names when nothing else
     needs them: cellxgene checks their uniqueness itself while loading, and on that failure
@@ -126,6 +157,10 @@ def inspect(path: str | Path, options: ViewerOptions, thorough: bool = True) -> 
     problems: list[Problem] = []
     if not h5py.is_hdf5(path):
         return Inspection(summary, [not_hdf5_problem(path)])
+    # Before anything reads the file: a part stored elsewhere would be read transparently.
+    outside = outside_data_problems(path, "The dataset")
+    if outside:
+        return Inspection(summary, outside)
     try:
         with h5py.File(path, "r") as f:
             readable, obs_names = _inspect_file(f, options, summary, problems, thorough)
@@ -393,7 +428,18 @@ def _inspect_categories(obs, options: ViewerOptions, summary: Summary, problems:
 def _inspect_previous(options: ViewerOptions, inspection: Inspection) -> None:
     problems = inspection.problems
     obs_names = inspection.obs_names
-    if options.previous_annotations:
+    refused_labels = (
+        previous_file_problems(options.previous_annotations, "The previous annotations")
+        if options.previous_annotations
+        else []
+    )
+    refused_sets = (
+        previous_file_problems(options.previous_gene_sets, "The previous gene sets")
+        if options.previous_gene_sets
+        else []
+    )
+    problems.extend(refused_labels + refused_sets)
+    if options.previous_annotations and not refused_labels:
         try:
             labels = read_labels(options.previous_annotations)
         except LabelsError as err:
@@ -403,7 +449,7 @@ def _inspect_previous(options: ViewerOptions, inspection: Inspection) -> None:
             # No categories (cellxgene writes 0 bytes when all were deleted): nothing to fit.
             if len(labels.columns) and obs_names is not None:
                 _check_labels_fit(labels, obs_names, inspection.summary, problems)
-    if options.previous_gene_sets:
+    if options.previous_gene_sets and not refused_sets:
         try:
             gene_sets = read_gene_sets(options.previous_gene_sets)
         except LabelsError as err:
