@@ -202,6 +202,9 @@ def write_text(path: Path, text: str) -> None:
         f.write(text)
 
 
+OUTSIDE_LINK_TARGET = "/nonexistent/another_users_dataset.h5ad"
+
+
 def make_broken(demo: ad.AnnData, out: Path) -> None:
     """Inputs cellxgene refuses, one way each. Names say what is wrong."""
     # Keep broken files small: 200 cells (the floor for the bytearray bug) x 100 genes, no layer.
@@ -244,6 +247,15 @@ def make_broken(demo: ad.AnnData, out: Path) -> None:
     names[1] = names[0]
     dup_var.var_names = names.astype(str)
     write_h5ad(dup_var, out / "broken_duplicate_var_names.h5ad")
+
+    # X in another file (an HDF5 external link): anndata and cellxgene would read the target's
+    # bytes as this dataset's. The target cannot exist, so the file shows the attack without
+    # ever pointing at a real file; the runtime must refuse it before resolving anything.
+    outside = out / "broken_outside_link.h5ad"
+    write_h5ad(demo, outside)
+    with h5py.File(outside, "r+") as f:
+        del f["X"]
+        f["X"] = h5py.ExternalLink(OUTSIDE_LINK_TARGET, "/X")
 
 
 def make_broken_csvs(demo: ad.AnnData, out: Path) -> None:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from galaxy_cellxgene.multi import unique_safe_names
 from galaxy_cellxgene.multi_cli import (
     build_parser,
     match_previous,
@@ -85,3 +86,29 @@ def test_earlier_work_comes_as_a_folder_or_a_list_not_both(tmp_path: Path) -> No
     args = build_parser().parse_args([*outputs, *both])
     with pytest.raises(ValueError, match="not both"):
         previous_folders(args, [])
+
+
+def test_no_element_name_reaches_the_staged_resume_files(tmp_path: Path) -> None:
+    """Elements named like the staging folders keep their resume files apart (each dataset's
+    work folder is work/<slug>, where cellxgene keeps `annotations.csv` and `gene-sets.csv`)."""
+    from types import SimpleNamespace
+
+    names = ["annotations", "previous-annotations", "previous-gene-sets", ".previous-annotations", "gene-sets"]
+    work = tmp_path / "work"
+    earlier = {}
+    for name in names:
+        earlier[name] = tmp_path / f"earlier-{len(earlier)}.csv"
+        earlier[name].write_text(f"index,{name}\n")
+    listing = tmp_path / "earlier.json"
+    listing.write_text(json.dumps([{"name": n, "path": str(p)} for n, p in earlier.items()]))
+    outputs = ["--annotations-dir", "a", "--gene-sets-dir", "g", "--work-dir", str(work)]
+    earlier_lists = ["--previous-annotations-json", str(listing), "--previous-gene-sets-json", str(listing)]
+    args = build_parser().parse_args([*outputs, *earlier_lists])
+    datasets = [SimpleNamespace(name=n, slug=s) for n, s in zip(names, unique_safe_names(names), strict=True)]
+    staged_labels, staged_sets, _ = previous_folders(args, datasets)
+    own_folders = {work / d.slug for d in datasets}
+    for folder in (staged_labels, staged_sets):
+        assert folder not in own_folders and not any(folder.is_relative_to(own) for own in own_folders)
+    for d in datasets:
+        assert (staged_labels / f"{d.slug}.csv").read_text() == f"index,{d.name}\n"
+        assert (staged_sets / f"{d.slug}.csv").read_text() == f"index,{d.name}\n"

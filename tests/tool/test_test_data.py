@@ -36,7 +36,8 @@ REFUSED_BY_CELLXGENE = {
     "broken_duplicate_obs_names.h5ad": ("KeyError", "Values in obs.index must be unique"),
     "broken_duplicate_var_names.h5ad": ("KeyError", "Values in var.index must be unique"),
 }
-NOT_ANNDATA = {"broken_not_hdf5.h5ad", "broken_not_anndata.h5ad"}
+# Files anndata cannot read as they are (the last one on purpose: its X points at a file that cannot exist).
+NOT_ANNDATA = {"broken_not_hdf5.h5ad", "broken_not_anndata.h5ad", "broken_outside_link.h5ad"}
 
 
 def read_h5ad(path: Path) -> ad.AnnData:
@@ -185,6 +186,16 @@ def test_not_hdf5_is_really_text() -> None:
     next(csv.reader(path.open()))  # plain CSV text
 
 
+def test_outside_link_differs_from_a_good_dataset_only_in_its_x() -> None:
+    """Everything but X is a viewable dataset; X is an external link to a file that cannot exist."""
+    with h5py.File(TEST_DATA / "broken_outside_link.h5ad") as f:
+        link = f.get("X", getlink=True)
+        assert isinstance(link, h5py.ExternalLink) and link.filename.startswith("/nonexistent/")
+        assert not Path(link.filename).exists()
+        assert {"obs", "var", "obsm"} <= set(f)
+        assert f["obsm/X_umap"].shape == (MIN_CELLS, 2)
+
+
 @pytest.mark.slow
 def test_make_test_data_reproduces_test_data(tmp_path: Path) -> None:
     """The committed files are exactly what the script makes (content; HDF5 bytes carry timestamps)."""
@@ -197,6 +208,11 @@ def test_make_test_data_reproduces_test_data(tmp_path: Path) -> None:
             if name == "broken_not_anndata.h5ad":
                 with h5py.File(ours) as a, h5py.File(theirs) as b:
                     assert list(a) == list(b) and (a["matrix"][()] == b["matrix"][()]).all()
+            elif name == "broken_outside_link.h5ad":
+                with h5py.File(ours) as a, h5py.File(theirs) as b:
+                    assert list(a) == list(b)
+                    link_a, link_b = a.get("X", getlink=True), b.get("X", getlink=True)
+                    assert (link_a.filename, link_a.path) == (link_b.filename, link_b.path)
             else:
                 assert ours.read_bytes() == theirs.read_bytes(), name
             continue

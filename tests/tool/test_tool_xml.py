@@ -195,3 +195,13 @@ def test_every_test_data_file_a_tool_test_names_exists() -> None:
             value = param.get("value", "")
             if re.search(r"\.(h5ad|csv)$", value):
                 assert (ROOT / "test-data" / value).is_file(), f"{xml.name}: {value}"
+
+
+def test_no_value_can_become_an_option() -> None:
+    """A dataset named `-x` or a layer `--help` stays a value: every option takes its value as
+    `--opt='value'`, and the title (a dataset name by default) comes from a file."""
+    for xml in [*TOOL_XMLS, TOOL_DIR / "cellxgene_many.xml", MACROS]:
+        text = xml.read_text()
+        loose = re.findall(r"--[a-z][a-z-]+\s+['\"]?\$", text)
+        assert loose == [], f"{xml.name}: {loose}"
+        assert "$(cat" not in text, f"{xml.name}: the title must come through --title-file"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, jsonify, send_from_directory
 
+from galaxy_cellxgene import limits
 from galaxy_cellxgene.columns import ColumnStore, start_column_copy
 from galaxy_cellxgene.labels import merge_into_h5ad
 from galaxy_cellxgene.outputs import GalaxyAnnotations
@@ -198,6 +199,7 @@ def build_session(paths: Paths, options: ViewerOptions, columns: ColumnStore | N
     store.publish_initial(data_adaptor)
 
     app = CliLaunchServer(app_config).app
+    limits.install(app, data_adaptor.get_shape()[0])
     session = Session(app, store, paths, options, data_adaptor, distribution_known=distribution_known, columns=columns)
     _add_galaxy_routes(app, session)
     if scripts:
@@ -208,19 +210,32 @@ def build_session(paths: Paths, options: ViewerOptions, columns: ColumnStore | N
 
 def _cache_layouts(data_adaptor) -> None:
     """Encode each embedding once: cellxgene re-normalises and re-encodes it on every request
-    (~9 ms of CPU at 100k cells, most of it nanmin/nanmax), though it never changes in a session."""
+    (~9 ms of CPU at 100k cells, most of it nanmin/nanmax), though it never changes in a session.
+
+    The UI asks for one embedding at a time, but any client can name any combination: the cache
+    keeps the most recent few (one per embedding), so its memory stays what the UI's use needs.
+    Unknown names raise in cellxgene's encoder and are never cached.
+    """
+    from collections import OrderedDict
+
     encode = data_adaptor.layout_to_fbs_matrix
-    cache: dict[tuple, bytes] = {}
+    capacity = max(2, len(data_adaptor.get_embedding_names()))
+    cache: OrderedDict[tuple, bytes] = OrderedDict()
     lock = threading.Lock()
 
     def layout_to_fbs_matrix(fields):
         key = tuple(fields or ())
         with lock:
-            if key not in cache:
-                cache[key] = bytes(encode(fields))
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
+            cache[key] = bytes(encode(fields))
+            while len(cache) > capacity:
+                cache.popitem(last=False)
             return cache[key]
 
     data_adaptor.layout_to_fbs_matrix = layout_to_fbs_matrix
+    data_adaptor.layout_cache = cache  # for the tests: what the cache holds
 
 
 def _settle_distribution(

@@ -216,10 +216,19 @@ def upload_state(target: GalaxyTarget, job_id: str, session: requests.Session | 
 
 def _call(http: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
     try:
-        response = http.request(method, url, timeout=REQUEST_TIMEOUT, **kwargs)
+        # No redirects: requests would resend the key header to wherever a redirect points
+        # (it drops only Authorization on a host change, not x-api-key).
+        response = http.request(method, url, timeout=REQUEST_TIMEOUT, allow_redirects=False, **kwargs)
     except requests.RequestException as err:
         # The exception text names the URL only; the key travels in a header.
         raise ExportError(f"Galaxy is not reachable at {url.split('?')[0]}: {type(err).__name__}") from err
+    if response.is_redirect:
+        raise ExportError(
+            f"Galaxy answered with a redirect (HTTP {response.status_code}) at {url.split('?')[0]}; "
+            "the key is not sent on. Ask your Galaxy admin to check the Galaxy URL the tool gets "
+            "(galaxy_infrastructure_url).",
+            status=502,
+        )
     if response.status_code >= 400:
         raise ExportError(_galaxy_error(response), status=502)
     return response

@@ -160,7 +160,9 @@ def previous_folders(args: argparse.Namespace, datasets: list) -> tuple[Path | N
             raise ValueError(f"earlier {kind}: give a folder or a JSON list, not both")
         stem = f"previous-{kind.replace(' ', '-')}"
         matched, unmatched = match_previous(slug_of, read_named_paths(listed, f"--{stem}-json"))
-        folders.append(stage_previous(matched, args.work_dir / stem))
+        # A leading dot: no slug has one (safe_name strips it), so no dataset's own work folder
+        # (work_dir/<slug>) can be, or hold, a staged resume folder.
+        folders.append(stage_previous(matched, args.work_dir / f".{stem}"))
         notes.append(f"earlier {kind} for {len(matched)} of {len(datasets)} datasets: " + ", ".join(sorted(matched)))
         notes += [
             f"WARNING: earlier {kind} named {name!r} match no dataset of this list and are left out. "
@@ -216,7 +218,8 @@ def run_view_many(argv: list[str] | None = None) -> int:
     datasets = plan_datasets(items, options, quick_check)
     for entry in datasets:
         for problem in entry.problems:
-            print(f"{entry.name}: {problem}", file=sys.stderr)
+            # repr: an element identifier is user text, and a line break in it would forge log lines.
+            print(f"{entry.name!r}: {problem}", file=sys.stderr)
     usable = [d for d in datasets if d.usable]
     if not usable:
         print(f"cellxgene cannot start: none of the {len(datasets)} datasets can be opened.", file=sys.stderr)

@@ -9,7 +9,6 @@ save or the new one, never a torn file, and never older than the last answered r
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import tempfile
@@ -21,16 +20,16 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
-from flask import Response
 from server.common.annotations.local_file_csv import AnnotationsLocalFile
-from werkzeug.exceptions import HTTPException
 
+from galaxy_cellxgene.durable import fsync_dir
 from galaxy_cellxgene.labels import gene_sets_csv, labels_csv
+from galaxy_cellxgene.limits import RequestRefused
 
 log = logging.getLogger("galaxy_cellxgene")
 
 
-class OutputNotWritable(HTTPException):
+class OutputNotWritable(RequestRefused):
     """A save that could not reach its Galaxy output (disk full, read-only, quota).
 
     cellxgene turns a ValueError into a bare 400 ("the browser sent a request that this server
@@ -39,15 +38,10 @@ class OutputNotWritable(HTTPException):
     507 Insufficient Storage with the reason, and the UI's autosave shows "HTTP error 507".
     """
 
-    code = 507
-
     def __init__(self, message: str, strerror: str, path: Path) -> None:
         self.strerror = strerror
         self.path = path
-        body = json.dumps({"message": message})
-        response = Response(body, status=self.code, mimetype="application/json")
-        response.headers["Cache-Control"] = "no-store"
-        super().__init__(description=message, response=response)
+        super().__init__(507, message)
 
 
 def atomic_write(path: str | Path, text: str) -> None:
@@ -65,6 +59,7 @@ def atomic_write(path: str | Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fsync_dir(path.parent)
 
 
 def csv_header(kind: str, source: str) -> str:

@@ -71,6 +71,8 @@ def serve(
 ) -> int:
     from waitress import create_server
 
+    from galaxy_cellxgene.limits import MAX_REQUEST_BYTES
+
     server = create_server(
         session.app,
         host=binding.host,
@@ -80,6 +82,8 @@ def serve(
         # cellxgene sends whole matrices; the default 18 KB send buffer costs many syscalls.
         send_bytes=1 << 16,
         clear_untrusted_proxy_headers=True,
+        # The hard stop before Flask: routes have tighter limits of their own (limits.py).
+        max_request_body_size=MAX_REQUEST_BYTES,
     )
     port = int(server.effective_port)
     _install_signal_handlers(session)
