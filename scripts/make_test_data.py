@@ -248,14 +248,16 @@ def make_broken(demo: ad.AnnData, out: Path) -> None:
     dup_var.var_names = names.astype(str)
     write_h5ad(dup_var, out / "broken_duplicate_var_names.h5ad")
 
-    # X in another file (an HDF5 external link): anndata and cellxgene would read the target's
-    # bytes as this dataset's. The target cannot exist, so the file shows the attack without
-    # ever pointing at a real file; the runtime must refuse it before resolving anything.
+    # A colour list in another file (an HDF5 external link): anndata and cellxgene would read the
+    # target's bytes as this dataset's. The target cannot exist, so the file shows the attack
+    # without ever pointing at a real file; the runtime must refuse it before resolving anything.
+    # In uns, because Galaxy's own h5ad metadata lists uns keys without following them (a link
+    # at X would fail Galaxy's metadata step and pause the job before the runtime ever ran).
     outside = out / "broken_outside_link.h5ad"
     write_h5ad(demo, outside)
     with h5py.File(outside, "r+") as f:
-        del f["X"]
-        f["X"] = h5py.ExternalLink(OUTSIDE_LINK_TARGET, "/X")
+        del f["uns/louvain_colors"]
+        f["uns/louvain_colors"] = h5py.ExternalLink(OUTSIDE_LINK_TARGET, "/uns/louvain_colors")
 
 
 def make_broken_csvs(demo: ad.AnnData, out: Path) -> None:

@@ -36,7 +36,7 @@ REFUSED_BY_CELLXGENE = {
     "broken_duplicate_obs_names.h5ad": ("KeyError", "Values in obs.index must be unique"),
     "broken_duplicate_var_names.h5ad": ("KeyError", "Values in var.index must be unique"),
 }
-# Files anndata cannot read as they are (the last one on purpose: its X points at a file that cannot exist).
+# Files anndata cannot read as they are (the last one on purpose: part of it points at a file that cannot exist).
 NOT_ANNDATA = {"broken_not_hdf5.h5ad", "broken_not_anndata.h5ad", "broken_outside_link.h5ad"}
 
 
@@ -186,13 +186,13 @@ def test_not_hdf5_is_really_text() -> None:
     next(csv.reader(path.open()))  # plain CSV text
 
 
-def test_outside_link_differs_from_a_good_dataset_only_in_its_x() -> None:
-    """Everything but X is a viewable dataset; X is an external link to a file that cannot exist."""
+def test_outside_link_differs_from_a_good_dataset_only_in_one_uns_entry() -> None:
+    """A viewable dataset but for a colour list that is an external link to a file that cannot exist."""
     with h5py.File(TEST_DATA / "broken_outside_link.h5ad") as f:
-        link = f.get("X", getlink=True)
+        link = f.get("uns/louvain_colors", getlink=True)
         assert isinstance(link, h5py.ExternalLink) and link.filename.startswith("/nonexistent/")
         assert not Path(link.filename).exists()
-        assert {"obs", "var", "obsm"} <= set(f)
+        assert {"X", "obs", "var", "obsm"} <= set(f)
         assert f["obsm/X_umap"].shape == (MIN_CELLS, 2)
 
 
@@ -211,7 +211,8 @@ def test_make_test_data_reproduces_test_data(tmp_path: Path) -> None:
             elif name == "broken_outside_link.h5ad":
                 with h5py.File(ours) as a, h5py.File(theirs) as b:
                     assert list(a) == list(b)
-                    link_a, link_b = a.get("X", getlink=True), b.get("X", getlink=True)
+                    link_a = a.get("uns/louvain_colors", getlink=True)
+                    link_b = b.get("uns/louvain_colors", getlink=True)
                     assert (link_a.filename, link_a.path) == (link_b.filename, link_b.path)
             else:
                 assert ours.read_bytes() == theirs.read_bytes(), name
