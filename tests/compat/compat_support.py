@@ -65,3 +65,36 @@ def read_back(merged: Path, original: Path) -> tuple[str, dict]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return "runtime anndata", module.readback(merged, [LABEL], original)
+
+
+def encodings(path: Path) -> dict[str, str]:
+    """Every element's anndata encoding (or 'dataset'/'group'), by path inside the file."""
+    import h5py
+
+    found: dict[str, str] = {}
+
+    def visit(name: str, node) -> None:
+        value = node.attrs.get("encoding-type", "")
+        found[name] = str(value) or ("dataset" if isinstance(node, h5py.Dataset) else "group")
+
+    with h5py.File(path) as f:
+        f.visititems(visit)
+        found["obs@version"] = str(f["obs"].attrs.get("encoding-version", ""))
+    return found
+
+
+def assert_layout_kept(original: Path, merged: Path) -> None:
+    """The merge kept the writer's layout (so the writer's anndata reads it) and left no element
+    anndata 0.10 cannot read: nullable strings become what 0.8-0.10 wrote for the same values."""
+    before, after = encodings(original), encodings(merged)
+    assert after["obs@version"] == before["obs@version"]  # anndata 0.7's frames stay 0.7's
+    for name, encoding in before.items():
+        if name.startswith("obs/" + LABEL):
+            continue
+        if encoding == "nullable-string-array":
+            assert after[name] in ("string-array", "categorical"), (name, after[name])
+        elif not name.startswith(tuple(n + "/" for n, e in before.items() if e == "nullable-string-array")):
+            assert after.get(name) == encoding, (name, encoding, after.get(name))
+    assert "nullable-string-array" not in after.values()
+    label = after["obs/" + LABEL]
+    assert label == ("dataset" if before["obs@version"] == "0.1.0" else "categorical"), label

@@ -22,7 +22,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from compat_support import CORPUS, LABEL, corpus, labels_for, layout_of, read_back, writer_of, writers
+from compat_support import (
+    CORPUS,
+    LABEL,
+    assert_layout_kept,
+    corpus,
+    labels_for,
+    layout_of,
+    read_back,
+    writer_of,
+    writers,
+)
 from galaxy_cellxgene.cli import EXIT_INPUT, main
 from galaxy_cellxgene.labels import read_labels
 from galaxy_cellxgene.multi import unique_safe_names
@@ -121,6 +131,7 @@ def _round_trip(job: ManyJob, slugs: dict[Path, str], sent: dict[Path, list[str]
         saved = read_labels(job.annotations_dir / f"{slug}.csv")
         assert list(saved[LABEL]) == sent[path], path.name
         merged = job.merged_dir / f"{slug}.h5ad"
+        assert_layout_kept(path, merged)
         reader, seen = read_back(merged, path)
         assert seen["n_obs"] == len(sent[path]), (path.name, reader)
         assert seen["labels"][LABEL]["categorical"], (path.name, reader)
@@ -161,6 +172,7 @@ def test_single_view_opens_the_newest_writers_file(runtime) -> None:
     assert client.finish().ok
     assert job.wait(120) == 0, job.log
     assert "Traceback" not in job.log
+    assert_layout_kept(source, job.merged)
     _, seen = read_back(job.merged, source)
     assert seen["labels"][LABEL]["categorical"] and seen["labels"][LABEL]["values"] == labels
     assert seen["intact"] and seen["index_intact"]
