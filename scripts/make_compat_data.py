@@ -127,6 +127,12 @@ def _scanpy_pbmc():
     return adata
 
 
+def _parameters(function) -> list:
+    import inspect
+
+    return list(inspect.signature(function).parameters)
+
+
 def write_all(writer: str, out: Path) -> dict:
     import importlib.metadata as md
     import platform
@@ -137,7 +143,11 @@ def write_all(writer: str, out: Path) -> dict:
         path = out / f"{writer}_{layout}.h5ad"
         try:
             adata = _scanpy_pbmc() if layout == "pbmc" else _base(layout)
-            adata.write_h5ad(path, compression="gzip")
+            options = {"compression": "gzip"}
+            if layout == "nullable_string" and "convert_strings_to_categoricals" in _parameters(adata.write_h5ad):
+                # As written with that switch off, text with missing values stays pandas' string type.
+                options["convert_strings_to_categoricals"] = False
+            adata.write_h5ad(path, **options)
             made.append(path.name)
         except Exception as err:  # the writer cannot write this layout: record it, write the rest
             path.unlink(missing_ok=True)
