@@ -98,3 +98,27 @@ def test_corpus_files_with_nothing_to_convert_keep_their_obs_and_var(tmp_path: P
             with h5py.File(prepared.path) as f:
                 assert isinstance(f.get("obs", getlink=True), h5py.ExternalLink)
                 assert isinstance(f.get("var", getlink=True), h5py.ExternalLink)
+
+
+def test_an_awkward_array_in_obsm_is_left_out_with_a_note(tmp_path: Path) -> None:
+    """anndata writes awkward arrays as `awkward-array` groups; reading one needs the awkward
+    package, which the runtime does not have: check names it, the viewer's file leaves it out."""
+    import shutil
+
+    from galaxy_cellxgene.validate import inspect
+
+    source = tmp_path / "with_awkward.h5ad"
+    shutil.copy(CORPUS / "anndata-0.13_dense.h5ad", source)
+    with h5py.File(source, "r+") as f:
+        node = f["obsm"].create_group("ragged")
+        node.attrs.update({"encoding-type": "awkward-array", "encoding-version": "0.1.0", "length": 240})
+        node.create_dataset("node0-offsets", data=list(range(241)))
+    with pytest.raises(Exception, match=r"(?i)awkward"):
+        ad.read_h5ad(source)  # what cellxgene would hit, handed the file as it is
+    inspection = inspect(source, ViewerOptions())
+    assert inspection.errors == []
+    ragged = next(e for e in inspection.summary.embeddings if e.name == "ragged")
+    assert not ragged.shown and ragged.reason == "an awkward-array, not a 2-D array of coordinates"
+    prepared = prepare(source, tmp_path / "work", ViewerOptions())
+    adata = ad.read_h5ad(prepared.path)  # loads: the entry is not in the viewer's file
+    assert "ragged" not in adata.obsm and {"X_umap", "X_pca"} <= set(adata.obsm)

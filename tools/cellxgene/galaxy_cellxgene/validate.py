@@ -324,7 +324,8 @@ def _inspect_embeddings(f: h5py.File, options: ViewerOptions, summary: Summary, 
         node = f["obsm"][key]
         if not isinstance(node, h5py.Dataset) or node.ndim != 2:
             kind = encoding_of(node) or "group"
-            summary.embeddings.append(Embedding(key, (), False, f"a {kind}, not a 2-D array of coordinates"))
+            article = "an" if kind[:1] in "aeiou" else "a"
+            summary.embeddings.append(Embedding(key, (), False, f"{article} {kind}, not a 2-D array of coordinates"))
             continue
         shape = tuple(node.shape)
         if not key.startswith("X_"):
