@@ -85,3 +85,19 @@ def test_the_same_commands_succeed_with_the_real_reader(tmp_path: Path, capsys: 
     assert main(commands(tmp_path)["check"]) == 0
     assert main(commands(tmp_path)["merge"]) == 0
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_view_many_lists_the_internal_error_for_that_dataset(
+    broken_reader: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # view-many keeps one dataset's failure from ending the session: it lists the dataset with
+    # the same one line (the part named), and with no dataset left to open it stops without a traceback.
+    out = tmp_path / "out"
+    code = main(
+        ["view-many", "--dataset", f"newest={NEWEST}", "--annotations-dir", str(out / "a"), "--gene-sets-dir",
+         str(out / "g"), "--work-dir", str(tmp_path / "work"), "--register", "never"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == EXIT_INPUT and "Traceback" not in err
+    assert "newest: ERROR: internal error in 'view-many' while reading /" in err
+    assert "ZeroDivisionError: deliberately broken reader" in err
