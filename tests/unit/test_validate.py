@@ -248,17 +248,20 @@ def test_categories_over_the_limit_warn(good_h5ad: Path) -> None:
 
 def test_nullable_integer_column(make_h5ad: Callable[..., Path]) -> None:
     # pandas' Int64 (common in current scanpy output): cellxgene dies loading it with
-    # "TypeError: did not understand one of the types; 'None' not accepted".
+    # "TypeError: did not understand one of the types; 'None' not accepted", so the prepared
+    # file shows it converted (tests/compat loads such files in the real cellxgene).
     import pandas as pd
 
     adata = build_adata()
     adata.obs["n_genes"] = pd.array(range(N_CELLS), dtype="Int64")
     adata.var["length"] = pd.array([None, *range(1, adata.n_vars)], dtype="Int64")
-    problems = run(make_h5ad(adata)).errors
-    assert len(problems) == 2, [str(p) for p in problems]
-    assert "obs column 'n_genes' holds nullable integers" in problems[0].what
-    assert "var column 'length'" in problems[1].what
-    assert "astype" in problems[0].fix
+    inspection = run(make_h5ad(adata))
+    assert inspection.problems == []
+    assert "obs column 'n_genes' (nullable-integer): shown as integers" in inspection.summary.presented
+    assert "var column 'length' (nullable-integer): shown as decimals, missing values as NaN" in (
+        inspection.summary.presented
+    )
+    assert inspection.summary.obs_columns["n_genes"].startswith("continuous")
 
 
 def test_nullable_boolean_column(make_h5ad: Callable[..., Path]) -> None:
@@ -266,11 +269,13 @@ def test_nullable_boolean_column(make_h5ad: Callable[..., Path]) -> None:
 
     adata = build_adata()
     adata.obs["complete"] = pd.array([i % 2 == 0 for i in range(N_CELLS)], dtype="boolean")
-    assert run(make_h5ad(adata)).problems == []  # cellxgene serves it
     adata.obs["missing"] = pd.array([None if i % 9 == 0 else True for i in range(N_CELLS)], dtype="boolean")
-    problem = only_error(run(make_h5ad(adata)))
-    # Loads, then every request for the column fails (NAType), so the UI cannot colour by it.
-    assert "obs column 'missing'" in problem.what and "missing values" in problem.what
+    inspection = run(make_h5ad(adata))
+    assert inspection.problems == []
+    presented = inspection.summary.presented
+    assert "obs column 'complete' (nullable-boolean): shown as booleans" in presented
+    # Served as they are, every request for the column fails (NAType): shown as categories instead.
+    assert any(p.startswith("obs column 'missing' (nullable-boolean): shown as categories") for p in presented)
 
 
 # ---- previous annotations and gene sets ----

@@ -250,6 +250,15 @@ def run_merge(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(argv)
+    except Exception as err:  # never a traceback: one line naming what was read, exit code of its own
+        from galaxy_cellxgene.failure import report
+
+        return report(argv[0] if argv else "?", err)
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] in (["view"], ["view-many"]):  # long-lived, threaded servers
         from galaxy_cellxgene.allocator import limit_arenas
 

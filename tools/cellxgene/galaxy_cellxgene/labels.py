@@ -280,6 +280,85 @@ def add_labels_to_obs(obs: pd.DataFrame, labels: pd.DataFrame, overwrite: bool =
     return merged
 
 
+def add_label_columns(group: h5py.Group, labels: pd.DataFrame, overwrite: bool = False) -> None:
+    """Write each label category as a categorical column into the obs group, in place, in the
+    frame's own layout (anndata 0.7's keeps categories apart, in obs/__categories)."""
+    from anndata.io import write_elem
+
+    from galaxy_cellxgene.frames import LazyFrame
+
+    frame = LazyFrame(group)
+    if frame.index_key in map(str, labels.columns):
+        raise LabelsError(
+            f"the category '{frame.index_key}' has the name of the obs index.", "Rename it in the header line."
+        )
+    merged = add_labels_to_obs(frame.to_pandas(), labels, overwrite=overwrite)
+    order = [str(c) for c in frame.columns]
+    for column in map(str, labels.columns):
+        if column in group:
+            del group[column]
+        values = merged[column].array
+        if frame.legacy:
+            _write_legacy_categorical(group, column, values)
+        else:
+            write_elem(group, column, values)
+        if column not in order:
+            order.append(column)
+    group.attrs.create("column-order", order, dtype=h5py.string_dtype())
+
+
+def _write_legacy_categorical(group: h5py.Group, column: str, values: pd.Categorical) -> None:
+    """anndata 0.7's form: codes in obs/<column>, labels in obs/__categories/<column>, by reference."""
+    categories = group.require_group("__categories")
+    if column in categories:
+        del categories[column]
+    labels = categories.create_dataset(column, data=list(map(str, values.categories)), dtype=h5py.string_dtype())
+    labels.attrs["ordered"] = False
+    codes = group.create_dataset(column, data=values.codes)
+    codes.attrs["categories"] = labels.ref
+
+
+def plain_strings(f: h5py.File) -> None:
+    """anndata 0.13 with pandas 3 writes every string column and index as a `nullable-string-array`,
+    which anndata 0.10 (still in many Galaxy tools) cannot read. Rewrite each as the form
+    anndata 0.8-0.10 wrote for the same values: a `string-array`, or, with missing values,
+    a categorical whose missing entries are unassigned. anndata 0.13 reads both back as strings."""
+    from galaxy_cellxgene.frames import encoding_of
+
+    found: list[str] = []
+    f.visititems(
+        lambda name, node: (
+            found.append(name)
+            if isinstance(node, h5py.Group) and encoding_of(node) == "nullable-string-array"
+            else None
+        )
+    )
+    for name in found:
+        node = f[name]
+        parent, key = node.parent, name.rsplit("/", 1)[-1]
+        values = np.asarray(node["values"].asstr()[()], dtype=object)
+        mask = node["mask"][()].astype(bool) if "mask" in node else np.zeros(values.shape, dtype=bool)
+        is_index = parent.attrs.get("_index") == key
+        if mask.any() and is_index:
+            continue  # an index with missing names: no older form holds it; left as written
+        del parent[key]
+        if not mask.any():
+            _string_array(parent, key, values)
+            continue
+        categories, codes = np.unique(values[~mask].astype(str), return_inverse=True)
+        full = np.full(values.shape, -1, dtype=np.int32 if len(categories) > 127 else np.int8)
+        full[~mask] = codes
+        group = parent.create_group(key)
+        group.attrs.update({"encoding-type": "categorical", "encoding-version": "0.2.0", "ordered": False})
+        group.create_dataset("codes", data=full)
+        _string_array(group, "categories", categories.astype(object))
+
+
+def _string_array(parent: h5py.Group, key: str, values: np.ndarray) -> None:
+    dataset = parent.create_dataset(key, data=values, dtype=h5py.string_dtype())
+    dataset.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
+
+
 def merge_into_h5ad(
     source: str | Path,
     output: str | Path,
@@ -290,10 +369,11 @@ def merge_into_h5ad(
 ) -> Path:
     """Write `output`: `source` with labels as categorical obs columns and gene sets in uns.
 
-    The matrix is copied byte for byte (no decode), only obs and one uns entry are rewritten,
-    and `output` appears atomically: it is either absent or complete.
+    The file is copied byte for byte (no decode); the label columns are added to obs beside
+    the original columns, which stay as their writer stored them, so the anndata version that
+    wrote the input reads the output. `output` appears atomically: it is either absent or complete.
     """
-    from anndata.io import read_elem, write_elem
+    from anndata.io import write_elem
 
     from galaxy_cellxgene.containment import require_self_contained
     from galaxy_cellxgene.durable import fsync_dir
@@ -310,10 +390,8 @@ def merge_into_h5ad(
         shutil.copyfile(source, tmp)
         with h5py.File(tmp, "r+") as f:
             if labels is not None and len(labels.columns):
-                obs = read_elem(f["obs"])
-                obs = add_labels_to_obs(obs, labels, overwrite=overwrite)
-                del f["obs"]
-                write_elem(f, "obs", obs)
+                add_label_columns(f["obs"], labels, overwrite=overwrite)
+            plain_strings(f)
             if gene_sets:
                 uns = f.require_group("uns")
                 if GENE_SETS_UNS_KEY in uns:

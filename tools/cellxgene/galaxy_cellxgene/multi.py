@@ -822,7 +822,10 @@ def quick_check(path: Path, options: ViewerOptions) -> list[str]:
     """validate.inspect's quick mode, the same `view` runs before it starts."""
     from galaxy_cellxgene.validate import inspect
 
-    with contextlib.suppress(Exception):
+    try:
         inspection = inspect(path, options, thorough=False)
-        return [str(p) for p in inspection.errors]
-    return ["ERROR: the dataset could not be checked (unreadable file)."]
+    except Exception as err:  # one dataset's fault (or the reader's) must not end the session
+        from galaxy_cellxgene.failure import one_line
+
+        return [one_line("view-many", err)]
+    return [str(p) for p in inspection.errors]

@@ -37,6 +37,13 @@ def render(name: str, inspection: Inspection, options: ViewerOptions) -> str:
         lines.append("- none")
     lines += ["", "### Cell metadata (obs)", ""]
     lines += [f"- {col}: {kind}" for col, kind in s.obs_columns.items()] or ["- none"]
+    if s.presented:
+        # cellxgene 1.3.0 cannot load pandas' nullable columns: the viewer's copy of obs/var shows them so.
+        lines += ["", "### Columns shown converted (your dataset is not changed)", ""]
+        lines += [f"- {text}" for text in s.presented]
+    if s.hidden:
+        lines += ["", "### Columns cellxgene cannot show", ""]
+        lines += [f"- {text}" for text in s.hidden]
     lines += ["", "### Your previous work", ""]
     lines.append(f"- Annotation categories: {', '.join(s.user_categories) or 'none'}")
     lines.append(f"- Gene sets: {', '.join(s.gene_sets) or 'none'}")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from galaxy_cellxgene.containment import FIX as CONTAINMENT_FIX
 from galaxy_cellxgene.containment import outside_references
-from galaxy_cellxgene.frames import column_kind, read_frame
+from galaxy_cellxgene.frames import FrameError, column_kind, encoding_of, read_frame
 from galaxy_cellxgene.labels import LabelsError, read_gene_sets, read_labels
 from galaxy_cellxgene.settings import ViewerOptions, embedding_name
 
@@ -59,6 +59,9 @@ class Summary:
     embeddings: list[Embedding] = field(default_factory=list)
     layers: list[str] = field(default_factory=list)
     user_categories: list[str] = field(default_factory=list)
+    # Columns cellxgene 1.3.0 cannot load as written: how the prepared file shows them, or why not at all.
+    presented: list[str] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
     gene_sets: list[str] = field(default_factory=list)
 
 
@@ -79,12 +82,6 @@ class Inspection:
 
 def _read_frame(group: h5py.Group):
     return read_frame(group)
-
-
-def encoding_of(node: h5py.Group | h5py.Dataset) -> str:
-    """anndata's `encoding-type` attribute of an element, '' when absent."""
-    value = node.attrs.get("encoding-type", "")
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _matrix_shape(node: h5py.Group | h5py.Dataset) -> tuple[int, int] | None:
@@ -183,7 +180,9 @@ def inspect(path: str | Path, options: ViewerOptions, thorough: bool = True) -> 
 def _inspect_file(
     f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem], thorough: bool = True
 ) -> tuple[bool, pd.Index | None]:
-    missing = [key for key in ("X", "obs", "var") if key not in f]
+    missing = [key for key in ("obs", "var") if key not in f]
+    if "X" not in f and not ("layers" in f and len(f["layers"])):
+        missing.insert(0, "X")
     if missing:
         problems.append(
             Problem(
@@ -198,12 +197,13 @@ def _inspect_file(
     try:
         obs = _read_frame(f["obs"])
         var = _read_frame(f["var"])
-    except Exception as err:
+    except (FrameError, KeyError, OSError) as err:
         problems.append(
             Problem(
                 "error",
                 f"obs/var cannot be read as AnnData dataframes ({type(err).__name__}: {err}).",
-                "Re-save the dataset with a current anndata (>= 0.8), e.g. with the anndata tools in Galaxy.",
+                "Re-save the dataset with anndata >= 0.8 (e.g. with the anndata tools in Galaxy); files "
+                "written before anndata 0.7 store obs/var in a form no current reader opens.",
             )
         )
         return False, None
@@ -217,14 +217,14 @@ def _inspect_file(
                 "Check the step that made this dataset (often a filter that removed every cell).",
             )
         )
-    _inspect_x(f, summary, problems)
+    _inspect_x(f, options, summary, problems)
     need_obs_names = thorough or options.obs_names or options.previous_annotations
     obs_names = _inspect_names(obs, "obs", options.obs_names, False, problems) if need_obs_names else None
     _inspect_names(var, "var", options.var_names, options.make_var_names_unique, problems)
     _inspect_layer(f, options, summary, problems)
     _inspect_embeddings(f, options, summary, problems)
     _inspect_categories(obs, options, summary, problems)
-    _inspect_column_types(f, problems)
+    _inspect_column_types(obs, var, summary, problems)
     summary.var_columns = [str(c) for c in var.columns]
     if not obs.columns.is_unique or not var.columns.is_unique:
         problems.append(
@@ -237,7 +237,19 @@ def _inspect_file(
     return True, obs_names
 
 
-def _inspect_x(f: h5py.File, summary: Summary, problems: list[Problem]) -> None:
+def _inspect_x(f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem]) -> None:
+    if "X" not in f:  # anndata writes none when X is None; the layers hold the values
+        summary.x_encoding, summary.x_dtype = "absent", "unknown"
+        if not options.layer:
+            layers = ", ".join(sorted(f["layers"].keys()))
+            problems.append(
+                Problem(
+                    "error",
+                    f"The dataset has no X matrix, only layers ({layers}).",
+                    "Choose one of the layers to show as the expression values (the 'layer' option).",
+                )
+            )
+        return
     x = f["X"]
     shape = _matrix_shape(x)
     summary.x_encoding = encoding_of(x) or ("array" if isinstance(x, h5py.Dataset) else "group")
@@ -302,23 +314,21 @@ def _inspect_names(
     return names
 
 
-def _inspect_column_types(f: h5py.File, problems: list[Problem]) -> None:
-    """pandas' nullable columns: cellxgene 1.3.0 cannot load Int64, nor serve booleans with missing values."""
-    for axis in ("obs", "var"):
-        for column, node in f[axis].items():
-            encoding = encoding_of(node)
-            if encoding == "nullable-integer":
-                what = "holds nullable integers (pandas Int64), which cellxgene 1.3.0 cannot load"
-            elif encoding == "nullable-boolean" and "mask" in node and node["mask"][()].any():
-                what = "holds booleans with missing values, which cellxgene 1.3.0 cannot show"
-            else:
-                continue
+def _inspect_column_types(obs, var, summary: Summary, problems: list[Problem]) -> None:
+    """pandas' nullable columns (Int64, boolean, string; anndata 0.13 writes every string so):
+    cellxgene 1.3.0 cannot load them as written, so the prepared file shows them converted."""
+    for axis, frame in (("obs", obs), ("var", var)):
+        for change in frame.presentation():
+            what = "index" if change.column == "the index" else f"column '{change.column}'"
+            summary.presented.append(f"{axis} {what} ({change.encoding}): shown as {change.shown_as}")
+        for column, reason in frame.unreadable().items():
+            summary.hidden.append(f"{axis} column '{column}': {reason}")
             problems.append(
                 Problem(
-                    "error",
-                    f"{axis} column '{column}' {what}.",
-                    f"Convert it upstream, e.g. adata.{axis}['{column}'] = adata.{axis}['{column}'].astype(float) "
-                    "(missing values become NaN), or .astype(str).astype('category').",
+                    "warning",
+                    f"{axis} column '{column}' cannot be shown by cellxgene ({reason}); the rest opens.",
+                    f"To see it, convert it upstream to numbers, text or categories, e.g. "
+                    f"adata.{axis}['{column}'] = adata.{axis}['{column}'].astype(str).",
                 )
             )
 
@@ -348,7 +358,9 @@ def _inspect_embeddings(f: h5py.File, options: ViewerOptions, summary: Summary, 
     for key in keys:
         node = f["obsm"][key]
         if not isinstance(node, h5py.Dataset) or node.ndim != 2:
-            summary.embeddings.append(Embedding(key, (), False, "not a 2-D array"))
+            kind = encoding_of(node) or "group"
+            article = "an" if kind[:1] in "aeiou" else "a"
+            summary.embeddings.append(Embedding(key, (), False, f"{article} {kind}, not a 2-D array of coordinates"))
             continue
         shape = tuple(node.shape)
         if not key.startswith("X_"):
@@ -408,7 +420,10 @@ def _inspect_embeddings(f: h5py.File, options: ViewerOptions, summary: Summary, 
 
 def _inspect_categories(obs, options: ViewerOptions, summary: Summary, problems: list[Problem]) -> None:
     limit = int(options.max_category_items)
+    unreadable = obs.unreadable()
     for column in obs.columns:
+        if column in unreadable:
+            continue
         kind, n, dtype = column_kind(obs, column)
         if kind == "continuous":
             summary.obs_columns[str(column)] = f"continuous ({dtype})"
