@@ -99,5 +99,5 @@ def test_view_many_lists_the_internal_error_for_that_dataset(
     )  # fmt: skip
     err = capsys.readouterr().err
     assert code == EXIT_INPUT and "Traceback" not in err
-    assert "newest: ERROR: internal error in 'view-many' while reading /" in err
+    assert "'newest': ERROR: internal error in 'view-many' while reading /" in err  # repr: names are user text
     assert "ZeroDivisionError: deliberately broken reader" in err
