@@ -69,7 +69,7 @@ class ManyJob:
         return response.text
 
     def finish(self) -> dict:
-        response = requests.post(self.url + "galaxy/finish", timeout=120)
+        response = requests.post(self.url + "galaxy/finish", headers={"X-Galaxy-Cellxgene": "finish"}, timeout=120)
         response.raise_for_status()
         return response.json()
 
