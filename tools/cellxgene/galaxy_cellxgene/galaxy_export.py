@@ -214,11 +214,12 @@ def diffexp_files(diffexp: Any, comparisons: list[Any], dataset_name: str) -> li
     """One tabular file per differential expression comparison (diffexp_export.py)."""
     if diffexp is None:
         return []
+    stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     return [
         (
             diffexp.write(c),
             "differential expression",
-            f"{dataset_name}: cellxgene differential expression {c.number}, {c.title()}",
+            f"{dataset_name}: cellxgene differential expression {c.number}, {c.title()} (exported {stamp})",
             "tabular",
         )
         for c in comparisons
