@@ -95,13 +95,14 @@ def run_diffexp(frame: Any, column: str, value_1: str, value_2: str, total: int)
         frame.get_by_test_id("diffexp-button").click()
     assert answer.value.ok, answer.value.text()
     # cellxgene shows the result as two gene sets, "Pop1 high (<time>)" and "Pop2 high (<time>)".
-    expect(frame.locator("[data-testid^='Pop1 high'][data-testid$=':geneset-name']")).to_be_visible()
+    # Each run adds a new pair (the newest first).
+    expect(frame.locator("[data-testid^='Pop1 high'][data-testid$=':geneset-name']").first).to_be_visible()
     return n_1, n_2
 
 
 def diffexp_genes(frame: Any, population: int) -> list[str]:
     """The genes cellxgene lists for 'Pop<population> high', in its order (only that set expanded)."""
-    name = frame.locator(f"[data-testid^='Pop{population} high'][data-testid$=':geneset-name']")
+    name = frame.locator(f"[data-testid^='Pop{population} high'][data-testid$=':geneset-name']").first
     geneset = (name.get_attribute("data-testid") or "").rsplit(":", 1)[0]
     labels = frame.locator("[data-testid$=':gene-label']")
     if not labels.count():

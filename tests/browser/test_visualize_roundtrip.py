@@ -187,6 +187,10 @@ def test_visualize_label_export_finish_roundtrip(
     label_selection(viewer, CATEGORY, SECOND[2], count)
     wait_until_saved(viewer, saves)
     shots(page, "labelled-more")
+    # A second comparison, not exported: Finish sends it to the history.
+    before_finish = {item["id"] for item in exported(galaxy, history_id)}
+    m_1, m_2 = run_diffexp(viewer, "louvain", "2", SECOND[1], total)
+    second_comparison = f"louvain: 2 ({m_1} cells) vs {CATEGORY}: {SECOND[2]} ({m_2} cells)"
     watch.assert_clean(viewer, "the viewer before finishing")
 
     # 6. Finish: the session ends cleanly and Galaxy collects every output.
@@ -195,6 +199,10 @@ def test_visualize_label_export_finish_roundtrip(
     shots(page, "finished", doc="roundtrip-5-finished")
     finished = galaxy.wait_for_job(job["id"], timeout=240)
     assert finished["state"] == "ok", galaxy.job_stderr(job["id"])
+    at_finish = [item for item in exported(galaxy, history_id) if item["id"] not in before_finish]
+    assert [second_comparison in item["name"] for item in at_finish] == [True], at_finish
+    galaxy.wait_for_dataset(at_finish[0]["id"])
+    assert len(galaxy.dataset_text(at_finish[0]["id"]).splitlines()) > 1
 
     # 7. Back in Galaxy: the annotations dataset holds exactly the final labels.
     annotations_id = finished["outputs"]["annotations"]["id"]
