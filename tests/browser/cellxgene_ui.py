@@ -78,3 +78,57 @@ def wait_until_saved(frame: Any, saves_before: int, timeout: float = 30.0) -> di
         if time.monotonic() > deadline:
             raise AssertionError(f"no completed save within {timeout:.0f} s: {status}, autosave={autosave!r}")
         frame.page.wait_for_timeout(250)
+
+
+def run_diffexp(frame: Any, column: str, value_1: str, value_2: str, total: int) -> tuple[int, int]:
+    """Set 1 = cells of `value_1`, set 2 = cells of `value_2`, then cellxgene's diffexp button.
+
+    Returns the two sets' cell counts.
+    """
+    n_1 = select_only(frame, column, value_1, total)
+    frame.get_by_test_id("cellset-button-1").click()
+    expect(frame.get_by_test_id("cellset-button-1")).to_contain_text(f"{n_1} cells")
+    n_2 = select_only(frame, column, value_2, total)
+    frame.get_by_test_id("cellset-button-2").click()
+    expect(frame.get_by_test_id("cellset-button-2")).to_contain_text(f"{n_2} cells")
+    with frame.page.expect_response(lambda r: "diffexp/obs" in r.url, timeout=120_000) as answer:
+        frame.get_by_test_id("diffexp-button").click()
+    assert answer.value.ok, answer.value.text()
+    # cellxgene shows the result as two gene sets, "Pop1 high (<time>)" and "Pop2 high (<time>)".
+    # Each run adds a new pair (the newest first).
+    expect(frame.locator("[data-testid^='Pop1 high'][data-testid$=':geneset-name']").first).to_be_visible()
+    return n_1, n_2
+
+
+def diffexp_genes(frame: Any, population: int) -> list[str]:
+    """The genes cellxgene lists for 'Pop<population> high', in its order (only that set expanded)."""
+    name = frame.locator(f"[data-testid^='Pop{population} high'][data-testid$=':geneset-name']").first
+    geneset = (name.get_attribute("data-testid") or "").rsplit(":", 1)[0]
+    labels = frame.locator("[data-testid$=':gene-label']")
+    if not labels.count():
+        frame.get_by_test_id(f"{geneset}:geneset-expand").click()
+    expect(labels.first).to_be_visible()
+    return [t.rsplit(":", 1)[0] for t in labels.evaluate_all("els => els.map(e => e.getAttribute('data-testid'))")]
+
+
+def assert_controls_clear_of_the_plot(frame: Any) -> None:
+    """The Galaxy controls box covers neither the embedding selector nor any of the plot."""
+    boxes = frame.evaluate(
+        """() => {
+          const rect = e => e && e.getBoundingClientRect().toJSON();
+          const selector = document.querySelector('[data-testid=layout-choice]');
+          return {controls: rect(document.querySelector('#galaxy-cellxgene-controls')), selector: rect(selector),
+                  plot: rect(selector && selector.closest('div[style*=grid-area]'))};
+        }"""
+    )
+    controls, selector = boxes["controls"], boxes["selector"]
+    assert controls and selector, boxes
+
+    def overlap(a: dict, b: dict) -> bool:
+        return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]
+
+    assert not overlap(controls, selector), f"the Galaxy controls cover the embedding selector: {boxes}"
+    if boxes["plot"]:
+        assert controls["left"] >= boxes["plot"]["right"] - 1, f"the Galaxy controls reach into the plot: {boxes}"
+    text = frame.get_by_test_id("layout-choice").inner_text()
+    assert "out of" in text and "cells" in text, text

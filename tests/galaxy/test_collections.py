@@ -94,7 +94,7 @@ def test_a_list_of_three_two_labelled_finish_gives_exactly_those_labels(
     assert list(first.get_labels()["cell_type"]) == labels1
     assert list(second.get_labels()["stage"]) == labels2
 
-    response = requests.post(url + "galaxy/finish", timeout=120)
+    response = requests.post(url + "galaxy/finish", headers={"X-Galaxy-Cellxgene": "finish"}, timeout=120)
     assert response.status_code == 200, response.text
     finished = galaxy.wait_for_job(job["id"], timeout=JOB_TIMEOUT)
     assert finished["state"] == "ok", galaxy.job_stderr(job["id"])

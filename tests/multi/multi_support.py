@@ -69,7 +69,7 @@ class ManyJob:
         return response.text
 
     def finish(self) -> dict:
-        response = requests.post(self.url + "galaxy/finish", timeout=120)
+        response = requests.post(self.url + "galaxy/finish", headers={"X-Galaxy-Cellxgene": "finish"}, timeout=120)
         response.raise_for_status()
         return response.json()
 
@@ -101,12 +101,15 @@ def many_command(datasets: dict[str, Path], *extra: str) -> list[str]:
     ]
 
 
-def start_many(tmp_path: Path, datasets: dict[str, Path], *extra: str, wait_ready: bool = True) -> ManyJob:
+def start_many(
+    tmp_path: Path, datasets: dict[str, Path], *extra: str, wait_ready: bool = True, extra_env: dict | None = None
+) -> ManyJob:
     job_dir = tmp_path / f"job{len(list(tmp_path.glob('job*')))}"
     (job_dir / "working").mkdir(parents=True)
     log_path = job_dir / "runtime.log"
     env = {k: v for k, v in os.environ.items() if k not in ("GALAXY_CELLXGENE_IN_CONTAINER", "GALAXY_MEMORY_MB")}
     env["PYTHONPATH"] = str(TOOL_DIR)
+    env.update(extra_env or {})
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             many_command(datasets, *extra),

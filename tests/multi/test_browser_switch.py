@@ -1,5 +1,9 @@
 """A person in headless Chromium: the landing page, two datasets labelled, switching back and forth.
 
+The runtime serves under an entry point path, as in Galaxy (`GALAXY_CELLXGENE_ENTRY_POINT_PATH`,
+requires_path_in_url): the landing page and every `d/<name>/` viewer live under it, the port
+without it answers 404, and every page is clean (tests/browser/page_health.py).
+
 Debian's /usr/bin/chromium through Playwright (never a downloaded browser). Screenshots go to
 test-artifacts/browser/multi/; with GALAXY_CELLXGENE_DOCS_IMG=1 the landing page is also
 copied to docs/img/multi-landing.png for the README.
@@ -18,6 +22,9 @@ from typing import Any
 
 import anndata as ad
 import pytest
+import requests
+from browser.page_health import PageWatch
+from galaxy_cellxgene.entry_path import ENV_NAME
 from galaxy_cellxgene.labels import read_labels
 from multi_support import ManyJob, make_dataset, start_many
 
@@ -26,6 +33,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-artifacts" / "browser" / "multi"
 DOCS_IMG = ROOT / "docs" / "img" / "multi-landing.png"
+PREFIX = "/interactivetool/ep/m4ny/0123456789abcdef0123456789abcdef"
 
 
 @pytest.fixture
@@ -53,7 +61,16 @@ def job(tmp_path: Path) -> Iterator[ManyJob]:
         "PBMC day 7 – Müller lab": make_dataset(data / "b.h5ad", 300, seed=1),
         "reference atlas": make_dataset(data / "c.h5ad", 260, seed=2),
     }
-    started = start_many(tmp_path, datasets, "--title", "Time course: 3 samples", "--memory-budget-mb", "2048")
+    started = start_many(
+        tmp_path,
+        datasets,
+        "--title",
+        "Time course: 3 samples",
+        "--memory-budget-mb",
+        "2048",
+        extra_env={ENV_NAME: PREFIX},
+    )
+    started.url = started.url + PREFIX.lstrip("/") + "/"
     yield started
     started.send(signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -61,12 +78,25 @@ def job(tmp_path: Path) -> Iterator[ManyJob]:
 
 
 def test_switching_between_datasets_in_the_browser_keeps_each_ones_labels(page: Any, job: ManyJob) -> None:
-    from browser.cellxgene_ui import create_category, label_selection, runtime_status, select_only, wait_until_saved
+    from browser.cellxgene_ui import (
+        assert_controls_clear_of_the_plot,
+        create_category,
+        label_selection,
+        runtime_status,
+        select_only,
+        wait_until_saved,
+    )
     from playwright.sync_api import expect
 
+    origin = job.url[: -len(PREFIX) - 1]
+    # Without the entry point path the port answers nothing but 404.
+    for path in ("/", "/d/PBMC_day_0/", "/galaxy/status"):
+        assert requests.get(origin + path, timeout=10).status_code == 404, path
+    watch = PageWatch(page, lambda url: url.startswith(origin))
     # cellxgene_ui's helpers take a frame (they reach the page through it).
     frame = page.main_frame
     page.goto(job.url)
+    watch.assert_clean(frame, "the landing page")
     expect(page.locator("#datasets tbody tr")).to_have_count(3)
     page.screenshot(path=str(SHOTS / "01-landing.png"))
 
@@ -78,6 +108,9 @@ def test_switching_between_datasets_in_the_browser_keeps_each_ones_labels(page: 
     label_selection(frame, "stage", "early", n_a)
     wait_until_saved(frame, 0)
     page.screenshot(path=str(SHOTS / "02-first-labelled.png"))
+    expect(page.locator("img[alt='CELLxGENE Annotate Logo']")).to_be_visible()
+    assert_controls_clear_of_the_plot(frame)
+    watch.assert_clean(frame, "the first dataset's viewer")
 
     # Back to the list through the viewer's own link, then the second dataset.
     page.get_by_role("link", name="All datasets").click()
@@ -90,6 +123,7 @@ def test_switching_between_datasets_in_the_browser_keeps_each_ones_labels(page: 
     wait_until_saved(frame, 0)
     # The second dataset has its own category only.
     expect(page.get_by_test_id("stage:category-label")).to_have_count(0)
+    watch.assert_clean(frame, "the second dataset's viewer")
 
     # And back to the first: its category and label counts are still there.
     page.get_by_role("link", name="All datasets").click()
@@ -105,6 +139,7 @@ def test_switching_between_datasets_in_the_browser_keeps_each_ones_labels(page: 
         page.get_by_test_id("stage:category-expand").click()
     expect(page.get_by_test_id("categorical-value-count-stage-early")).to_have_text(str(n_a))
     assert runtime_status(frame)["categories"] == ["stage"]
+    watch.assert_clean(frame, "the first dataset's viewer, reopened")
 
     # Finish from the landing page: every opened dataset gets its merged h5ad.
     page.get_by_role("link", name="All datasets").click()

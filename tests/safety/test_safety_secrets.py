@@ -143,7 +143,7 @@ def test_the_api_key_is_in_no_response_and_no_log_line(runtime, fake_galaxy):
     assert refused.status_code >= 400
     no_header = session.post(job.url + "galaxy/export", timeout=60)
     responses += [exported, polled, polled_refused, refused, no_header]
-    responses.append(session.post(job.url + "galaxy/finish", timeout=60))
+    responses.append(session.post(job.url + "galaxy/finish", headers={"X-Galaxy-Cellxgene": "finish"}, timeout=60))
     assert_key_absent(key, responses)
 
     assert job.wait(30) == 0

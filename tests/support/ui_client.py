@@ -17,6 +17,7 @@ from server.common.fbs.matrix import decode_matrix_fbs, encode_matrix_fbs
 
 API = "api/v0.2/"
 BINARY = {"Accept": "application/octet-stream"}
+FINISH_HEADERS = {"X-Galaxy-Cellxgene": "finish"}
 
 
 class UiClient:
@@ -118,4 +119,5 @@ class UiClient:
         return response.json()
 
     def finish(self) -> requests.Response:
-        return self.session.post(self.url("galaxy/finish"), timeout=self.timeout)
+        # The header the viewer's own page sends; without it Finish is refused (403).
+        return self.session.post(self.url("galaxy/finish"), headers=FINISH_HEADERS, timeout=self.timeout)

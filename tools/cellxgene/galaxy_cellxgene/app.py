@@ -17,8 +17,9 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, jsonify, send_from_directory
 
-from galaxy_cellxgene import limits
+from galaxy_cellxgene import diffexp_export, limits, page_fixes
 from galaxy_cellxgene.columns import ColumnStore, start_column_copy
+from galaxy_cellxgene.diffexp_export import DiffexpLog
 from galaxy_cellxgene.labels import merge_into_h5ad
 from galaxy_cellxgene.outputs import GalaxyAnnotations
 from galaxy_cellxgene.settings import (
@@ -60,6 +61,7 @@ class Session:
     finished: threading.Event = field(default_factory=threading.Event)
     distribution_known: threading.Event = field(default_factory=threading.Event)
     columns: ColumnStore | None = None
+    diffexp: DiffexpLog | None = None
     finish_reason: str | None = None
     finish_error: str | None = None
     last_activity: float = field(default_factory=time.monotonic)
@@ -97,8 +99,18 @@ class Session:
                     except Exception as err:  # the CSV outputs are safe; report, never hide
                         self.finish_error = f"The merged h5ad could not be written: {err}"
                         log.exception("merged h5ad failed")
+                problem = self.send_pending_diffexp()
+                if problem:
+                    self.finish_error = "; ".join(filter(None, (self.finish_error, problem)))
                 self.finished.set()
             return self.status()
+
+    def send_pending_diffexp(self) -> str | None:
+        """Differential expression results not exported yet go to the history (if export is on)."""
+        export = _export_module()
+        if export is None or not self.app.config.get("GALAXY_EXPORT_ENABLED"):
+            return None
+        return export.export_diffexp_at_finish(self.diffexp, self.options.title or self.paths.source.name)
 
     def _write_merged(self) -> None:
         if self.paths.merged_out is None:
@@ -139,6 +151,7 @@ class Session:
             "finish_error": self.finish_error,
             "annotations_enabled": self.store.user_annotations_enabled(),
             "export_enabled": bool(self.app.config.get("GALAXY_EXPORT_ENABLED")),
+            "diffexp_results": [c.title() for c in self.diffexp.comparisons] if self.diffexp else [],
         }
 
 
@@ -200,10 +213,14 @@ def build_session(paths: Paths, options: ViewerOptions, columns: ColumnStore | N
 
     app = CliLaunchServer(app_config).app
     limits.install(app, data_adaptor.get_shape()[0])
+    page_fixes.install(app)
     session = Session(app, store, paths, options, data_adaptor, distribution_known=distribution_known, columns=columns)
+    session.diffexp = DiffexpLog(paths.work_dir)
     _add_galaxy_routes(app, session)
+    diffexp_export.record(app, session.diffexp, data_adaptor, labels=lambda: store.current_labels(data_adaptor))
     if scripts:
-        export.register(app, paths.annotations_out, paths.gene_sets_out, options.title or paths.source.name)
+        name = options.title or paths.source.name
+        export.register(app, paths.annotations_out, paths.gene_sets_out, name, diffexp=session.diffexp)
         app.config["GALAXY_EXPORT_ENABLED"] = True
     return session
 
@@ -310,6 +327,10 @@ def _add_galaxy_routes(app: Flask, session: Session) -> None:
 
     @bp.post("/finish")
     def finish():
+        from flask import request
+
+        if not finish_allowed(request.headers):
+            return _no_store(jsonify({"message": FINISH_REFUSED})), 403
         return _no_store(jsonify(session.finish("finish button")))
 
     @bp.get("/static/<path:filename>")
@@ -393,6 +414,17 @@ def _selected_cells(body) -> int | None:
         return total
     except (KeyError, TypeError, ValueError, IndexError):
         return None
+
+
+# The page's finish.js (and the list tool's landing page) send this header. A page on another
+# site can make the browser POST a form here, but cannot add a custom header without a CORS
+# preflight, which the viewer never grants (same rule as galaxy_export.CSRF_HEADER).
+FINISH_HEADER = "X-Galaxy-Cellxgene"
+FINISH_REFUSED = f"Finish refused: the request lacks the {FINISH_HEADER} header the viewer's own page sends."
+
+
+def finish_allowed(headers) -> bool:
+    return headers.get(FINISH_HEADER) == "finish"
 
 
 def _no_store(response):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -78,7 +79,9 @@ def missing_message(env: dict[str, str] | None = None) -> str:
     )
 
 
-def register(app: flask.Flask, annotations_path: Path, gene_sets_path: Path, dataset_name: str) -> None:
+def register(
+    app: flask.Flask, annotations_path: Path, gene_sets_path: Path, dataset_name: str, diffexp: Any = None
+) -> None:
     """Add the export routes to cellxgene's app, under /galaxy (relative to the entry point).
 
     GET  galaxy/export            {"enabled": true} or 501 with the reason (the button hides)
@@ -105,12 +108,16 @@ def register(app: flask.Flask, annotations_path: Path, gene_sets_path: Path, dat
         target = target_from_env()
         if target is None:
             return _json({"enabled": False, "message": missing_message()}, 501)
+        comparisons = diffexp.pending() if diffexp is not None else []
         try:
-            result = export_files(target, annotations_path, gene_sets_path, dataset_name)
+            tables = diffexp_files(diffexp, comparisons, dataset_name)
+            result = export_files(target, annotations_path, gene_sets_path, dataset_name, extra=tables)
         except ExportError as err:
             log.warning("export to Galaxy failed: %s", err)
             return _json({"ok": False, "message": str(err)}, err.status)
         started_jobs.update(result["jobs"])
+        if diffexp is not None:
+            diffexp.mark_exported(comparisons)
         log.info(
             "export to Galaxy history %s accepted: %s",
             target.history_id,
@@ -143,41 +150,44 @@ def _json(body: dict[str, Any], status: int = 200) -> flask.Response:
 
 def export_files(
     target: GalaxyTarget,
-    annotations_path: Path,
-    gene_sets_path: Path,
+    annotations_path: Path | None,
+    gene_sets_path: Path | None,
     dataset_name: str,
     *,
     session: requests.Session | None = None,
+    extra: Sequence[tuple[Path, str, str, str]] = (),
 ) -> dict[str, Any]:
-    """Upload whichever of the two files hold a save; return once Galaxy has accepted them."""
+    """Upload whichever of the two files hold a save, and the `extra` (path, kind, name, ext)
+    files (differential expression tables); return once Galaxy has accepted them."""
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     files = [
-        (annotations_path, "annotations", f"{dataset_name}: cellxgene annotations (exported {stamp})"),
-        (gene_sets_path, "gene sets", f"{dataset_name}: cellxgene gene sets (exported {stamp})"),
-    ]
+        (path, kind, f"{dataset_name}: cellxgene {kind} (exported {stamp})", "csv")
+        for path, kind in ((annotations_path, "annotations"), (gene_sets_path, "gene sets"))
+        if path is not None
+    ] + list(extra)
     # No file: nothing saved yet. An empty labels file: the user deleted every category.
     # Either way there is nothing to keep, so only files with content travel.
     present = [entry for entry in files if entry[0].is_file() and entry[0].stat().st_size > 0]
     skipped = [entry[1] for entry in files if entry not in present]
     if not present:
         raise ExportError(
-            "Nothing to export yet: no labels or gene sets have been saved in this session. "
+            "Nothing to export yet: no labels, gene sets or differential expression results in this session. "
             "Create a category or a gene set first (cellxgene saves within a few seconds).",
             status=409,
         )
 
     http = session or requests.Session()
     http.headers["x-api-key"] = target.key
-    elements = [{"src": "files", "ext": "csv", "name": name, "to_posix_lines": False} for _, _, name in present]
+    elements = [{"src": "files", "ext": ext, "name": name, "to_posix_lines": False} for _, _, name, ext in present]
     form = {
         "history_id": target.history_id,
         "targets": json.dumps([{"destination": {"type": "hdas"}, "elements": elements}]),
     }
-    handles = [path.open("rb") for path, _, _ in present]
+    handles = [path.open("rb") for path, _, _, _ in present]
     try:
         multipart = [
-            (f"files_{i}|file_data", (path.name, handle, "text/csv"))
-            for i, ((path, _, _), handle) in enumerate(zip(present, handles, strict=True))
+            (f"files_{i}|file_data", (path.name, handle, "text/csv" if ext == "csv" else "text/plain"))
+            for i, ((path, _, _, ext), handle) in enumerate(zip(present, handles, strict=True))
         ]
         response = _call(http, "post", target.url + "api/tools/fetch", data=form, files=multipart)
     finally:
@@ -188,7 +198,7 @@ def export_files(
     # Galaxy returns the outputs in the order of the elements sent.
     datasets = [
         {"id": out.get("id"), "hid": out.get("hid"), "name": out.get("name"), "kind": kind}
-        for out, (_, kind, _) in zip(created.get("outputs", []), present, strict=False)
+        for out, (_, kind, _, _) in zip(created.get("outputs", []), present, strict=False)
     ]
     jobs = [job.get("id") for job in created.get("jobs", []) if job.get("id")]
     return {
@@ -198,6 +208,39 @@ def export_files(
         "jobs": jobs,
         "state": "queued",
     }
+
+
+def diffexp_files(diffexp: Any, comparisons: list[Any], dataset_name: str) -> list[tuple[Path, str, str, str]]:
+    """One tabular file per differential expression comparison (diffexp_export.py)."""
+    if diffexp is None:
+        return []
+    stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    return [
+        (
+            diffexp.write(c),
+            "differential expression",
+            f"{dataset_name}: cellxgene differential expression {c.number}, {c.title()} (exported {stamp})",
+            "tabular",
+        )
+        for c in comparisons
+    ]
+
+
+def export_diffexp_at_finish(diffexp: Any, dataset_name: str) -> str | None:
+    """Finish: upload the comparisons not exported yet. Returns a problem to report, or None."""
+    comparisons = diffexp.pending() if diffexp is not None else []
+    target = target_from_env()
+    if not comparisons or target is None:
+        return None
+    files = diffexp_files(diffexp, comparisons, dataset_name)
+    try:
+        result = export_files(target, None, None, dataset_name, extra=files)
+    except ExportError as err:
+        log.warning("differential expression export at finish failed: %s", err)
+        return f"The differential expression results could not be sent to Galaxy: {err}"
+    diffexp.mark_exported(comparisons)
+    log.info("finish: %d differential expression tables sent to Galaxy", len(result["datasets"]))
+    return None
 
 
 def upload_state(target: GalaxyTarget, job_id: str, session: requests.Session | None = None) -> str:

@@ -37,7 +37,7 @@ from urllib.parse import quote
 
 import h5py
 
-from galaxy_cellxgene.app import Paths, Session, StartupError, build_session
+from galaxy_cellxgene.app import FINISH_REFUSED, Paths, Session, StartupError, build_session, finish_allowed
 from galaxy_cellxgene.settings import ViewerOptions
 
 log = logging.getLogger("galaxy_cellxgene.multi")
@@ -458,6 +458,8 @@ class MultiSession:
             with session.store.save_lock:
                 # Every save is on disk already; a straggler holding the old app must not write.
                 session.store.frozen = True
+            # Its differential expression results live in memory only: send them to the history now.
+            session.send_pending_diffexp()
             entry.past_label_saves += session.store.log.label_saves
             entry.past_gene_set_saves += session.store.log.gene_set_saves
             entry.unloads += 1
@@ -554,6 +556,8 @@ class MultiSession:
         if path == "/galaxy/status":
             return _respond(start_response, "200 OK", json.dumps(self.status()), "application/json")
         if path == "/galaxy/finish" and method == "POST":
+            if not finish_allowed(_headers(environ)):
+                return _refuse_finish(start_response)
             return _respond(start_response, "200 OK", json.dumps(self.finish("finish button")), "application/json")
         return _respond(start_response, "404 Not Found", "Not found", "text/plain; charset=utf-8")
 
@@ -572,6 +576,8 @@ class MultiSession:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         if tail == "galaxy/finish" and method == "POST":
             # The page's "Finish and save to Galaxy" ends the whole session, every dataset.
+            if not finish_allowed(_headers(environ)):
+                return _refuse_finish(start_response)
             whole = self.finish("finish button")
             mine = next(r for r in whole["datasets"] if r["slug"] == slug)
             body = {**whole, **mine, "finish_error": whole["finish_error"]}
@@ -589,6 +595,15 @@ class MultiSession:
             self.release(entry)
             raise
         return _Closing(result, lambda: self.release(entry))
+
+
+def _refuse_finish(start_response: StartResponse) -> list[bytes]:
+    return _respond(start_response, "403 Forbidden", json.dumps({"message": FINISH_REFUSED}), "application/json")
+
+
+def _headers(environ: Environ) -> dict[str, str]:
+    """The request headers of a WSGI environ, by their HTTP names (X-Galaxy-Cellxgene)."""
+    return {key[5:].replace("_", "-").title(): value for key, value in environ.items() if key.startswith("HTTP_")}
 
 
 def _return_freed_memory() -> None:
@@ -773,7 +788,8 @@ saved to Galaxy as you work. Switch with the browser's back button or the "All d
     if (!window.confirm("Finish the session for every dataset and save the results to Galaxy?")) return;
     button.disabled = true;
     button.textContent = "Saving…";
-    fetch("galaxy/finish", {{ method: "POST" }})
+    // The header proves the request comes from this page (app.FINISH_HEADER).
+    fetch("galaxy/finish", {{ method: "POST", headers: {{ "X-Galaxy-Cellxgene": "finish" }} }})
       .then(function (r) {{ return r.json(); }})
       .then(function (s) {{
         button.textContent = "Finished";

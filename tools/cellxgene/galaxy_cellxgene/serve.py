@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from galaxy_cellxgene import entry_path
 from galaxy_cellxgene.app import Session
 from galaxy_cellxgene.outputs import atomic_write
 
@@ -73,8 +74,9 @@ def serve(
 
     from galaxy_cellxgene.limits import MAX_REQUEST_BYTES
 
+    prefix = entry_path.prefix_from_env(os.environ)
     server = create_server(
-        session.app,
+        entry_path.gate(session.app, prefix),
         host=binding.host,
         port=binding.port,
         threads=threads,
@@ -94,7 +96,7 @@ def serve(
     if binding.register and runtime_json_path is not None:
         write_runtime_json(runtime_json_path, runtime_json(declared_port, binding.advertise_host, port))
         log(f"registered {runtime_json_path} for Galaxy's proxy")
-    log(f"ready on {url}")
+    log(f"ready on {url}" + (" (serving only under the entry point path)" if prefix else ""))
 
     while not session.finished.wait(timeout=_wait_step(session, idle_timeout)):
         if idle_timeout is not None and session.idle_for() >= idle_timeout:

@@ -22,7 +22,8 @@
       el = document.createElement("div");
       el.id = CONTAINER_ID;
       el.style.cssText =
-        "position:fixed;right:16px;bottom:44px;z-index:30;display:flex;gap:8px;align-items:center;";
+        "position:fixed;right:12px;bottom:12px;z-index:10000;display:flex;flex-wrap:wrap;justify-content:flex-end;" +
+        "gap:6px 8px;align-items:center;max-width:min(342px, calc(100vw - 24px));";
       document.body.appendChild(el);
     }
     return el;
@@ -94,7 +95,7 @@
 
   function build() {
     var wrap = document.createElement("span");
-    wrap.style.cssText = "display:inline-flex;gap:8px;align-items:center;";
+    wrap.style.cssText = "display:inline-flex;flex-wrap:wrap;justify-content:flex-end;gap:6px 8px;align-items:center;";
 
     var button = document.createElement("button");
     button.type = "button";
@@ -110,7 +111,7 @@
     status.setAttribute("data-testid", "galaxy-export-status");
     status.setAttribute("role", "status");
     status.style.cssText =
-      "max-width:420px;font-size:12px;background:rgba(255,255,255,0.9);padding:2px 4px;border-radius:3px;";
+      "max-width:100%;font-size:12px;background:rgba(255,255,255,0.9);padding:2px 4px;border-radius:3px;";
 
     function show(text, kind) {
       status.textContent = text;

@@ -39,8 +39,12 @@
     var box = document.getElementById("galaxy-cellxgene-controls");
     if (box) return box;
     box = el("div", { id: "galaxy-cellxgene-controls", role: "region", "aria-label": "Galaxy" });
-    box.style.cssText = "position:fixed;right:12px;bottom:12px;z-index:10000;display:flex;gap:8px;" +
-      "align-items:center;background:#fff;border:1px solid #c8ccd0;border-radius:4px;padding:6px 8px;" +
+    // Inside cellxgene's right sidebar (366 px wide, the genes panel), never over the plot: the
+    // embedding selector sits at the plot's bottom left and must stay readable. Long status
+    // texts wrap instead of growing the box leftwards.
+    box.style.cssText = "position:fixed;right:12px;bottom:12px;z-index:10000;display:flex;flex-wrap:wrap;" +
+      "justify-content:flex-end;gap:6px 8px;align-items:center;max-width:min(342px, calc(100vw - 24px));" +
+      "background:#fff;border:1px solid #c8ccd0;border-radius:4px;padding:6px 8px;" +
       "box-shadow:0 1px 4px rgba(0,0,0,.15);font-size:13px";
     document.body.appendChild(box);
     return box;
@@ -93,8 +97,16 @@
     finish.disabled = true;
     finish.textContent = "Saving last changes…";
     waitForSaves()
-      .then(function () { return originalFetch("galaxy/finish", { method: "POST" }); })
-      .then(function (r) { return r.json(); })
+      .then(function () {
+        // Proves the request comes from this page (FINISH_HEADER in app.py).
+        return originalFetch("galaxy/finish", { method: "POST", headers: { "X-Galaxy-Cellxgene": "finish" } });
+      })
+      .then(function (r) {
+        return r.json().then(function (body) {
+          if (!r.ok) throw new Error(body.message || "HTTP " + r.status);
+          return body;
+        });
+      })
       .then(showDone)
       .catch(function (e) {
         finish.disabled = false;

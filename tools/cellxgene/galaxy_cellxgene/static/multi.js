@@ -11,8 +11,10 @@
     if (!box) {
       box = document.createElement("div");
       box.id = "galaxy-cellxgene-controls";
-      box.style.cssText = "position:fixed;right:12px;bottom:12px;z-index:10000;display:flex;gap:8px;" +
-        "align-items:center;background:#fff;border:1px solid #c8ccd0;border-radius:4px;padding:6px 8px;font-size:13px";
+      // Same place as finish.js's box: inside the right sidebar, never over the plot.
+      box.style.cssText = "position:fixed;right:12px;bottom:12px;z-index:10000;display:flex;flex-wrap:wrap;" +
+        "justify-content:flex-end;gap:6px 8px;align-items:center;max-width:min(342px, calc(100vw - 24px));" +
+        "background:#fff;border:1px solid #c8ccd0;border-radius:4px;padding:6px 8px;font-size:13px";
       document.body.appendChild(box);
     }
     if (document.getElementById("galaxy-cellxgene-datasets")) return;

@@ -1,0 +1,69 @@
+"""Two requests of cellxgene 1.3.0's page that fail under any entry point, corrected at serve time.
+
+No fork and no rebuilt frontend: the packaged files stay as they are.
+
+- The logo. The bundle (`static/main-<hash>.js`) draws it with
+  `<img src="../static/assets/icon-<hash>.png">`: one level *above* the page, a leftover of
+  cellxgene's hosted layout where each dataset's page lived at `/d/<name>/` and the assets at
+  `/static/`. Under Galaxy the page is `/interactivetool/ep/<key>/<token>/`, so the browser asks
+  for `/interactivetool/ep/<key>/static/...`, which no entry point serves (gx-it-proxy reads
+  "static" as the token: 502; outside our path prefix: 404), and the alt text shows instead.
+  We serve the bundle with that one reference made relative to the page (`static/assets/...`,
+  where cellxgene's own static route serves the file). Only that exact string changes.
+- `obsolete.js`. The page template loads it (the browser-support warning of the
+  obsolete-webpack-plugin) but the package does not ship it, so it is a 404 with an HTML body
+  that the browser refuses to run. We answer it with an empty script: what the page gets from
+  the plugin on every supported browser, which is the only kind cellxgene runs on anyway.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+from flask import Flask, Response
+
+BUNDLE = re.compile(r"main-[0-9a-f]+\.js")
+LOGO_ABOVE = b'"../static/assets/'
+LOGO_HERE = b'"static/assets/'
+OBSOLETE_JS = b"/* galaxy-cellxgene: cellxgene 1.3.0 does not ship obsolete.js; nothing to warn about. */\n"
+STATIC_ENDPOINT = "static_assets"
+
+
+def static_dir() -> Path:
+    import server
+
+    return Path(server.__file__).parent / "common" / "web" / "static"
+
+
+@functools.lru_cache(maxsize=4)
+def corrected_bundle(path: Path) -> bytes | None:
+    """The bundle with the logo's reference made relative; None when there is nothing to fix."""
+    data = path.read_bytes()
+    if data.count(LOGO_ABOVE) != 1:
+        return None
+    return data.replace(LOGO_ABOVE, LOGO_HERE)
+
+
+def install(app: Flask) -> None:
+    """Wrap cellxgene's static route (the bundle) and add `/obsolete.js`."""
+    original = app.view_functions.get(STATIC_ENDPOINT)
+    if original is None:  # cellxgene renamed it: fail loudly in tests, not silently in production
+        raise RuntimeError(f"cellxgene endpoint {STATIC_ENDPOINT} not found")
+    folder = static_dir()
+
+    def static_assets(filename: str):
+        if BUNDLE.fullmatch(filename):
+            fixed = corrected_bundle(folder / filename) if (folder / filename).is_file() else None
+            if fixed is not None:
+                return Response(fixed, mimetype="text/javascript")
+        return original(filename=filename)
+
+    app.view_functions[STATIC_ENDPOINT] = static_assets
+    app.add_url_rule(
+        "/obsolete.js",
+        "galaxy_obsolete_js",
+        lambda: Response(OBSOLETE_JS, mimetype="text/javascript"),
+        methods=["GET"],
+    )
