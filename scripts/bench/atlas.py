@@ -79,8 +79,8 @@ def run_one(
     st = procs.start(launch, procs.free_port(), run_dir, dict(os.environ))
     try:
         try:
-            rows = procs.wait_ready(st, ds.genes[len(ds.genes) // 3], deadline_s=wait_s)
-        except procs.BenchError as err:
+            rows = procs.wait_ready(st, ds.genes[len(ds.genes) // 3], deadline_s=wait_s, request_timeout=wait_s)
+        except (procs.BenchError, OSError) as err:
             tail = st.log_tail(6)
             peak = max((procs.sample_tree(st.pid).peak_kib / MIB), 0.0)
             log(f"atlas {ds.label} {name}: did not open: {str(err).splitlines()[0]}")

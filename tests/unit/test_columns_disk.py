@@ -133,10 +133,13 @@ def test_row_reads_return_the_cells_asked_for_in_their_order(scratch, rows, gap)
     np.testing.assert_array_equal(got.toarray(), X[rows, :].toarray())
 
 
-def test_column_major_input_is_read_in_place(scratch) -> None:
+@pytest.mark.parametrize("compression", [None, "gzip"])  # contiguous: positional reads; chunked: h5py's
+def test_column_major_input_is_read_in_place(scratch, compression) -> None:
     X = sp.random(70, 12, density=0.3, format="csc", dtype=np.float32, random_state=np.random.default_rng(2))
-    source = write_h5ad(scratch, X)
+    source = scratch / f"csc_{compression}.h5ad"
+    ad.AnnData(X).write_h5ad(source, compression=compression)
     store = column_file.ColumnFile(source, "X", nnz_per_block=7)
+    assert (store._fd is None) is (compression is not None)
     cells = np.zeros(70, bool)
     cells[[0, 5, 6, 69]] = True
     np.testing.assert_array_equal(store.select(None, np.array([1, 11])).toarray(), X[:, [1, 11]].toarray())

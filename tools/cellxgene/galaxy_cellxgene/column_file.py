@@ -214,6 +214,15 @@ def _gather(
             os.close(fd)
 
 
+def _contiguous_offset(dataset: h5py.Dataset) -> int | None:
+    """Byte offset of a contiguous, unfiltered dataset in its file (None: read it through h5py)."""
+    if dataset.chunks is not None or dataset.compression or dataset.external or dataset.is_virtual:
+        return None
+    if dataset.size == 0:
+        return None
+    return dataset.id.get_offset()
+
+
 def as_indices(selection, size: int) -> np.ndarray:
     """cellxgene passes boolean masks; integer selections are accepted too."""
     selection = np.asarray(selection)
@@ -307,6 +316,12 @@ class ColumnFile:
         self.value_range = value_range
         self.row_file = row_file
         self.nnz_per_block = nnz_per_block
+        # The file we wrote stores each dataset as one contiguous, unfiltered run of bytes: a gene
+        # is then read with one positional read into the answer's own array (no HDF5 selection
+        # machinery per click, ~1 ms). Chunked or compressed inputs read in place use h5py.
+        offsets = [_contiguous_offset(d) for d in (self._data, self._indices)]
+        self._fd = os.open(path, os.O_RDONLY) if None not in offsets else None
+        self._offsets = offsets
 
     @property
     def dtype(self) -> np.dtype:
@@ -346,12 +361,26 @@ class ColumnFile:
                 continue
             lo, hi = int(self.indptr[cols[first]]), int(self.indptr[cols[last - 1] + 1])
             if hi > lo:
-                self._data.read_direct(data, np.s_[lo:hi], np.s_[at : at + hi - lo])
-                self._indices.read_direct(rows, np.s_[lo:hi], np.s_[at : at + hi - lo])
+                self._read(0, self._data, data, lo, hi, at)
+                self._read(1, self._indices, rows, lo, hi, at)
                 at += hi - lo
         matrix = sparse.csc_matrix((data, rows, indptr), shape=(self.shape[0], len(cols)))
         matrix.has_sorted_indices = True
         return matrix
+
+    def _read(self, which: int, dataset: h5py.Dataset, out: np.ndarray, lo: int, hi: int, at: int) -> None:
+        """dataset[lo:hi] into out[at:]."""
+        if self._fd is None:
+            dataset.read_direct(out, np.s_[lo:hi], np.s_[at : at + hi - lo])
+            return
+        target = memoryview(out[at : at + hi - lo]).cast("B")
+        start = self._offsets[which] + lo * out.itemsize
+        done = 0
+        while done < len(target):
+            n = os.preadv(self._fd, [target[done:]], start + done)
+            if n <= 0:
+                raise ColumnFileError(f"{self.path} ended early: was it changed while the viewer ran?")
+            done += n
 
     def _rows(self, rows: np.ndarray) -> sparse.csr_matrix:
         if self.row_file is not None:
@@ -379,6 +408,9 @@ class ColumnFile:
         return coo.tocsr()
 
     def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         self._file.close()
         if self.row_file is not None:
             self.row_file.close()
