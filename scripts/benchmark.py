@@ -532,7 +532,7 @@ def render_atlas(rows: list[dict], meta: dict) -> str:
 
     table_rows = []
     for r in rows:
-        opened = "yes" if r.get("opened") else f"no: {r.get('error', '')[:60]}"
+        opened = "yes" if r.get("opened") else f"no ({atlas.failure_reason(r)[:70]})"
         table_rows.append(
             [
                 r["cells"],
@@ -543,7 +543,7 @@ def render_atlas(rows: list[dict], meta: dict) -> str:
                 cell(r, "click_median_ms", ".1f"),
                 cell(r, "click_worst_ms", ".1f"),
                 ratio(r.get("click_vs_plain")),
-                fmt(r.get("peak_mib"), ".0f"),
+                cell(r, "peak_mib", ".0f"),
                 ratio(r.get("peak_vs_plain")),
                 fmt(r.get("build_s"), ".1f") if r.get("store_kind") == "disk" else "–",
                 fmt(r.get("build_mib"), ".0f") if r.get("build_mib") else "–",

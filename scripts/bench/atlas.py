@@ -82,9 +82,11 @@ def run_one(
             rows = procs.wait_ready(st, ds.genes[len(ds.genes) // 3], deadline_s=wait_s, request_timeout=wait_s)
         except (procs.BenchError, OSError) as err:
             tail = st.log_tail(6)
-            peak = max((procs.sample_tree(st.pid).peak_kib / MIB), 0.0)
-            log(f"atlas {ds.label} {name}: did not open: {str(err).splitlines()[0]}")
-            return {"opened": False, "error": str(err).splitlines()[0], "log_tail": tail, "peak_mib": peak}
+            # The server's own last word (cellxgene: "Error: Out of memory - file is too large ...").
+            said = [line.strip() for line in tail.splitlines() if line.strip()]
+            error = said[-1] if said else str(err).splitlines()[0]
+            log(f"atlas {ds.label} {name}: did not open: {error}")
+            return {"opened": False, "error": error, "log_tail": tail, "seconds": time.perf_counter() - st.t_start}
         if rows != ds.n_cells:
             raise procs.BenchError(f"{name}: first gene has {rows} rows, want {ds.n_cells}")
         client = procs.Http(st.port, timeout=wait_s)
@@ -118,8 +120,7 @@ def summarize(ds_label: str, name: str, recs: list[dict]) -> dict:
     ok = [r for r in recs if r["opened"]]
     row: dict = {"cells": ds_label, "contender": name, "n": len(recs), "opened": len(ok), "raw": recs}
     if not ok:
-        row["error"] = recs[0].get("error") if recs else "not run"
-        row["peak_mib"] = max((r.get("peak_mib", 0.0) for r in recs), default=None)
+        row["error"] = failure_reason(row)
         return row
     for key in ("first_gene_s", "click_median_ms", "click_worst_ms", "click_densest_ms", "peak_mib"):
         row[key] = statistics.median(r[key] for r in ok)
@@ -129,6 +130,12 @@ def summarize(ds_label: str, name: str, recs: list[dict]) -> dict:
         row["build_s"] = statistics.median(s.get("seconds") or 0.0 for s in stores)
         row["build_mib"] = statistics.median((s.get("disk_bytes") or 0) / 2**20 for s in stores)
     return row
+
+
+def failure_reason(row: dict) -> str:
+    """The server's own last log line from the runs that did not open (else the harness's error)."""
+    said = [line.strip() for r in row.get("raw", []) for line in r.get("log_tail", "").splitlines() if line.strip()]
+    return said[-1] if said else str(row.get("error", "not run"))
 
 
 def add_ratios(rows: list[dict]) -> None:
