@@ -13,8 +13,9 @@ Writing from a row-major (CSR) X needs a transpose, which is done in two streami
 2. Column ranges of about `nnz_per_block` non-zeros are assembled from every block's piece
    (one contiguous read per block and range) and written once, in order, to the HDF5 file.
 
-Memory stays at a few blocks (~100 MiB by default) whatever the size of X; disk use peaks at two
-copies of X's non-zeros (spill + result) and ends at one. All writes are sequential.
+Memory stays at a few blocks whatever the size of X (385 MiB peak RSS for 816 M non-zeros,
+imports included); disk use peaks at two copies of X's non-zeros (spill + result) and ends at
+one. All writes are sequential.
 """
 
 from __future__ import annotations
