@@ -9,12 +9,15 @@ both sides of a ratio alike:
   memory  peak RSS (VmHWM) of the server after the first genes, with/without layers, backed
   serve   requests/s, p50/p99 for 1/4/16 closed-loop clients (random genes, 1 in 10 layouts)
   save    one label save (PUT annotations/obs, 2 categories) including the write to the output
+  atlas   issue 17: 20,000-gene datasets (bench-data/atlas_*.h5ad), plain vs the runtime with X's
+          column copy in memory and on disk: first gene, gene clicks, peak memory, build cost
 
 Usage:
   .venv/bin/python scripts/make_bench_data.py            # once: bench-data/synth_*.h5ad
   .venv/bin/python scripts/benchmark.py                   # everything (about 20 minutes)
   .venv/bin/python scripts/benchmark.py --quick           # smoke test: demo and 10k cells, N=1
   .venv/bin/python scripts/benchmark.py --write-docs      # and refresh docs/benchmarks.md
+  .venv/bin/python scripts/benchmark.py --only atlas --write-docs   # issue 17 (make_bench_data.py --atlas first)
 """
 
 from __future__ import annotations
@@ -40,9 +43,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests"), str(REPO / "tools" / "cellxgene")]
 
-from bench import procs  # noqa: E402
+from bench import atlas, procs  # noqa: E402
 from bench.load import run_load  # noqa: E402
-from make_bench_data import dataset_name  # noqa: E402
+from make_bench_data import atlas_name, dataset_name  # noqa: E402
 
 VENV = REPO / ".venv"
 PY = str(VENV / "bin" / "python")
@@ -50,6 +53,7 @@ CELLXGENE = str(VENV / "bin" / "cellxgene")
 RECIPE = str(REPO / "scripts" / "bench" / "recipe_111.py")
 DOCS = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- benchmark:begin -->", "<!-- benchmark:end -->"
+ATLAS_BEGIN, ATLAS_END = "<!-- atlas:begin -->", "<!-- atlas:end -->"
 MIB = 1024.0
 
 
@@ -485,6 +489,96 @@ class Bench:
 # --------------------------------------------------------------------------- report
 
 
+def atlas_launches(ds: atlas.AtlasData, run_dir: Path, limit_gib: float) -> list[tuple[str, procs.Launch]]:
+    """plain, runtime with the column copy in memory, runtime with it on disk: same data-segment ceiling."""
+    cap = ["prlimit", f"--data={int(limit_gib * 2**30)}"]
+    plain = procs.Launch("plain", [*cap, CELLXGENE, "--no-upgrade-check", "launch", str(ds.path), "--port", "{port}"])
+    out = [("plain", plain)]
+    for mode in ("memory", "disk"):
+        base = runtime_launch(
+            Dataset(ds.path, ds.n_cells, ds.genes, []), run_dir, None, ["--x-store", mode], f"runtime-{mode}"
+        )
+        out.append((base.name, procs.Launch(base.name, [*cap, *base.server], env=base.env)))
+    return out
+
+
+def bench_atlas(bench: Bench) -> list[dict]:
+    args = bench.args
+    rows = []
+    for size in (int(s) for s in args.atlas_sizes.split(",") if s):
+        path = args.data / atlas_name(size)
+        if not path.exists():
+            log(f"{path} missing: run scripts/make_bench_data.py --sizes '' --atlas {size}")
+            continue
+        ds = atlas.AtlasData.load(path, path.stem.removeprefix("atlas_"))
+        samples: dict[str, list[dict]] = {}
+        for rep in range(args.atlas_reps):
+            makers = atlas_launches(ds, args.data, args.data_limit_gib)
+            for name, _ in rotate(makers, rep):
+                run_dir = bench.run_dir(f"atlas-{ds.label}-{name}")
+                launch = dict(atlas_launches(ds, run_dir, args.data_limit_gib))[name]
+                rec = atlas.run_one(ds, name, launch, run_dir, args.atlas_clicks, 17 + rep, args.atlas_wait, log)
+                if not args.keep_runs:
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                samples.setdefault(name, []).append(rec)
+        rows += [atlas.summarize(ds.label, name, recs) for name, recs in samples.items()]
+    atlas.add_ratios(rows)
+    return rows
+
+
+def render_atlas(rows: list[dict], meta: dict) -> str:
+    def cell(r: dict, key: str, spec: str) -> str:
+        return fmt(r.get(key), spec) if r.get("opened") else "–"
+
+    table_rows = []
+    for r in rows:
+        opened = "yes" if r.get("opened") else f"no ({atlas.failure_reason(r)[:70]})"
+        table_rows.append(
+            [
+                r["cells"],
+                r["contender"],
+                opened,
+                cell(r, "first_gene_s", ".1f"),
+                ratio(r.get("first_vs_plain")),
+                cell(r, "click_median_ms", ".1f"),
+                cell(r, "click_worst_ms", ".1f"),
+                ratio(r.get("click_vs_plain")),
+                cell(r, "peak_mib", ".0f"),
+                ratio(r.get("peak_vs_plain")),
+                fmt(r.get("build_s"), ".1f") if r.get("store_kind") == "disk" else "–",
+                fmt(r.get("build_mib"), ".0f") if r.get("build_mib") else "–",
+            ]
+        )
+    head = (
+        f"Measured {meta['date']} on {meta['machine']}; load average {meta['load_before']} before, "
+        f"{meta['load_after']} after. Command: `{meta['command']}` ({meta['elapsed_min']:.1f} min); "
+        f"every contender under `prlimit --data={meta['limit_gib']:g}GiB`; "
+        f"{meta['clicks']} gene clicks per run (random genes and the most detected one), medians of "
+        f"{meta['reps']} run(s).\n\n"
+    )
+    return (
+        head
+        + table(
+            [
+                "cells",
+                "contender",
+                "opened",
+                "first gene s",
+                "vs plain",
+                "click median ms",
+                "click worst ms",
+                "click vs plain",
+                "peak MiB",
+                "peak vs plain",
+                "store build s",
+                "store disk MiB",
+            ],
+            table_rows,
+        )
+        + "\n"
+    )
+
+
 def fmt(x: float | None, spec: str = ".2f") -> str:
     if x is None or (isinstance(x, float) and x != x):
         return "–"
@@ -674,13 +768,14 @@ def machine_info() -> str:
     )
 
 
-def write_docs(report: str) -> None:
-    block = f"{BEGIN}\n{report}{END}"
+def write_docs(report: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the block between `begin` and `end` in docs/benchmarks.md (appended if missing)."""
+    block = f"{begin}\n{report}{end}"
     if DOCS.exists():
         text = DOCS.read_text()
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            _, tail = rest.split(END, 1)
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            _, tail = rest.split(end, 1)
             DOCS.write_text(head + block + tail)
             return
         DOCS.write_text(text.rstrip() + "\n\n## Results\n\n" + block + "\n")
@@ -720,14 +815,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write-docs", action="store_true", help="replace the results block of docs/benchmarks.md")
     p.add_argument("--json", type=Path, help="also write raw results here (default bench-data/results-*.json)")
     p.add_argument("--from-json", type=Path, help="only render (and --write-docs) a saved results file")
+    p.add_argument("--atlas-sizes", default="100000,1000000", help="atlas section: cell counts of atlas_*.h5ad")
+    p.add_argument("--atlas-reps", type=int, default=1, help="atlas section: runs per contender")
+    p.add_argument("--atlas-clicks", type=int, default=40, help="atlas section: gene clicks per run")
+    p.add_argument("--atlas-wait", type=float, default=900.0, help="atlas section: seconds allowed to open")
+    p.add_argument("--data-limit-gib", type=float, default=10.0, help="atlas section: prlimit --data per server")
     args = p.parse_args(argv)
 
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
-        report = render(saved["results"], saved["meta"])
-        print(report)
+        atlas_rows = saved["results"].pop("atlas", None)
+        report = render(saved["results"], saved["meta"]) if saved["results"] else ""
+        atlas_report = render_atlas(atlas_rows, saved["meta"]) if atlas_rows is not None else ""
+        print(report + atlas_report)
         if args.write_docs:
-            write_docs(report)
+            if report:
+                write_docs(report)
+            if atlas_report:
+                write_docs(atlas_report, ATLAS_BEGIN, ATLAS_END)
         return 0
 
     if args.quick:
@@ -748,6 +853,9 @@ def main(argv: list[str] | None = None) -> int:
         args.runtimes[name] = Path(root).resolve()
 
     datasets = []
+    sections = [s for s in args.only.split(",") if s]
+    if sections == ["atlas"]:
+        args.sizes = ""  # the atlas section reads its own datasets
     for size in (s for s in args.sizes.split(",") if s):
         if size == "demo":
             datasets.append(load_dataset(DEMO, "demo"))
@@ -764,11 +872,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     t0 = time.perf_counter()
-    sections = [s for s in args.only.split(",") if s]
     out_json = args.json or args.data / f"results-{time.strftime('%Y%m%dT%H%M%S')}.json"
     for section in sections:
-        fn = getattr(bench, f"bench_{section}")
-        bench.results[section] = fn(datasets)
+        if section == "atlas":
+            bench.results[section] = bench_atlas(bench)
+        else:
+            bench.results[section] = getattr(bench, f"bench_{section}")(datasets)
         # Written after every section: a run stopped late still leaves what it measured.
         out_json.write_text(json.dumps({"meta": {"partial": True}, "results": bench.results}, indent=1, default=str))
     meta = {
@@ -779,13 +888,23 @@ def main(argv: list[str] | None = None) -> int:
         "command": "scripts/benchmark.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "elapsed_min": (time.perf_counter() - t0) / 60,
         "n": args.n,
+        "limit_gib": args.data_limit_gib,
+        "clicks": args.atlas_clicks,
+        "reps": args.atlas_reps,
     }
-    report = render(bench.results, meta)
-    print(report)
+    atlas_rows = bench.results.pop("atlas", None)
+    report = render(bench.results, meta) if bench.results else ""
+    if atlas_rows is not None:
+        bench.results["atlas"] = atlas_rows
+    atlas_report = render_atlas(atlas_rows, meta) if atlas_rows is not None else ""
+    print(report + atlas_report)
     out_json.write_text(json.dumps({"meta": meta, "results": bench.results}, indent=1, default=str))
     log(f"raw results: {out_json}")
     if args.write_docs:
-        write_docs(report)
+        if report:
+            write_docs(report)
+        if atlas_report:
+            write_docs(atlas_report, ATLAS_BEGIN, ATLAS_END)
         log(f"updated {DOCS}")
     return 0
 

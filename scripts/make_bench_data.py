@@ -11,8 +11,16 @@ data without the counts layer, for the memory comparison.
 The CSR matrix is built chunk by chunk straight from its index arrays, so memory stays at
 roughly the size of the arrays that are written (about 1 GiB at 500,000 cells).
 
+Atlas shapes (issue 17): `--atlas 100000,1000000` writes `atlas_<k>.h5ad` with 20,000 genes,
+about 4% of entries non-zero (per-gene detection rates log-normally spread: a few genes in
+most cells, most genes in under 1%), a log-normalised CSR X, a `counts` layer and a `raw`
+copy (raw.X = the log-normalised values, as scanpy's `adata.raw = adata` leaves it). These
+files are streamed to disk row block by row block with h5py in anndata's on-disk encoding,
+so generating 1,000,000 cells (about 19 GB) needs a few hundred MiB, not the matrix.
+
 Usage:
     .venv/bin/python scripts/make_bench_data.py [--sizes 10000,100000,500000] [--out bench-data]
+    .venv/bin/python scripts/make_bench_data.py --sizes '' --atlas 100000,1000000
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import time
 from pathlib import Path
 
 import anndata
+import h5py
 import numpy as np
 import pandas as pd
 from scipy import sparse
@@ -170,12 +179,153 @@ def make_dataset(n_cells: int, out_dir: Path, seed: int, nolayers: bool, force: 
     return wanted
 
 
+ATLAS_GENES = 20_000
+ATLAS_DENSITY = 0.04
+ATLAS_ROWS = 4_000  # rows generated at once: a 4,000 x 20,000 float32 draw is 320 MB
+ATLAS_H5_CHUNK = 1 << 18  # elements per HDF5 chunk of the growing data/indices datasets
+
+
+def atlas_name(n_cells: int) -> str:
+    k = f"{n_cells // 1_000_000}m" if n_cells % 1_000_000 == 0 else f"{n_cells // 1000}k"
+    return f"atlas_{k}.h5ad"
+
+
+def _csr_group(parent: h5py.Group, name: str, shape: tuple[int, int]) -> h5py.Group:
+    group = parent.create_group(name)
+    group.attrs["encoding-type"] = "csr_matrix"
+    group.attrs["encoding-version"] = "0.1.0"
+    group.attrs["shape"] = np.array(shape, dtype=np.int64)
+    for field, dtype in (("data", np.float32), ("indices", np.int32)):
+        group.create_dataset(field, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(ATLAS_H5_CHUNK,))
+    group.create_dataset("indptr", shape=(shape[0] + 1,), dtype=np.int64)
+    return group
+
+
+def _append(group: h5py.Group, field: str, values: np.ndarray) -> None:
+    ds = group[field]
+    at = ds.shape[0]
+    ds.resize((at + len(values),))
+    ds[at:] = values
+
+
+def atlas_genes(rng: np.random.Generator, n_genes: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """var table, per-gene detection rate (log-normal, mean ATLAS_DENSITY) and mean count."""
+    raw = rng.lognormal(mean=0.0, sigma=1.5, size=n_genes)
+    density = np.clip(raw / raw.mean() * ATLAS_DENSITY, 2e-5, 0.95).astype(np.float32)
+    mean_count = (0.5 + 6.0 * density / density.max()).astype(np.float64)
+    symbols = np.array([f"GENE{i}" for i in range(n_genes)], dtype=object)
+    var = pd.DataFrame(
+        {
+            "gene_symbols": symbols,
+            "highly_variable": rng.random(n_genes) < 0.1,
+            "detection_rate": density,
+        },
+        index=pd.Index([f"ENSG{i:011d}" for i in range(n_genes)], name="gene_ids"),
+    )
+    return var, density, mean_count
+
+
+def make_atlas(n_cells: int, out_dir: Path, seed: int, force: bool, n_genes: int = ATLAS_GENES) -> Path:
+    """Stream an atlas-shaped h5ad to disk in bounded memory (see the module docstring)."""
+    from anndata.io import write_elem
+
+    path = out_dir / atlas_name(n_cells)
+    if path.exists() and not force:
+        print(f"[make_bench_data] {path.name}: up to date", file=sys.stderr)
+        return path
+    t0 = time.perf_counter()
+    rng = np.random.default_rng([seed, n_cells, n_genes])
+    var, density, mean_count = atlas_genes(rng, n_genes)
+    shape = (n_cells, n_genes)
+    n_counts = np.zeros(n_cells, dtype=np.float32)
+    n_genes_per_cell = np.zeros(n_cells, dtype=np.int32)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with h5py.File(tmp, "w") as f:
+        f.attrs["encoding-type"] = "anndata"
+        f.attrs["encoding-version"] = "0.1.0"
+        x = _csr_group(f, "X", shape)
+        counts_group = _csr_group(f.create_group("layers"), "counts", shape)
+        f["layers"].attrs["encoding-type"] = "dict"
+        f["layers"].attrs["encoding-version"] = "0.1.0"
+        raw = f.create_group("raw")
+        raw.attrs["encoding-type"] = "raw"
+        raw.attrs["encoding-version"] = "0.1.0"
+        raw_x = _csr_group(raw, "X", shape)
+        indptr = np.zeros(n_cells + 1, dtype=np.int64)
+        for start in range(0, n_cells, ATLAS_ROWS):
+            stop = min(start + ATLAS_ROWS, n_cells)
+            # Each cell's own depth factor makes row totals vary like real libraries.
+            depth = rng.lognormal(0.0, 0.4, size=(stop - start, 1)).astype(np.float32)
+            draw = rng.random((stop - start, n_genes), dtype=np.float32)
+            draw /= depth  # deeper cells detect more genes
+            mask = draw < density[None, :]
+            del draw
+            rows, cols = np.nonzero(mask)
+            del mask
+            counts = (1 + rng.poisson(mean_count[cols])).astype(np.float32)
+            row_len = np.bincount(rows, minlength=stop - start)
+            row_sum = np.bincount(rows, weights=counts, minlength=stop - start)
+            x_vals = np.log1p(counts / row_sum[rows] * 1e4).astype(np.float32)
+            indptr[start + 1 : stop + 1] = indptr[start] + np.cumsum(row_len)
+            cols32 = cols.astype(np.int32)
+            for group, values in ((x, x_vals), (counts_group, counts), (raw_x, x_vals)):
+                _append(group, "data", values)
+                _append(group, "indices", cols32)
+            n_counts[start:stop] = row_sum
+            n_genes_per_cell[start:stop] = row_len
+        for group in (x, counts_group, raw_x):
+            group["indptr"][...] = indptr
+        nnz = int(indptr[-1])
+        obs, obsm = _atlas_obs(rng, n_cells, n_counts, n_genes_per_cell)
+        write_elem(f, "obs", obs)
+        write_elem(f, "var", var)
+        write_elem(raw, "var", var)
+        write_elem(f, "obsm", obsm)
+        for name in ("varm", "obsp", "varp"):
+            write_elem(f, name, {})
+        write_elem(f, "uns", {"bench": {"seed": seed, "n_cells": n_cells, "generator": "make_bench_data.py"}})
+    os.replace(tmp, path)
+    print(
+        f"[make_bench_data] wrote {path} ({path.stat().st_size / 2**30:.2f} GiB), nnz={nnz} "
+        f"({nnz / (n_cells * n_genes):.3%}) in {time.perf_counter() - t0:.1f} s",
+        file=sys.stderr,
+    )
+    return path
+
+
+def _atlas_obs(
+    rng: np.random.Generator, n_cells: int, n_counts: np.ndarray, n_genes: np.ndarray
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    cluster = rng.integers(0, N_CLUSTERS, size=n_cells)
+    centers = rng.normal(0.0, 10.0, size=(N_CLUSTERS, 2)).astype(np.float32)
+    umap = centers[cluster] + rng.normal(0.0, 1.0, size=(n_cells, 2)).astype(np.float32)
+    pca = rng.normal(0.0, 1.0, size=(n_cells, N_PCS)).astype(np.float32)
+    pca[:, :2] += centers[cluster] / 3.0
+    obs = pd.DataFrame(
+        {
+            "cell_type": pd.Categorical.from_codes(cluster % len(CELL_TYPES), CELL_TYPES),
+            "sample": pd.Categorical.from_codes(rng.integers(0, len(SAMPLES), n_cells), SAMPLES),
+            "leiden": pd.Categorical.from_codes(cluster, [str(i) for i in range(N_CLUSTERS)]),
+            "n_counts": n_counts,
+            "n_genes": n_genes,
+            "pct_mito": rng.uniform(0.0, 20.0, n_cells).astype(np.float32),
+        },
+        index=pd.Index([f"cell_{i:07d}" for i in range(n_cells)], name="cell_ids"),
+    )
+    return obs, {"X_umap": umap, "X_pca": pca}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--sizes",
         default=",".join(str(s) for s in DEFAULT_SIZES),
         help="comma-separated cell counts (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--atlas",
+        default="",
+        help="comma-separated cell counts for 20,000-gene atlas shapes with counts and raw (e.g. 100000,1000000)",
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "bench-data")
     parser.add_argument("--seed", type=int, default=20261125)
@@ -187,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     for size in (int(s) for s in args.sizes.split(",") if s.strip()):
         for path in make_dataset(size, args.out, args.seed, not args.no_nolayers, args.force):
             print(path)
+    for size in (int(s) for s in args.atlas.split(",") if s.strip()):
+        print(make_atlas(size, args.out, args.seed, args.force))
     return 0
 
 

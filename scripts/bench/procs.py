@@ -270,7 +270,9 @@ def start(launch: Launch, port: int, cwd: Path, base_env: dict[str, str]) -> Sta
     return st
 
 
-def wait_ready(st: Started, gene: str, deadline_s: float = 180.0, poll_s: float = 0.01) -> int:
+def wait_ready(
+    st: Started, gene: str, deadline_s: float = 180.0, poll_s: float = 0.01, request_timeout: float = 60.0
+) -> int:
     """Poll /health, then do what the page does before the first gene shows: schema, expression.
 
     Returns the number of cells in the expression answer, so the caller can check it.
@@ -293,7 +295,7 @@ def wait_ready(st: Started, gene: str, deadline_s: float = 180.0, poll_s: float 
             pass
         time.sleep(poll_s)  # poll interval of a readiness check with a deadline, not a stand-in for one
     st.t_health = time.perf_counter()
-    client = Http(st.port)
+    client = Http(st.port, timeout=request_timeout)
     status, _, body = client.get(API + "schema", {"Accept": "application/json"})
     if status != 200:
         raise BenchError(f"{st.launch.name}: schema {status}")

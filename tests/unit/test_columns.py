@@ -120,18 +120,26 @@ def test_an_empty_matrix_gives_empty_selections(tmp_path) -> None:
     assert blocks.select(None, np.array([1])).shape == (40, 1)
 
 
-def test_only_row_major_sparse_input_gets_a_copy(tmp_path) -> None:
+def test_the_chosen_store_is_started_for_sparse_float_input(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("GALAXY_MEMORY_MB", raising=False)
     options = ViewerOptions()
     csr = write_h5ad(tmp_path / "csr.h5ad", random_csr(1, 30, 4, 0.3))
     csc = write_h5ad(tmp_path / "csc.h5ad", random_csr(1, 30, 4, 0.3).tocsc())
     dense_file = write_h5ad(tmp_path / "dense.h5ad", random_csr(1, 30, 4, 0.3).toarray())
     assert columns.matrix_format(csr) == ("csr_matrix", "float32")
-    assert columns.start_column_copy(csc, options) is None
+    assert columns.start_column_copy(csc, options) is None  # cellxgene holds a CSC X: columns are slices
     assert columns.start_column_copy(dense_file, options) is None
-    assert columns.start_column_copy(csr, ViewerOptions(backed=True)) is None  # the user asked for X on disk
     store = columns.start_column_copy(csr, options)
     assert store is not None and store.ready.wait(30)
-    assert store.error is None and store.matrix is not None
+    assert store.error is None and isinstance(store.matrix, columns.RowBlocks)
+    # The user's backed mode keeps X on disk: the same column file serves it, not cellxgene's row reads.
+    for backed_store in (
+        columns.start_column_copy(csr, ViewerOptions(backed=True)),
+        columns.start_column_copy(csc, ViewerOptions(backed=True)),
+    ):
+        assert backed_store is not None and backed_store.ready.wait(30)
+        assert backed_store.error is None and backed_store.choice.kind == "disk"
+        assert backed_store.matrix is not None and not isinstance(backed_store.matrix, columns.RowBlocks)
 
 
 class FileAdaptor:

@@ -18,7 +18,6 @@ from galaxy_cellxgene.settings import (
     idle_timeout_seconds,
     must_rewrite_metadata,
     server_config,
-    use_column_copy,
     var_names_for_cellxgene,
 )
 
@@ -180,21 +179,6 @@ def test_diffexp_limit_is_a_cellxgene_setting() -> None:
 
 
 # ---- column copy and backed loading ----
-
-
-@pytest.mark.parametrize(
-    ("backed", "encoding", "dtype", "expected"),
-    [
-        (False, "csr_matrix", "float32", True),
-        (False, "csr_matrix", "float64", True),
-        (True, "csr_matrix", "float32", False),  # backed means "keep X on disk": no copy in memory
-        (False, "csc_matrix", "float32", False),  # already column-major
-        (False, "array", "float32", False),
-        (False, "csr_matrix", "int32", False),  # cellxgene's backed reader refuses it
-    ],
-)
-def test_column_copy_rule(backed: bool, encoding: str, dtype: str, expected: bool) -> None:
-    assert use_column_copy(ViewerOptions(backed=backed), encoding, dtype) is expected
 
 
 def test_load_backed_overrides_the_users_backed_mode_only_when_given() -> None:

@@ -140,6 +140,7 @@ class Session:
         return {
             "title": self.options.title,
             "column_copy": self._column_state(),
+            "x_store": self.columns.describe() if self.columns is not None else {"kind": "cellxgene"},
             "label_saves": log_.label_saves,
             "gene_set_saves": log_.gene_set_saves,
             "categories": log_.categories,

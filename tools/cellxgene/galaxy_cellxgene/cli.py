@@ -35,6 +35,19 @@ def _view_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-category-items", type=int, default=1000, metavar="N")
     g.add_argument("--diffexp-lfc-cutoff", type=float, default=0.01, metavar="F")
     g.add_argument("--backed", action="store_true", help="read X from disk on demand (less memory, slower)")
+    g.add_argument(
+        "--x-store",
+        choices=["auto", "memory", "disk"],
+        default="auto",
+        help="where gene requests read X: a column copy in memory, or on disk (auto: by the job's memory)",
+    )
+    g.add_argument(
+        "--memory-mb",
+        type=int,
+        default=0,
+        metavar="MB",
+        help="the job's memory, for --x-store auto (0: $GALAXY_MEMORY_MB, set by Galaxy)",
+    )
     g.add_argument("--idle-timeout", type=float, default=0, metavar="MINUTES", help="finish after idling (0: never)")
     g.add_argument("--x-distribution", choices=["auto", "normal", "count"], default="auto")
     g.add_argument(
@@ -85,6 +98,8 @@ def options_from_args(args: argparse.Namespace) -> ViewerOptions:
         max_category_items=args.max_category_items,
         diffexp_lfc_cutoff=args.diffexp_lfc_cutoff,
         backed=args.backed,
+        x_store=args.x_store,
+        memory_mb=args.memory_mb,
         idle_timeout_minutes=args.idle_timeout,
         x_distribution=args.x_distribution,
         diffexp_max_cells=args.diffexp_max_cells,

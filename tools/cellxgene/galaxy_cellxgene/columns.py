@@ -1,5 +1,10 @@
 """A column-major copy of X for gene requests, built beside cellxgene's own start-up.
 
+Two stores, one interface (`select`, `values`), chosen by store_choice.py from X's size and the
+job's memory: RowBlocks below (all of X in memory, the fastest reads) or a CSC HDF5 file in the
+job's working directory (column_file.py: memory that does not grow with X). This module holds the
+in-memory store and the ColumnStore that builds either in a thread and answers cellxgene.
+
 Every gene the user clicks is one column of X. cellxgene keeps X row-major (CSR) as stored
 in most h5ad files, where slicing one column scans the whole matrix (~9 ms at 100k cells).
 We start cellxgene in backed mode (X stays on disk, so its load skips X) and read the file
@@ -16,7 +21,7 @@ at one copy of X plus one block, never CSR and CSC side by side.
 from __future__ import annotations
 
 import itertools
-import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,22 +32,20 @@ import h5py
 import numpy as np
 from scipy import sparse
 
-from galaxy_cellxgene.settings import ViewerOptions, use_column_copy
+from galaxy_cellxgene.column_file import (
+    SUFFIX,
+    ColumnFile,
+    RowFile,
+    as_indices,
+    build_column_file,
+    row_block_bounds,
+)
+from galaxy_cellxgene.settings import ViewerOptions
+from galaxy_cellxgene.store_choice import StoreChoice, XLayout, choose_store
 from galaxy_cellxgene.validate import encoding_of
 
-log = logging.getLogger("galaxy_cellxgene")
 NNZ_PER_BLOCK = 1 << 22  # 32 MiB of float32 values and int32 rows in flight per block
 MANY_COLUMNS = 64  # above this many genes per request, scipy's stacking beats our loop
-
-
-def _as_indices(mask, size: int) -> np.ndarray:
-    """cellxgene passes boolean masks; integer selections are accepted too."""
-    mask = np.asarray(mask)
-    if mask.dtype == bool:
-        if mask.shape != (size,):
-            raise IndexError(f"mask of length {mask.shape} for an axis of {size}")
-        return np.flatnonzero(mask)
-    return mask.astype(np.int64, copy=False).ravel()
 
 
 @dataclass(frozen=True)
@@ -66,10 +69,10 @@ class RowBlocks:
         """X[obs_mask, var_mask] as cellxgene's get_X_array returns it (sparse)."""
         n_rows, n_cols = self.shape
         if var_mask is None:
-            return self._rows(None if obs_mask is None else _as_indices(obs_mask, n_rows))
-        matrix = self._columns(_as_indices(var_mask, n_cols))
+            return self._rows(None if obs_mask is None else as_indices(obs_mask, n_rows))
+        matrix = self._columns(as_indices(var_mask, n_cols))
         if obs_mask is not None:
-            matrix = matrix[_as_indices(obs_mask, n_rows), :]
+            matrix = matrix[as_indices(obs_mask, n_rows), :]
         return matrix
 
     def _columns(self, cols: np.ndarray) -> sparse.csc_matrix:
@@ -114,17 +117,6 @@ class RowBlocks:
         return sparse.vstack(pieces, format="csr")
 
 
-def _block_bounds(indptr: np.ndarray, nnz_per_block: int) -> list[int]:
-    """Row numbers cutting X into blocks of about nnz_per_block non-zeros (at least one row)."""
-    n_rows = len(indptr) - 1
-    bounds = [0]
-    while bounds[-1] < n_rows:
-        start = bounds[-1]
-        stop = int(np.searchsorted(indptr, indptr[start] + nnz_per_block, side="right")) - 1
-        bounds.append(min(n_rows, max(stop, start + 1)))
-    return bounds
-
-
 def read_row_blocks(path: str, matrix: str = "X", nnz_per_block: int = NNZ_PER_BLOCK) -> RowBlocks:
     """A CSR matrix of an h5ad file as RowBlocks (the file's values, unchanged)."""
     with h5py.File(path, "r") as f:
@@ -134,7 +126,7 @@ def read_row_blocks(path: str, matrix: str = "X", nnz_per_block: int = NNZ_PER_B
         shape = tuple(int(s) for s in node.attrs["shape"])
         indptr = node["indptr"][()].astype(np.int64, copy=False)
         indices, values = node["indices"], node["data"]
-        bounds = _block_bounds(indptr, nnz_per_block) if shape[0] else [0]
+        bounds = row_block_bounds(indptr, nnz_per_block) if shape[0] else [0]
         blocks = []
         for start, stop in itertools.pairwise(bounds):
             lo, hi = int(indptr[start]), int(indptr[stop])
@@ -147,14 +139,18 @@ def read_row_blocks(path: str, matrix: str = "X", nnz_per_block: int = NNZ_PER_B
 
 
 class ColumnStore:
-    """Builds RowBlocks in a thread and answers cellxgene's get_X_array from them once built."""
+    """Builds the chosen column store in a thread and answers cellxgene's get_X_array from it
+    once built: RowBlocks in memory, or a ColumnFile on disk (column_file.py)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, choice: StoreChoice | None = None, store_path: Path | None = None) -> None:
         self.path = path
-        self.matrix: RowBlocks | None = None
+        self.choice = choice or StoreChoice("memory", "in memory")
+        self.store_path = store_path or Path(path).with_name(Path(path).stem + SUFFIX)
+        self.matrix: RowBlocks | ColumnFile | None = None
         self.ready = threading.Event()
         self.error: str | None = None
         self.seconds: float | None = None
+        self.store_bytes = 0  # disk used by a built column file
         self._original: Callable | None = None
 
     def start(self) -> ColumnStore:
@@ -168,14 +164,33 @@ class ColumnStore:
     def build(self) -> None:
         started = time.monotonic()
         try:
-            self.matrix = read_row_blocks(self.path)
+            self.matrix = self._open()
             self.seconds = time.monotonic() - started
-            log.info("column-major copy of X ready in %.2f s", self.seconds)
+            built = f", {self.store_bytes / 2**20:,.0f} MiB in {self.store_path.name}" if self.store_bytes else ""
+            say(f"X store ready ({self.choice.kind}) in {self.seconds:.2f} s{built}")
         except Exception as err:  # keep serving from the file; say why
             self.error = f"{type(err).__name__}: {err}"
-            log.warning("column-major copy of X failed, serving from the file: %s", self.error)
+            say(f"the column-major copy of X failed, genes are read from the file (slower): {self.error}")
         finally:
             self.ready.set()
+
+    def _open(self) -> RowBlocks | ColumnFile:
+        if self.choice.kind == "memory":
+            return read_row_blocks(self.path)
+        if not self.choice.build:  # already column-major: read in place
+            return ColumnFile(self.path, "X")
+        report = build_column_file(self.path, self.store_path)
+        self.store_bytes = report.bytes
+        return ColumnFile(self.store_path, value_range=report.value_range, row_file=RowFile(self.path))
+
+    def describe(self) -> dict:
+        """For /galaxy/status and the benchmarks: which store, why, and what it cost."""
+        return {
+            "kind": self.choice.kind,
+            "reason": self.choice.reason,
+            "seconds": self.seconds,
+            "disk_bytes": self.store_bytes,
+        }
 
     def get_X_array(self, obs_mask=None, var_mask=None, wait: float = 300.0):
         # Reading a gene from the row-major file scans all of X: at 500k cells that is ~0.5 s
@@ -192,14 +207,43 @@ class ColumnStore:
 
 def matrix_format(path: Path | str) -> tuple[str, str]:
     """X's encoding and value dtype, from the file's attributes."""
+    layout = x_layout(path)
+    return layout.encoding, layout.dtype
+
+
+def x_layout(path: Path | str) -> XLayout:
+    """X's encoding, dtype, shape and stored values, from metadata alone."""
     with h5py.File(path, "r") as f:
         node = f["X"]
-        dtype = node.dtype if isinstance(node, h5py.Dataset) else node["data"].dtype
-        return encoding_of(node) or "array", str(dtype)
+        if isinstance(node, h5py.Dataset):
+            shape = tuple(int(s) for s in node.shape) + (1,) * (2 - node.ndim)
+            return XLayout(encoding_of(node) or "array", str(node.dtype), shape[:2], int(np.prod(shape[:2])))
+        shape = tuple(int(s) for s in node.attrs.get("shape", (0, 0)))
+        data = node["data"]
+        return XLayout(encoding_of(node) or "array", str(data.dtype), shape, int(data.shape[0]))
+
+
+def memory_budget_mb(options: ViewerOptions, environ: dict | None = None) -> int:
+    """The job's memory: --memory-mb, else Galaxy's GALAXY_MEMORY_MB (0: not known)."""
+    if options.memory_mb > 0:
+        return int(options.memory_mb)
+    raw = (os.environ if environ is None else environ).get("GALAXY_MEMORY_MB", "")
+    try:
+        return max(0, int(float(raw)))
+    except ValueError:
+        return 0
+
+
+def say(message: str) -> None:
+    """A line for the Galaxy job log (stdout, as serve.log writes)."""
+    print(f"[galaxy-cellxgene] {message}", flush=True)
 
 
 def start_column_copy(prepared: Path | str, options: ViewerOptions) -> ColumnStore | None:
-    """Start the copy now when it pays off, so it overlaps cellxgene's imports and load."""
-    if not use_column_copy(options, *matrix_format(prepared)):
+    """Choose the store (store_choice.py), say which and why, and start building it now, so it
+    overlaps cellxgene's imports and load. None: cellxgene reads X itself."""
+    choice = choose_store(x_layout(prepared), options.x_store, options.backed, memory_budget_mb(options))
+    say(f"X store: {choice.kind} ({choice.reason})")
+    if choice.kind == "cellxgene":
         return None
-    return ColumnStore(str(prepared)).start()
+    return ColumnStore(str(prepared), choice).start()

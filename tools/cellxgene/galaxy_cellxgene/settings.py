@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Distribution = Literal["auto", "normal", "count"]
+XStore = Literal["auto", "memory", "disk"]
 
 # Served by our own blueprint; relative, so the page finds them under any proxy prefix.
 FINISH_SCRIPT = "galaxy/static/finish.js"
@@ -34,6 +35,8 @@ class ViewerOptions:
     max_category_items: int = 1000
     diffexp_lfc_cutoff: float = 0.01
     backed: bool = False
+    x_store: XStore = "auto"  # where gene requests are read from (store_choice.py); auto: by memory_mb
+    memory_mb: int = 0  # the job's memory; 0: GALAXY_MEMORY_MB, else unknown
     idle_timeout_minutes: float = 0
     x_distribution: Distribution = "auto"
     # One user's differential expression must not exhaust the job's memory or cores.
@@ -119,12 +122,6 @@ def dataset_config(
         "diffexp__lfc_cutoff": float(options.diffexp_lfc_cutoff),
         "X_approximate_distribution": distribution(options, known_distribution),
     }
-
-
-def use_column_copy(options: ViewerOptions, x_encoding: str, x_dtype: str) -> bool:
-    """A CSC copy pays off for a row-major sparse X of floats (cellxgene's backed reader
-    refuses other dtypes); the user's backed mode means 'keep X on disk', so it wins."""
-    return not options.backed and x_encoding == "csr_matrix" and x_dtype in ("float32", "float64")
 
 
 # cellxgene's diffexp densifies each group: (cells x genes) float64, twice (X - mean, squared).

@@ -1,0 +1,149 @@
+"""Atlas-scale section (issue 17): plain cellxgene, the runtime with X's column copy in memory and
+with it on disk, side by side on 20,000-gene datasets of 100k and 1M cells.
+
+Per contender and repetition: time to the first gene (start -> /health -> schema -> one gene
+served), then CLICKS gene requests one after another (random genes plus the most detected gene,
+the worst case), each timed on the client as a browser would see it; peak RSS (VmHWM) of the
+server after the clicks, once its RSS has settled; for the runtime, the one-off cost of its column
+store (seconds, disk bytes) from /galaxy/status. Every contender runs under the same address-space
+ceiling for its data segment (`prlimit --data`), so "plain fails to open within N GiB" is measured,
+not guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from bench import procs
+
+MIB = 1024.0
+
+
+@dataclass
+class AtlasData:
+    path: Path
+    label: str
+    n_cells: int
+    genes: list[str]
+    densest: str  # the gene detected in the most cells: the largest answer
+
+    @classmethod
+    def load(cls, path: Path, label: str) -> AtlasData:
+        with h5py.File(path, "r") as f:
+            var = f["var"]
+            index = var[var.attrs["_index"]][()].astype(str).tolist()
+            n_cells = int(f["X"].attrs["shape"][0])
+            rate = var["detection_rate"][()] if "detection_rate" in var else None
+        densest = index[int(np.argmax(rate))] if rate is not None else index[0]
+        return cls(path, label, n_cells, index, densest)
+
+
+def _click(client: procs.Http, column: str, gene: str) -> float:
+    t0 = time.perf_counter()
+    status, _, body = client.get(procs.expression_path(column, gene), procs.BINARY_HEADERS)
+    elapsed = time.perf_counter() - t0
+    if status != 200 or not body:
+        raise procs.BenchError(f"gene {gene}: {status}")
+    return elapsed
+
+
+def _status(port: int) -> dict:
+    client = procs.Http(port)
+    try:
+        status, _, body = client.get("/galaxy/status", {"Accept": "application/json"})
+    finally:
+        client.close()
+    return json.loads(body) if status == 200 else {}
+
+
+def run_one(
+    ds: AtlasData,
+    name: str,
+    launch: procs.Launch,
+    run_dir: Path,
+    clicks: int,
+    seed: int,
+    wait_s: float,
+    log: Callable[[str], None],
+) -> dict:
+    st = procs.start(launch, procs.free_port(), run_dir, dict(os.environ))
+    try:
+        try:
+            rows = procs.wait_ready(st, ds.genes[len(ds.genes) // 3], deadline_s=wait_s, request_timeout=wait_s)
+        except (procs.BenchError, OSError) as err:
+            tail = st.log_tail(6)
+            # The server's own last word (cellxgene: "Error: Out of memory - file is too large ...").
+            said = [line.strip() for line in tail.splitlines() if line.strip()]
+            error = said[-1] if said else str(err).splitlines()[0]
+            log(f"atlas {ds.label} {name}: did not open: {error}")
+            return {"opened": False, "error": error, "log_tail": tail, "seconds": time.perf_counter() - st.t_start}
+        if rows != ds.n_cells:
+            raise procs.BenchError(f"{name}: first gene has {rows} rows, want {ds.n_cells}")
+        client = procs.Http(st.port, timeout=wait_s)
+        rng = random.Random(seed)
+        genes = [*rng.sample(ds.genes, clicks - 1), ds.densest]
+        rng.shuffle(genes)
+        times = [_click(client, st.var_column, g) for g in genes]
+        densest_ms = times[genes.index(ds.densest)] * 1000
+        client.close()
+        settled = procs.wait_rss_settled(st)
+        store = _status(st.port).get("x_store") if name != "plain" else None
+        rec = {
+            "opened": True,
+            "first_gene_s": st.ready_s,
+            "click_median_ms": statistics.median(times) * 1000,
+            "click_worst_ms": max(times) * 1000,
+            "click_densest_ms": densest_ms,
+            "peak_mib": settled.peak_kib / MIB,
+            "store": store,
+        }
+        log(
+            f"atlas {ds.label} {name}: first gene {rec['first_gene_s']:.1f} s, click median "
+            f"{rec['click_median_ms']:.1f} ms worst {rec['click_worst_ms']:.1f} ms, peak {rec['peak_mib']:.0f} MiB"
+        )
+        return rec
+    finally:
+        procs.stop(st)
+
+
+def summarize(ds_label: str, name: str, recs: list[dict]) -> dict:
+    ok = [r for r in recs if r["opened"]]
+    row: dict = {"cells": ds_label, "contender": name, "n": len(recs), "opened": len(ok), "raw": recs}
+    if not ok:
+        row["error"] = failure_reason(row)
+        return row
+    for key in ("first_gene_s", "click_median_ms", "click_worst_ms", "click_densest_ms", "peak_mib"):
+        row[key] = statistics.median(r[key] for r in ok)
+    stores = [r["store"] for r in ok if r.get("store")]
+    if stores:
+        row["store_kind"] = stores[0].get("kind")
+        row["build_s"] = statistics.median(s.get("seconds") or 0.0 for s in stores)
+        row["build_mib"] = statistics.median((s.get("disk_bytes") or 0) / 2**20 for s in stores)
+    return row
+
+
+def failure_reason(row: dict) -> str:
+    """The server's own last log line from the runs that did not open (else the harness's error)."""
+    said = [line.strip() for r in row.get("raw", []) for line in r.get("log_tail", "").splitlines() if line.strip()]
+    return said[-1] if said else str(row.get("error", "not run"))
+
+
+def add_ratios(rows: list[dict]) -> None:
+    by = {(r["cells"], r["contender"]): r for r in rows}
+    for r in rows:
+        plain = by.get((r["cells"], "plain"))
+        if r["contender"] == "plain" or not plain or not plain.get("first_gene_s") or not r.get("first_gene_s"):
+            continue
+        r["first_vs_plain"] = r["first_gene_s"] / plain["first_gene_s"]
+        r["peak_vs_plain"] = r["peak_mib"] / plain["peak_mib"]
+        r["click_vs_plain"] = r["click_median_ms"] / plain["click_median_ms"]
