@@ -277,7 +277,7 @@ def test_unusable_dataset_is_listed_with_its_problem_and_the_rest_still_opens(tm
     assert response.status_code == 409
     assert "embedding" in response.text.lower()
     assert job.client("good").schema()["dataframe"]["nObs"] == 200
-    assert "<broken>: ERROR" in job.log
+    assert "'<broken>': ERROR" in job.log  # repr: element names are user text
 
     only_broken = many({"b": broken}, wait_ready=False)
     assert only_broken.wait(120) == 2
