@@ -20,7 +20,8 @@
 # code path (podman as the engine, GALAXY_DOCKER_CMD to change it) in the image
 # scripts/build-image.sh builds; the default `local` runs them without a container.
 # GALAXY_CELLXGENE_CORE_TOOL=1 also loads Galaxy core's own cellxgene 1.1.1 interactive tool
-# (the same tool id) into the same panel section.
+# (the same tool id) into the same panel section. GALAXY_TOOLSHED_URL adds a Tool Shed
+# (scripts/toolshed.sh) to the ones admins can install from.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -134,7 +135,7 @@ secret() {
 
 export_env() {
     export GX_STATE="$STATE" GX_DESTINATION="$DESTINATION" GX_DOCKER_CMD="$DOCKER_CMD"
-    export GX_CORE_TOOL="${GALAXY_CELLXGENE_CORE_TOOL:-0}"
+    export GX_CORE_TOOL="${GALAXY_CELLXGENE_CORE_TOOL:-0}" GX_TOOLSHED_URL="${GALAXY_TOOLSHED_URL:-}"
     export GX_REPO="$REPO" GX_DATA="$DATA" GX_RUN="$RUN" GX_DEPS="$DEPS" GX_CREDENTIALS="$CREDENTIALS"
     export GALAXY_PORT GALAXY_WEB_PORT GXIT_PROXY_PORT
     GX_ADMIN_KEY="$(secret)"

@@ -100,10 +100,14 @@ tool_shed:
   log_level: INFO
 EOF
     log "starting the Tool Shed on $URL (log: $LOG)"
-    (cd "$DATA" && TOOL_SHED_CONFIG_FILE="$STATE/tool_shed.yml" setsid "$VENV/bin/python" -m uvicorn \
-        --factory tool_shed.webapp.fast_factory:factory --host 127.0.0.1 --port "$PORT" \
-        >>"$LOG" 2>&1 </dev/null &
-        echo $! >"$PIDFILE")
+    # The shed runs `hg` (repositories are Mercurial): the mercurial Galaxy's venv pins.
+    (
+        cd "$DATA"
+        PATH="$VENV/bin:$GALAXY_VENV/bin:$PATH" TOOL_SHED_CONFIG_FILE="$STATE/tool_shed.yml" \
+            setsid "$VENV/bin/python" -m uvicorn --factory tool_shed.webapp.fast_factory:factory \
+            --host 127.0.0.1 --port "$PORT" >>"$LOG" 2>&1 </dev/null &
+        echo $! >"$PIDFILE"
+    )
     TOOLSHED_URL="$URL" TOOLSHED_ADMIN_KEY="$key" TOOLSHED_CREDENTIALS="$CREDENTIALS" \
         "$VENV/bin/python" "$REPO/scripts/galaxy/toolshed_bootstrap.py" --pid "$(cat "$PIDFILE")" \
         || { tail -n 40 "$LOG" >&2; cmd_stop; exit 1; }

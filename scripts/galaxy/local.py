@@ -87,6 +87,16 @@ def core_cellxgene(galaxy_dir: Path) -> list[Path]:
     return found
 
 
+def write_tool_sheds(target: Path) -> None:
+    sheds = [("Galaxy Main Tool Shed", "https://toolshed.g2.bx.psu.edu/")]
+    local = os.environ.get("GX_TOOLSHED_URL")
+    if local:
+        sheds.insert(0, ("Local Tool Shed", local.rstrip("/") + "/"))
+    lines = ['<?xml version="1.0"?>', "<tool_sheds>"]
+    lines += [f'    <tool_shed name="{name}" url="{url}"/>' for name, url in sheds]
+    target.write_text("\n".join([*lines, "</tool_sheds>", ""]))
+
+
 def render() -> None:
     # find_spec, not an import: importing galaxy.tools costs seconds at every start.
     galaxy_spec = importlib.util.find_spec("galaxy")
@@ -110,6 +120,7 @@ def render() -> None:
         "TOOL_DESTINATIONS": tool_destinations(),
         "TOOLS_SECTION": "\n".join(f'    <tool file="{p}" />' for p in tool_files() + core_cellxgene(galaxy_dir)),
     }
+    write_tool_sheds(run / "tool_sheds_conf.xml")
     for template in ("galaxy.yml", "tool_conf.xml", "nginx.conf"):
         text = (HERE / f"{template}.in").read_text()
         for key, value in values.items():

@@ -154,6 +154,7 @@ def galaxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGalaxy]:
 # A second Galaxy that runs the cellxgene tools through Galaxy's own Docker code path (podman as
 # the engine, the image scripts/build-image.sh builds): same installation, its own state and ports.
 CONTAINER_STATE = Path(os.environ.get("GALAXY_CONTAINER_STATE") or ROOT / ".galaxy-container")
+TOOLSHED_URL = f"http://127.0.0.1:{os.environ.get('TOOLSHED_PORT') or 9009}/"
 CONTAINER_PORT = int(os.environ.get("GALAXY_CONTAINER_PORT") or int(os.environ.get("GALAXY_PORT") or 8080) + 10)
 
 
@@ -168,6 +169,8 @@ def galaxy_container(tmp_path_factory: pytest.TempPathFactory, built_image: str)
         "GALAXY_NO_DEMO": "1",
         # Galaxy core's own cellxgene 1.1.1 beside this repository's tool (test_tool_ids.py).
         "GALAXY_CELLXGENE_CORE_TOOL": "1",
+        # The local Tool Shed of test_toolshed_install.py (started only by that test).
+        "GALAXY_TOOLSHED_URL": TOOLSHED_URL,
     }
     env.pop("GALAXY_WEB_PORT", None)
     env.pop("GXIT_PROXY_PORT", None)
