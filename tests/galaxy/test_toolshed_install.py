@@ -190,11 +190,17 @@ def test_the_installed_viewer_opens(galaxy_container: LocalGalaxy, installed: di
     poll("the job's container metrics", lambda: ran_in_a_container(galaxy_container, job_id) or None, 120)
 
 
-def test_the_short_id_beside_core_and_the_shed_install(
+def test_the_short_id_resolves_to_a_tool_conf_tool_before_a_shed_install(
     galaxy_container: LocalGalaxy, installed: dict[str, Any]
 ) -> None:
-    """What the Visualize plugin (it POSTs the short id) gets when core 1.1.1, the repository's
-    own copy and the shed install are all loaded: Galaxy resolves an exact id first."""
-    tool = galaxy_container.get(f"tools/{VIEWER_TOOL}")
-    assert tool["version"] == OURS, tool
-    assert tool["id"] == VIEWER_TOOL, tool
+    """The trap behind docs/admin.md's tool-id advice: Galaxy resolves an exact id before any
+    Tool Shed guid, so the Visualize plugin's short id runs a tool_conf tool of that id (here
+    the repository's own copy; on a server, core's 1.1.1 if listed) rather than the shed install."""
+    history_id = galaxy_container.new_history("short id")
+    dataset = galaxy_container.upload_test_data(history_id, "pbmc_demo.h5ad", ext="h5ad")
+    run = galaxy_container.run_tool(
+        VIEWER_TOOL, history_id, {"input": {"src": "hda", "id": dataset["id"]}, "mode|mode_select": "check"}
+    )
+    job = galaxy_container.wait_for_job(run["jobs"][0]["id"], timeout=600)
+    assert job["tool_id"] == VIEWER_TOOL, job["tool_id"]
+    assert installed["guids"][VIEWER_TOOL] != VIEWER_TOOL
