@@ -15,6 +15,13 @@
 #   galaxy-web   :GALAXY_WEB_PORT  (GALAXY_PORT+1) Galaxy itself (uvicorn), also the job handler
 #   gx-it-proxy  :GXIT_PROXY_PORT  (GALAXY_PORT+2) routes entry points from interactivetools_map
 # Gravity is not used: it refuses to run as root, and CI runs as root.
+#
+# GALAXY_CELLXGENE_DESTINATION=container runs the cellxgene tools through Galaxy's own Docker
+# code path (podman as the engine, GALAXY_DOCKER_CMD to change it) in the image
+# scripts/build-image.sh builds; the default `local` runs them without a container.
+# GALAXY_CELLXGENE_CORE_TOOL=1 also loads Galaxy core's own cellxgene 1.1.1 interactive tool
+# (the same tool id) into the same panel section. GALAXY_TOOLSHED_URL adds a Tool Shed
+# (scripts/toolshed.sh) to the ones admins can install from.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +42,12 @@ LOGS="$RUN/logs"
 CREDENTIALS="$STATE/credentials.json"
 CONSTRAINTS="$REPO/scripts/galaxy/constraints.txt"
 GXIT_MAIN="$PROXY_DIR/node_modules/@galaxyproject/gx-it-proxy/lib/main.js"
+
+# Where the cellxgene tools run: `local` (no container, requirements from the runtime venv)
+# or `container` (Galaxy's own Docker code path with DOCKER_CMD as the engine, the image
+# scripts/build-image.sh builds; see docs/admin.md).
+DESTINATION="${GALAXY_CELLXGENE_DESTINATION:-local}"
+DOCKER_CMD="${GALAXY_DOCKER_CMD:-podman}"
 
 GALAXY_PORT="${GALAXY_PORT:-8080}"
 GALAXY_WEB_PORT="${GALAXY_WEB_PORT:-$((GALAXY_PORT + 1))}"
@@ -121,6 +134,8 @@ secret() {
 }
 
 export_env() {
+    export GX_STATE="$STATE" GX_DESTINATION="$DESTINATION" GX_DOCKER_CMD="$DOCKER_CMD"
+    export GX_CORE_TOOL="${GALAXY_CELLXGENE_CORE_TOOL:-0}" GX_TOOLSHED_URL="${GALAXY_TOOLSHED_URL:-}"
     export GX_REPO="$REPO" GX_DATA="$DATA" GX_RUN="$RUN" GX_DEPS="$DEPS" GX_CREDENTIALS="$CREDENTIALS"
     export GALAXY_PORT GALAXY_WEB_PORT GXIT_PROXY_PORT
     GX_ADMIN_KEY="$(secret)"
@@ -275,9 +290,21 @@ stop_jobs() {
     done
 }
 
+stop_containers() {
+    # Viewers Galaxy started in containers carry this Galaxy's label (docker_run_extra_arguments).
+    command -v "$DOCKER_CMD" >/dev/null || return 0
+    local ids
+    ids="$("$DOCKER_CMD" ps -q --filter "label=org.galaxy-cellxgene.galaxy-state=$STATE" 2>/dev/null)" || return 0
+    for id in $ids; do
+        log "stopping leftover job container $id"
+        "$DOCKER_CMD" kill "$id" >/dev/null 2>&1 || true
+    done
+}
+
 stop_all() {
     stop_one galaxy "$PATTERN_galaxy"
     stop_jobs
+    stop_containers
     stop_one proxy "$PATTERN_proxy"
     stop_one nginx "$PATTERN_nginx"
 }

@@ -21,6 +21,7 @@ import sqlite3
 import sys
 import time
 import warnings
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -54,6 +55,48 @@ def tool_files() -> list[Path]:
     return sorted(p for p in tools.glob("*.xml") if p.name != "macros.xml")
 
 
+DESTINATIONS = ("local", "container")
+
+
+def destination() -> str:
+    """Where the cellxgene tools run: `local` (no container) or `container` (Galaxy's Docker path)."""
+    value = os.environ.get("GX_DESTINATION") or "local"
+    if value not in DESTINATIONS:
+        raise SystemExit(f"GALAXY_CELLXGENE_DESTINATION={value!r}: use one of {', '.join(DESTINATIONS)}")
+    return value
+
+
+def tool_ids() -> list[str]:
+    return [ET.parse(path).getroot().get("id", "") for path in tool_files()]
+
+
+def tool_destinations() -> str:
+    """The job_config `tools:` list (YAML flow style) sending every cellxgene tool to the destination."""
+    if destination() == "local":
+        return "[]"
+    return "[" + ", ".join(f"{{id: {tool_id}, environment: container}}" for tool_id in tool_ids()) + "]"
+
+
+def core_cellxgene(galaxy_dir: Path) -> list[Path]:
+    """Galaxy core's own cellxgene interactive tool (1.1.1, same id), when GALAXY_CELLXGENE_CORE_TOOL=1."""
+    if os.environ.get("GX_CORE_TOOL") != "1":
+        return []
+    found = sorted((galaxy_dir / "tools" / "bundled" / "interactive").glob("interactivetool_cellxgene_1.*.xml"))
+    if not found:
+        raise SystemExit(f"GALAXY_CELLXGENE_CORE_TOOL=1 but this Galaxy ships no cellxgene tool in {galaxy_dir}")
+    return found
+
+
+def write_tool_sheds(target: Path) -> None:
+    sheds = [("Galaxy Main Tool Shed", "https://toolshed.g2.bx.psu.edu/")]
+    local = os.environ.get("GX_TOOLSHED_URL")
+    if local:
+        sheds.insert(0, ("Local Tool Shed", local.rstrip("/") + "/"))
+    lines = ['<?xml version="1.0"?>', "<tool_sheds>"]
+    lines += [f'    <tool_shed name="{name}" url="{url}"/>' for name, url in sheds]
+    target.write_text("\n".join([*lines, "</tool_sheds>", ""]))
+
+
 def render() -> None:
     # find_spec, not an import: importing galaxy.tools costs seconds at every start.
     galaxy_spec = importlib.util.find_spec("galaxy")
@@ -71,8 +114,13 @@ def render() -> None:
         "GXIT_PROXY_PORT": env("GXIT_PROXY_PORT"),
         "GALAXY_BUNDLED_TOOLS": str(galaxy_dir / "tools" / "bundled"),
         "VIZ_PLUGINS": str(galaxy_dir / "webapps" / "base" / "static" / "plugins" / "visualizations"),
-        "TOOLS_SECTION": "\n".join(f'    <tool file="{p}" />' for p in tool_files()),
+        "STATE": env("GX_STATE"),
+        "VENV_BIN": str(Path(sys.executable).parent),
+        "DOCKER_CMD": os.environ.get("GX_DOCKER_CMD") or "podman",
+        "TOOL_DESTINATIONS": tool_destinations(),
+        "TOOLS_SECTION": "\n".join(f'    <tool file="{p}" />' for p in tool_files() + core_cellxgene(galaxy_dir)),
     }
+    write_tool_sheds(run / "tool_sheds_conf.xml")
     for template in ("galaxy.yml", "tool_conf.xml", "nginx.conf"):
         text = (HERE / f"{template}.in").read_text()
         for key, value in values.items():
@@ -194,6 +242,7 @@ def bootstrap(demo_file: Path | None, galaxy_pid: int | None) -> None:
     credentials = {
         "url": url,
         "galaxy_version": version.get("version_major"),
+        "destination": destination(),
         "bootstrap_admin_key": env("GX_ADMIN_KEY"),
         "admin_email": ADMIN_EMAIL,
         "admin_password": admin_password,

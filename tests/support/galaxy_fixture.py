@@ -18,8 +18,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +91,6 @@ class LocalGalaxy(GalaxyApi):
         return ids
 
 
-@dataclass
-class _Started:
-    by_us: bool
-
-
 def _answers(credentials: dict[str, Any]) -> bool:
     """The stored keys work on the stored URL and the viewer tool is loaded."""
     try:
@@ -109,48 +103,86 @@ def _answers(credentials: dict[str, Any]) -> bool:
         return False
 
 
-def _read_credentials() -> dict[str, Any] | None:
-    if not CREDENTIALS.exists():
-        return None
-    return json.loads(CREDENTIALS.read_text())
-
-
 def _stale_tools(credentials_mtime: float) -> list[str]:
     tools = ROOT / "tools" / "cellxgene"
     return [p.name for p in tools.glob("*.xml") if p.stat().st_mtime > credentials_mtime]
 
 
-@pytest.fixture(scope="session")
-def galaxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGalaxy]:
-    credentials = _read_credentials()
-    started = _Started(by_us=False)
-    if credentials is not None and _answers(credentials):
-        stale = _stale_tools(CREDENTIALS.stat().st_mtime)
+def _start_or_reuse(
+    credentials_path: Path,
+    env: dict[str, str],
+    log: Path,
+    check: Callable[[dict[str, Any]], bool] = lambda _: True,
+) -> tuple[dict[str, Any], bool]:
+    """Credentials of a Galaxy that answers (reused, or started with `scripts/galaxy.sh start`)."""
+    credentials = json.loads(credentials_path.read_text()) if credentials_path.exists() else None
+    if credentials is not None and _answers(credentials) and check(credentials):
+        stale = _stale_tools(credentials_path.stat().st_mtime)
         if stale:
             # The running Galaxy parsed these before they changed; its tests would be old ones.
             print(f"warning: reusing a Galaxy started before {stale} changed; scripts/galaxy.sh stop reloads")
-    else:
-        log = tmp_path_factory.mktemp("galaxy") / "galaxy-start.log"
-        t0 = time.monotonic()
-        with log.open("w") as handle:
-            result = subprocess.run(
-                ["bash", str(GALAXY_SH), "start"],
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                timeout=1800,
-                check=False,
-            )
-        if result.returncode != 0:
-            pytest.fail(f"scripts/galaxy.sh start failed ({result.returncode}):\n{log.read_text()[-4000:]}")
-        started.by_us = True
-        print(f"local Galaxy started in {time.monotonic() - t0:.0f} s (log: {log})")
-        credentials = _read_credentials()
-        assert credentials is not None and _answers(credentials), "Galaxy started but does not answer"
+        return credentials, False
+    t0 = time.monotonic()
+    with log.open("w") as handle:
+        result = subprocess.run(
+            ["bash", str(GALAXY_SH), "start"],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            timeout=1800,
+            check=False,
+            env=env,
+        )
+    if result.returncode != 0:
+        pytest.fail(f"scripts/galaxy.sh start failed ({result.returncode}):\n{log.read_text()[-4000:]}")
+    print(f"local Galaxy started in {time.monotonic() - t0:.0f} s (log: {log})")
+    credentials = json.loads(credentials_path.read_text()) if credentials_path.exists() else None
+    assert credentials is not None and _answers(credentials), "Galaxy started but does not answer"
+    return credentials, True
+
+
+@pytest.fixture(scope="session")
+def galaxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGalaxy]:
+    log = tmp_path_factory.mktemp("galaxy") / "galaxy-start.log"
+    credentials, by_us = _start_or_reuse(CREDENTIALS, dict(os.environ), log)
     try:
         yield LocalGalaxy(credentials)
     finally:
-        if started.by_us:
+        if by_us:
             subprocess.run(["bash", str(GALAXY_SH), "stop"], check=False, timeout=120)
+
+
+# A second Galaxy that runs the cellxgene tools through Galaxy's own Docker code path (podman as
+# the engine, the image scripts/build-image.sh builds): same installation, its own state and ports.
+CONTAINER_STATE = Path(os.environ.get("GALAXY_CONTAINER_STATE") or ROOT / ".galaxy-container")
+TOOLSHED_URL = f"http://127.0.0.1:{os.environ.get('TOOLSHED_PORT') or 9009}/"
+CONTAINER_PORT = int(os.environ.get("GALAXY_CONTAINER_PORT") or int(os.environ.get("GALAXY_PORT") or 8080) + 10)
+
+
+@pytest.fixture(scope="session")
+def galaxy_container(tmp_path_factory: pytest.TempPathFactory, built_image: str) -> Iterator[LocalGalaxy]:
+    """A local Galaxy whose job configuration sends every cellxgene tool to a container destination."""
+    env = {
+        **os.environ,
+        "GALAXY_STATE": str(CONTAINER_STATE),
+        "GALAXY_PORT": str(CONTAINER_PORT),
+        "GALAXY_CELLXGENE_DESTINATION": "container",
+        "GALAXY_NO_DEMO": "1",
+        # Galaxy core's own cellxgene 1.1.1 beside this repository's tool (test_tool_ids.py).
+        "GALAXY_CELLXGENE_CORE_TOOL": "1",
+        # The local Tool Shed of test_toolshed_install.py (started only by that test).
+        "GALAXY_TOOLSHED_URL": TOOLSHED_URL,
+    }
+    env.pop("GALAXY_WEB_PORT", None)
+    env.pop("GXIT_PROXY_PORT", None)
+    log = tmp_path_factory.mktemp("galaxy-container") / "galaxy-start.log"
+    credentials, by_us = _start_or_reuse(
+        CONTAINER_STATE / "credentials.json", env, log, check=lambda c: c.get("destination") == "container"
+    )
+    try:
+        yield LocalGalaxy(credentials)
+    finally:
+        if by_us:
+            subprocess.run(["bash", str(GALAXY_SH), "stop"], check=False, timeout=120, env=env)
 
 
 @pytest.fixture(scope="session")
