@@ -89,3 +89,14 @@ def labels_text(cells: list[str], categories: dict[str, list[str]], index_name: 
 def cell_types(n: int = N_CELLS) -> list[str]:
     """A realistic user category: some cells labelled, the rest `unassigned` as cellxgene writes."""
     return ["T cells" if i % 3 == 0 else "B cells" if i % 3 == 1 else "unassigned" for i in range(n)]
+
+
+def write_matrix_h5ad(path, X):
+    """Write X alone (cells c0.., genes g0..) as an h5ad at `path`; returns the path."""
+    n_rows, n_cols = X.shape
+    ad.AnnData(
+        X,
+        obs=pd.DataFrame(index=[f"c{i}" for i in range(n_rows)]),
+        var=pd.DataFrame(index=[f"g{i}" for i in range(n_cols)]),
+    ).write_h5ad(path)
+    return path

@@ -5,26 +5,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import anndata as ad
 import h5py
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 from galaxy_cellxgene import columns
 from galaxy_cellxgene.settings import ViewerOptions
+from h5ad_builders import write_matrix_h5ad as write_h5ad
 from hypothesis import given
 from hypothesis import strategies as st
-
-
-def write_h5ad(path: Path, X) -> Path:
-    n_rows, n_cols = X.shape
-    ad.AnnData(
-        X,
-        obs=pd.DataFrame(index=[f"c{i}" for i in range(n_rows)]),
-        var=pd.DataFrame(index=[f"g{i}" for i in range(n_cols)]),
-    ).write_h5ad(path)
-    return path
 
 
 def random_csr(seed: int, n_rows: int, n_cols: int, density: float) -> sp.csr_matrix:

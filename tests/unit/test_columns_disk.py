@@ -9,11 +9,11 @@ from pathlib import Path
 import anndata as ad
 import h5py
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 from galaxy_cellxgene import column_file, columns, distribution
 from galaxy_cellxgene.store_choice import StoreChoice
+from h5ad_builders import write_matrix_h5ad
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,14 +21,7 @@ _names = itertools.count()
 
 
 def write_h5ad(directory: Path, X) -> Path:
-    path = directory / f"x{next(_names)}.h5ad"
-    n_rows, n_cols = X.shape
-    ad.AnnData(
-        X,
-        obs=pd.DataFrame(index=[f"c{i}" for i in range(n_rows)]),
-        var=pd.DataFrame(index=[f"g{i}" for i in range(n_cols)]),
-    ).write_h5ad(path)
-    return path
+    return write_matrix_h5ad(directory / f"x{next(_names)}.h5ad", X)
 
 
 @st.composite
