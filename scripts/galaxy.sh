@@ -25,6 +25,10 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_TAG=galaxy.sh
+# log, die, quiet_pip, pins_stamp, pinned_venv, with_testkit, bootstrap_key, pid_running, stop_pid
+# shellcheck source=galaxy/common.sh
+source "$REPO/scripts/galaxy/common.sh"
 GALAXY_VERSION=26.1.2
 GXIT_PROXY_VERSION=0.2.3
 
@@ -54,34 +58,12 @@ GALAXY_WEB_PORT="${GALAXY_WEB_PORT:-$((GALAXY_PORT + 1))}"
 GXIT_PROXY_PORT="${GXIT_PROXY_PORT:-$((GALAXY_PORT + 2))}"
 URL="http://127.0.0.1:$GALAXY_PORT"
 
-# `|| true`: after Ctrl-C a `| tee` reading our stderr may be gone; stopping must go on.
-log() { printf '[galaxy.sh] %s\n' "$*" >&2 || true; }
-die() { log "error: $*"; exit 1; }
-
-# pip prints a warning per package for find-links folders this machine lists but lacks.
-quiet_pip() { grep -v -e 'is ignored: it is neither a file nor a directory' || true; }
-
 # ---------------------------------------------------------------------------------- install
 
-install_stamp() {
-    # The venv is rebuilt when the version or the pins change, and reused otherwise.
-    printf '%s %s %s\n' "$GALAXY_VERSION" "$GXIT_PROXY_VERSION" "$(sha256sum "$CONSTRAINTS" | cut -c1-16)"
-}
-
 install_galaxy() {
-    local stamp="$VENV/.galaxy-install"
-    if [[ -f "$stamp" && "$(cat "$stamp")" == "$(install_stamp)" ]]; then
-        return 0
-    fi
-    log "installing Galaxy $GALAXY_VERSION into $VENV (pinned by scripts/galaxy/constraints.txt)"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "galaxy-web-apps==$GALAXY_VERSION" "galaxy-web-client==$GALAXY_VERSION" \
-        -c "$CONSTRAINTS" 2>&1 | quiet_pip
-    "$VENV/bin/python" -c "import galaxy.webapps.galaxy.fast_factory" \
-        || die "Galaxy installed but does not import"
-    install_stamp >"$stamp"
+    # The venv is rebuilt when the version or the pins change, and reused otherwise.
+    pinned_venv "$VENV" "$VENV/.galaxy-install" "$(pins_stamp "$GALAXY_VERSION" "$GXIT_PROXY_VERSION")" "" \
+        galaxy.webapps.galaxy.fast_factory "galaxy-web-apps==$GALAXY_VERSION" "galaxy-web-client==$GALAXY_VERSION"
 }
 
 install_proxy() {
@@ -123,15 +105,7 @@ install_runtime() {
     fi
 }
 
-secret() {
-    # One bootstrap admin key per installation, kept out of the repository.
-    local file="$STATE/bootstrap_admin_key"
-    if [[ ! -s "$file" ]]; then
-        mkdir -p "$STATE"
-        (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(20))' >"$file")
-    fi
-    cat "$file"
-}
+secret() { bootstrap_key "$STATE"; }
 
 export_env() {
     export GX_STATE="$STATE" GX_DESTINATION="$DESTINATION" GX_DOCKER_CMD="$DOCKER_CMD"
@@ -142,7 +116,7 @@ export_env() {
     export GX_ADMIN_KEY
 }
 
-local_py() { "$VENV/bin/python" "$REPO/scripts/galaxy/local.py" "$@"; }
+local_py() { with_testkit "$VENV/bin/python" "$REPO/scripts/galaxy/local.py" "$@"; }
 
 cmd_install() {
     local t0=$SECONDS proxy_pid
@@ -184,15 +158,7 @@ cmd_pins() {
 pidfile() { echo "$RUN/$1.pid"; }
 
 # A pid from a pidfile counts only while it still runs the program we started (pids recycle).
-running_pid() {
-    local name="$1" pattern="$2" file pid
-    file="$(pidfile "$name")"
-    [[ -s "$file" ]] || return 1
-    pid="$(cat "$file")"
-    [[ -r "/proc/$pid/cmdline" ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$pattern" || return 1
-    echo "$pid"
-}
+running_pid() { pid_running "$(pidfile "$1")" "$2"; }
 
 PATTERN_galaxy="galaxy-web"
 PATTERN_proxy="gx-it-proxy"
@@ -261,17 +227,8 @@ start_all() {
 stop_one() {
     local name="$1" pattern="$2" pid
     pid="$(running_pid "$name" "$pattern")" || { rm -f "$(pidfile "$name")"; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        [[ -d "/proc/$pid" ]] || break
-        sleep 0.2
-    done
-    if [[ -d "/proc/$pid" ]]; then
-        log "$name (pid $pid) ignored SIGTERM for 20 s: SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
+    stop_pid "$pid" "$name"
     rm -f "$(pidfile "$name")"
-    log "stopped $name (pid $pid)"
 }
 
 stop_jobs() {

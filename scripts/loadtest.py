@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
@@ -34,12 +33,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import requests
+from galaxy_cellxgene_testkit.jobs import Job, launch, new_job_dir, runtime_env, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_SRC = ROOT / "tools" / "cellxgene"
 API = "api/v0.2/"
 BINARY = {"Accept": "application/octet-stream"}
-READY = re.compile(r"ready on (http://\S+)")
 
 # Per client: a label autosave every SAVE_EVERY s (the UI autosaves at most every 2.5 s while a
 # user edits), a differential expression at most every DIFFEXP_EVERY s; otherwise one in
@@ -76,29 +75,21 @@ def rss_kib(pid: int, field_name: str = "VmRSS") -> int:
     return 0
 
 
-def start_runtime(dataset: Path, job_dir: Path, idle_minutes: float, extra: list[str]) -> tuple[subprocess.Popen, str]:
-    (job_dir / "working").mkdir(parents=True)
-    (job_dir / "outputs").mkdir()
-    log = (job_dir / "runtime.log").open("wb")
-    env = {**os.environ, "PYTHONPATH": str(RUNTIME_SRC), "PYTHONUNBUFFERED": "1"}
-    env.pop("GALAXY_CELLXGENE_IN_CONTAINER", None)
-    argv = [
-        sys.executable, "-m", "galaxy_cellxgene", "view", str(dataset.resolve()),
+def start_runtime(dataset: Path, parent: Path, idle_minutes: float, extra: list[str]) -> Job:
+    """The runtime as a Galaxy job runs it, ready once it registered and answers /health."""
+    job_dir = new_job_dir(parent)
+    args = [
+        "view", str(dataset.resolve()),
         "--annotations-out", str(job_dir / "outputs" / "annotations.csv"),
         "--gene-sets-out", str(job_dir / "outputs" / "gene_sets.csv"),
         "--register", "always", "--idle-timeout", str(idle_minutes), *extra,
     ]  # fmt: skip
-    proc = subprocess.Popen(argv, cwd=job_dir / "working", stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        match = READY.search((job_dir / "runtime.log").read_text(errors="replace"))
-        if match:
-            return proc, match.group(1)
-        if proc.poll() is not None:
-            raise SystemExit(f"runtime exited {proc.returncode}:\n{(job_dir / 'runtime.log').read_text()}")
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("runtime not ready in 300 s")
+    job = launch(job_dir, args, runtime_env({"PYTHONUNBUFFERED": "1"}, tool_dir=RUNTIME_SRC))
+    try:
+        wait_ready(job, timeout=300)
+    except AssertionError as err:
+        raise SystemExit(f"the runtime did not become ready: {err}") from None
+    return job
 
 
 def label_bodies(n_obs: int, client: int, variants: int = 2) -> list[bytes]:
@@ -211,9 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     bodies = [label_bodies(n_obs, i) for i in range(args.clients)]
 
     args.work.mkdir(parents=True, exist_ok=True)
-    job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=args.work))
+    work = Path(tempfile.mkdtemp(prefix="loadtest-", dir=args.work))
     started = time.monotonic()
-    proc, url = start_runtime(args.dataset, job_dir, args.idle_timeout, args.runtime_args)
+    job = start_runtime(args.dataset, work, args.idle_timeout, args.runtime_args)
+    proc, url, job_dir = job.proc, job.url, job.job_dir
     summary: dict = {"dataset": str(args.dataset), "clients": args.clients, "duration_s": args.duration}
     try:
         summary["start_s"] = round(time.monotonic() - started, 2)
@@ -301,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["output_rows"] = len(saved)
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
+            job.send(signal.SIGKILL)
             proc.wait(10)
 
     checks = {
@@ -326,10 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
     if not args.keep:
-        shutil.rmtree(job_dir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     return 0 if summary["passed"] else 1
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(RUNTIME_SRC))
     sys.exit(main())

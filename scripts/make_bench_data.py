@@ -29,6 +29,8 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import anndata
@@ -80,6 +82,48 @@ def gene_table(rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray, np.n
     return var, density, mean_count
 
 
+@dataclass
+class RowBlock:
+    """Rows start..stop of a generated matrix, as CSR pieces (columns sorted within each row)."""
+
+    start: int
+    stop: int
+    cols: np.ndarray  # int32 column of each stored value, row by row
+    counts: np.ndarray  # float32 raw counts
+    x_vals: np.ndarray  # float32 library-size normalised, log1p: what X holds in an analysed h5ad
+    row_len: np.ndarray  # stored values per row
+    row_sum: np.ndarray  # total counts per row
+
+
+def row_blocks(
+    rng: np.random.Generator,
+    n_cells: int,
+    rows_per_block: int,
+    density: np.ndarray,
+    mean_count: np.ndarray,
+    depth_sigma: float | None = None,
+) -> Iterator[RowBlock]:
+    """Generate the matrix in blocks of rows, bounding the temporary dense draw at
+    rows_per_block x n_genes float32. depth_sigma: each cell's own log-normal depth factor
+    (deeper cells detect more genes, so row totals vary like real libraries)."""
+    for start in range(0, n_cells, rows_per_block):
+        stop = min(start + rows_per_block, n_cells)
+        depth = None if depth_sigma is None else rng.lognormal(0.0, depth_sigma, size=(stop - start, 1))
+        draw = rng.random((stop - start, len(density)), dtype=np.float32)
+        if depth is not None:
+            draw /= depth.astype(np.float32)
+        mask = draw < density[None, :]
+        del draw
+        # nonzero walks row-major, so columns come out sorted within each row: canonical CSR.
+        rows, cols = np.nonzero(mask)
+        del mask
+        counts = (1 + rng.poisson(mean_count[cols])).astype(np.float32)
+        row_len = np.bincount(rows, minlength=stop - start)
+        row_sum = np.bincount(rows, weights=counts, minlength=stop - start)
+        x_vals = np.log1p(counts / row_sum[rows] * 1e4).astype(np.float32)
+        yield RowBlock(start, stop, cols.astype(np.int32), counts, x_vals, row_len, row_sum)
+
+
 def build_matrices(
     n_cells: int, rng: np.random.Generator, density: np.ndarray, mean_count: np.ndarray
 ) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
@@ -88,22 +132,11 @@ def build_matrices(
     idx_chunks: list[np.ndarray] = []
     cnt_chunks: list[np.ndarray] = []
     x_chunks: list[np.ndarray] = []
-    for start in range(0, n_cells, CHUNK):
-        stop = min(start + CHUNK, n_cells)
-        mask = rng.random((stop - start, N_GENES), dtype=np.float32) < density[None, :]
-        # nonzero walks row-major, so columns come out sorted within each row: canonical CSR.
-        rows, cols = np.nonzero(mask)
-        del mask
-        counts = (1 + rng.poisson(mean_count[cols])).astype(np.float32)
-        row_len = np.bincount(rows, minlength=stop - start)
-        row_sum = np.bincount(rows, weights=counts, minlength=stop - start)
-        # Library-size normalisation then log1p: what X holds in a typical analysed h5ad.
-        x_vals = np.log1p(counts / row_sum[rows] * 1e4).astype(np.float32)
-        indptr[start + 1 : stop + 1] = indptr[start] + np.cumsum(row_len)
-        idx_chunks.append(cols.astype(np.int32))
-        cnt_chunks.append(counts)
-        x_chunks.append(x_vals)
-        del rows, cols
+    for block in row_blocks(rng, n_cells, CHUNK, density, mean_count):
+        indptr[block.start + 1 : block.stop + 1] = indptr[block.start] + np.cumsum(block.row_len)
+        idx_chunks.append(block.cols)
+        cnt_chunks.append(block.counts)
+        x_chunks.append(block.x_vals)
     indices = np.concatenate(idx_chunks)
     del idx_chunks
     counts_all = np.concatenate(cnt_chunks)
@@ -252,27 +285,14 @@ def make_atlas(n_cells: int, out_dir: Path, seed: int, force: bool, n_genes: int
         raw.attrs["encoding-version"] = "0.1.0"
         raw_x = _csr_group(raw, "X", shape)
         indptr = np.zeros(n_cells + 1, dtype=np.int64)
-        for start in range(0, n_cells, ATLAS_ROWS):
-            stop = min(start + ATLAS_ROWS, n_cells)
-            # Each cell's own depth factor makes row totals vary like real libraries.
-            depth = rng.lognormal(0.0, 0.4, size=(stop - start, 1)).astype(np.float32)
-            draw = rng.random((stop - start, n_genes), dtype=np.float32)
-            draw /= depth  # deeper cells detect more genes
-            mask = draw < density[None, :]
-            del draw
-            rows, cols = np.nonzero(mask)
-            del mask
-            counts = (1 + rng.poisson(mean_count[cols])).astype(np.float32)
-            row_len = np.bincount(rows, minlength=stop - start)
-            row_sum = np.bincount(rows, weights=counts, minlength=stop - start)
-            x_vals = np.log1p(counts / row_sum[rows] * 1e4).astype(np.float32)
-            indptr[start + 1 : stop + 1] = indptr[start] + np.cumsum(row_len)
-            cols32 = cols.astype(np.int32)
-            for group, values in ((x, x_vals), (counts_group, counts), (raw_x, x_vals)):
+        for block in row_blocks(rng, n_cells, ATLAS_ROWS, density, mean_count, depth_sigma=0.4):
+            start, stop = block.start, block.stop
+            indptr[start + 1 : stop + 1] = indptr[start] + np.cumsum(block.row_len)
+            for group, values in ((x, block.x_vals), (counts_group, block.counts), (raw_x, block.x_vals)):
                 _append(group, "data", values)
-                _append(group, "indices", cols32)
-            n_counts[start:stop] = row_sum
-            n_genes_per_cell[start:stop] = row_len
+                _append(group, "indices", block.cols)
+            n_counts[start:stop] = block.row_sum
+            n_genes_per_cell[start:stop] = block.row_len
         for group in (x, counts_group, raw_x):
             group["indptr"][...] = indptr
         nnz = int(indptr[-1])

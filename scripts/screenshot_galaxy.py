@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts" / "galaxy"))
+from galaxy_cellxgene_testkit.galaxy_api import GalaxyApi
 
-from galaxy_api import GalaxyApi  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CHROMIUM = "/usr/bin/chromium"
 # Without these, chromium keeps dialling out to hosts this machine cannot reach.

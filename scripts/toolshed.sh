@@ -16,6 +16,9 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_TAG=toolshed.sh
+# shellcheck source=galaxy/common.sh
+source "$REPO/scripts/galaxy/common.sh"
 GALAXY_VERSION=26.1.2
 GX="${GALAXY_ROOT:-$REPO/.galaxy}"
 GALAXY_VENV="$GX/venv"
@@ -28,48 +31,16 @@ PIDFILE="$STATE/toolshed.pid"
 LOG="$STATE/toolshed.log"
 CREDENTIALS="$STATE/credentials.json"
 
-log() { printf '[toolshed.sh] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-quiet_pip() { grep -v -e 'is ignored: it is neither a file nor a directory' || true; }
-
-install_stamp() { printf '%s %s\n' "$GALAXY_VERSION" "$(sha256sum "$REPO/scripts/galaxy/constraints.txt" | cut -c1-16)"; }
-
 cmd_install() {
     [[ -x "$GALAXY_VENV/bin/python" ]] || die "no Galaxy venv in $GALAXY_VENV: scripts/galaxy.sh install first"
-    local stamp="$VENV/.toolshed-install"
-    if [[ -f "$stamp" && "$(cat "$stamp")" == "$(install_stamp)" ]]; then
-        return 0
-    fi
-    log "installing galaxy-tool-shed $GALAXY_VERSION into $VENV (on top of $GALAXY_VENV)"
-    rm -rf "$VENV"
-    "$GALAXY_VENV/bin/python" -m venv "$VENV"
-    local site galaxy_site
-    site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-    galaxy_site="$("$GALAXY_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-    # The Galaxy venv's packages, read-only, after this venv's own.
-    printf '%s\n' "$galaxy_site" >"$site/galaxy-venv.pth"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "galaxy-tool-shed==$GALAXY_VERSION" mercurial \
-        -c "$REPO/scripts/galaxy/constraints.txt" 2>&1 | quiet_pip
-    "$VENV/bin/python" -c "import tool_shed.webapp.fast_factory, mercurial" || die "the Tool Shed does not import"
-    install_stamp >"$stamp"
+    # On top of the Galaxy venv's packages (read-only, after this venv's own).
+    pinned_venv "$VENV" "$VENV/.toolshed-install" "$(pins_stamp "$GALAXY_VERSION")" "$GALAXY_VENV" \
+        tool_shed.webapp.fast_factory,mercurial "galaxy-tool-shed==$GALAXY_VERSION" mercurial
 }
 
-secret() {
-    local file="$STATE/bootstrap_admin_key"
-    if [[ ! -s "$file" ]]; then
-        mkdir -p "$STATE"
-        (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(20))' >"$file")
-    fi
-    cat "$file"
-}
+secret() { bootstrap_key "$STATE"; }
 
-running() {
-    [[ -s "$PIDFILE" ]] || return 1
-    local pid
-    pid="$(cat "$PIDFILE")"
-    [[ -r "/proc/$pid/cmdline" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q fast_factory && echo "$pid"
-}
+running() { pid_running "$PIDFILE" fast_factory; }
 
 cmd_start() {
     cmd_install
@@ -109,21 +80,15 @@ EOF
         echo $! >"$PIDFILE"
     )
     TOOLSHED_URL="$URL" TOOLSHED_ADMIN_KEY="$key" TOOLSHED_CREDENTIALS="$CREDENTIALS" \
-        "$VENV/bin/python" "$REPO/scripts/galaxy/toolshed_bootstrap.py" --pid "$(cat "$PIDFILE")" \
+        with_testkit "$VENV/bin/python" "$REPO/scripts/galaxy/toolshed_bootstrap.py" --pid "$(cat "$PIDFILE")" \
         || { tail -n 40 "$LOG" >&2; cmd_stop; exit 1; }
 }
 
 cmd_stop() {
     local pid
     pid="$(running)" || { rm -f "$PIDFILE"; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        [[ -d "/proc/$pid" ]] || break
-        sleep 0.2
-    done
-    [[ -d "/proc/$pid" ]] && kill -KILL "$pid" 2>/dev/null
+    stop_pid "$pid" "the Tool Shed"
     rm -f "$PIDFILE"
-    log "stopped the Tool Shed (pid $pid)"
 }
 
 case "${1:-}" in

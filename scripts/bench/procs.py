@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from galaxy_cellxgene_testkit.health import healthy
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Exactly what Chromium sends (seen from Debian's chromium 156 on http://127.0.0.1): Flask-Compress
 # then answers with zstd, its first choice, so the server's compression cost is the real one.
@@ -278,21 +280,12 @@ def wait_ready(
     Returns the number of cells in the expression answer, so the caller can check it.
     """
     end = time.perf_counter() + deadline_s
-    while True:
+    base_url = f"http://127.0.0.1:{st.port}/"
+    while not healthy(base_url, timeout=5):
         if st.proc.poll() is not None:
             raise BenchError(f"{st.launch.name} exited {st.proc.returncode} before ready:\n{st.log_tail()}")
         if time.perf_counter() > end:
             raise BenchError(f"{st.launch.name} not healthy within {deadline_s} s:\n{st.log_tail()}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", st.port, timeout=5)
-            conn.request("GET", "/health")
-            resp = conn.getresponse()
-            resp.read()
-            conn.close()
-            if resp.status == 200:
-                break
-        except OSError:
-            pass
         time.sleep(poll_s)  # poll interval of a readiness check with a deadline, not a stand-in for one
     st.t_health = time.perf_counter()
     client = Http(st.port, timeout=request_timeout)

@@ -24,10 +24,10 @@ import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+# galaxy.sh puts testkit/src on PYTHONPATH: Galaxy's venv has requests, which is all this needs.
+from galaxy_cellxgene_testkit.galaxy_api import GalaxyApi
 
-from galaxy_api import GalaxyApi  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 ADMIN_EMAIL = "admin@example.org"
 DEMO_EMAIL = "demo@example.org"

@@ -13,10 +13,8 @@ import secrets
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from galaxy_api import GalaxyApi, GalaxyError  # noqa: E402
+# toolshed.sh puts testkit/src on PYTHONPATH: the Tool Shed's venv has requests, all this needs.
+from galaxy_cellxgene_testkit.galaxy_api import GalaxyApi, GalaxyError
 
 ADMIN_EMAIL = "admin@example.org"
 OWNER = "iuc"

@@ -19,16 +19,11 @@ import anndata
 import pandas as pd
 import pytest
 import requests
-from support.container_fixture import (
-    DECLARED_PORT,
-    JOB_UID,
-    ROOT,
-    answers,
-    podman,
-    view_command,
-    wait_until,
-)
-from support.ui_client import UiClient
+from galaxy_cellxgene_testkit.health import healthy, wait_until
+from galaxy_cellxgene_testkit.jobs import DECLARED_PORT
+from galaxy_cellxgene_testkit.jobs import REPO as ROOT
+from galaxy_cellxgene_testkit.ui_client import UiClient
+from support.container_fixture import JOB_UID, podman, view_command
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -252,7 +247,7 @@ def test_run_image_script_ends_on_stop_and_on_ctrl_c(built_image: str, tmp_path:
     url = f"http://127.0.0.1:{port}/"
     try:
         try:
-            wait_until(lambda: answers(url + "health"), 180, "/health", proc)
+            wait_until(lambda: healthy(url), 180, "/health", proc)
         except AssertionError as err:
             raise AssertionError(f"{err}\n{log_path.read_text(errors='replace')}") from None
         assert podman("exec", name, "id", "-u").stdout.strip() == "1000"

@@ -14,9 +14,9 @@ from typing import Any
 import anndata as ad
 import pytest
 import requests
+from galaxy_cellxgene_testkit.ui_client import UiClient
 from support.galaxy_fixture import LocalGalaxy, poll, read_labels_csv
 from support.multi_data import make_dataset
-from support.ui_client import UiClient
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.slow, pytest.mark.timeout(1800)]
 

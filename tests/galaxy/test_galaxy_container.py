@@ -20,8 +20,8 @@ from typing import Any
 import anndata as ad
 import pandas as pd
 import pytest
+from galaxy_cellxgene_testkit.entry_points import open_viewer
 from support.galaxy_fixture import CONTAINER_STATE, TEST_DATA, VIEWER_TOOL, LocalGalaxy, poll, read_labels_csv
-from support.ui_client import UiClient
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -40,16 +40,6 @@ def launch(galaxy: LocalGalaxy, history_id: str, dataset_id: str) -> tuple[dict[
     inputs = {"input": {"src": "hda", "id": dataset_id}, "mode|mode_select": "view", "mode|idle_timeout": 0}
     run = galaxy.run_tool(VIEWER_TOOL, history_id, inputs)
     return run["jobs"][0], galaxy.output_ids(run)
-
-
-def open_entry_point(galaxy: LocalGalaxy, job_id: str) -> tuple[dict[str, Any], UiClient]:
-    entry_point = galaxy.wait_for_entry_point(job_id, timeout=ENTRY_POINT_TIMEOUT)
-    # The URL Galaxy reports (path-based, on Galaxy's own origin; its shape is Galaxy's business).
-    url = galaxy.entry_point_url(entry_point)
-    assert url.startswith(galaxy.url + "/"), url
-    ui = UiClient(url)
-    poll("cellxgene through gx-it-proxy", lambda: ui.health() if ui.get("health").ok else None, 60)
-    return entry_point, ui
 
 
 def job_directory(galaxy: LocalGalaxy, job_id: str) -> Path:
@@ -73,21 +63,12 @@ def settle_after_stop(galaxy: LocalGalaxy, job_id: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def history(galaxy_container: LocalGalaxy) -> str:
-    return galaxy_container.new_history(f"pytest container {time.strftime('%H:%M:%S')}")
-
-
-@pytest.fixture(scope="module")
-def demo(galaxy_container: LocalGalaxy, history: str) -> dict[str, Any]:
-    return galaxy_container.upload_test_data(history, "pbmc_demo.h5ad", ext="h5ad")
-
-
-@pytest.fixture(scope="module")
-def running(galaxy_container: LocalGalaxy, history: str, demo: dict[str, Any]) -> dict[str, Any]:
+def running(galaxy_container: LocalGalaxy, galaxy_container_demo: dict[str, Any]) -> dict[str, Any]:
     """One viewer on the container destination, open through the proxy (finished by test_finish)."""
     submitted = time.monotonic()
-    job, outputs = launch(galaxy_container, history, demo["id"])
-    entry_point, ui = open_entry_point(galaxy_container, job["id"])
+    demo = galaxy_container_demo
+    job, outputs = launch(galaxy_container, demo["history_id"], demo["id"])
+    entry_point, ui = open_viewer(galaxy_container, job["id"], timeout=ENTRY_POINT_TIMEOUT)
     active_after = time.monotonic() - submitted
     print(f"container destination: submit -> active entry point answering in {active_after:.1f} s")
     job_dir = job_directory(galaxy_container, job["id"])
@@ -155,10 +136,10 @@ def test_label_save_lands_in_the_output_and_finish_writes_the_merged_h5ad(
     assert merged.shape == ad.read_h5ad(TEST_DATA / "pbmc_demo.h5ad", backed="r").shape
 
 
-def test_stop_keeps_the_last_save(galaxy_container: LocalGalaxy, history: str, demo: dict[str, Any]) -> None:
+def test_stop_keeps_the_last_save(galaxy_container: LocalGalaxy, galaxy_container_demo: dict[str, Any]) -> None:
     galaxy = galaxy_container
-    job, outputs = launch(galaxy, history, demo["id"])
-    entry_point, ui = open_entry_point(galaxy, job["id"])
+    job, outputs = launch(galaxy, galaxy_container_demo["history_id"], galaxy_container_demo["id"])
+    entry_point, ui = open_viewer(galaxy, job["id"], timeout=ENTRY_POINT_TIMEOUT)
     name = json.loads((job_directory(galaxy, job["id"]) / "configs" / "container_config.json").read_text())[
         "container_name"
     ]
@@ -181,8 +162,11 @@ def test_stop_keeps_the_last_save(galaxy_container: LocalGalaxy, history: str, d
     poll(f"container {name} to be gone after Stop", gone, 60)
 
 
-def test_failing_input_shows_the_runtime_message(galaxy_container: LocalGalaxy, history: str) -> None:
+def test_failing_input_shows_the_runtime_message(
+    galaxy_container: LocalGalaxy, galaxy_container_demo: dict[str, Any]
+) -> None:
     galaxy = galaxy_container
+    history = galaxy_container_demo["history_id"]
     broken = galaxy.upload_test_data(history, "broken_no_embedding.h5ad", ext="h5ad")
     job, _ = launch(galaxy, history, broken["id"])
     finished = galaxy.wait_for_job(job["id"], timeout=JOB_TIMEOUT)
@@ -200,7 +184,7 @@ def test_time_to_active_entry_point_without_a_container(
     """The same measurement on the no-container destination, for the admin guide's comparison."""
     submitted = time.monotonic()
     job, _ = launch(galaxy, galaxy_history, galaxy_demo["id"])
-    entry_point, _ = open_entry_point(galaxy, job["id"])
+    entry_point, _ = open_viewer(galaxy, job["id"], timeout=ENTRY_POINT_TIMEOUT)
     active_after = time.monotonic() - submitted
     print(f"no-container destination: submit -> active entry point answering in {active_after:.1f} s")
     record_property("local_submit_to_active_s", round(active_after, 1))

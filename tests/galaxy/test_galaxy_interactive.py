@@ -2,7 +2,7 @@
 
 The viewer is launched through Galaxy's API, reached through the one front URL (nginx ->
 gx-it-proxy -> cellxgene on the port the runtime registered in container_runtime.json), and
-driven over HTTP the way cellxgene's web client drives it (tests/support/ui_client.py).
+driven over HTTP the way cellxgene's web client drives it (galaxy_cellxgene_testkit.ui_client).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 import anndata as ad
 import pandas as pd
 import pytest
+from galaxy_cellxgene_testkit.entry_points import open_viewer as open_entry_point
+from galaxy_cellxgene_testkit.ui_client import UiClient
 from support.galaxy_fixture import MERGE_TOOL, TEST_DATA, VIEWER_TOOL, LocalGalaxy, poll, read_labels_csv
-from support.ui_client import UiClient
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -56,12 +57,9 @@ def launch_viewer(
 
 
 def open_viewer(galaxy: LocalGalaxy, job_id: str) -> tuple[dict[str, Any], UiClient]:
-    entry_point = galaxy.wait_for_entry_point(job_id, timeout=ENTRY_POINT_TIMEOUT)
-    url = galaxy.entry_point_url(entry_point)
+    entry_point, ui = open_entry_point(galaxy, job_id, timeout=ENTRY_POINT_TIMEOUT)
     # Through the front URL: the same origin as Galaxy, under its entry point path.
-    assert url.startswith(galaxy.url + "/interactivetool/ep/"), url
-    ui = UiClient(url)
-    poll("cellxgene through the proxy", lambda: ui.health() if ui.get("health").ok else None, 60)
+    assert ui.base_url.startswith(galaxy.url + "/interactivetool/ep/"), ui.base_url
     return entry_point, ui
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 import requests
+from galaxy_cellxgene_testkit.ui_client import UiClient
 from support.galaxy_fixture import CONTAINER_STATE, TOOLSHED_URL, VIEWER_TOOL, LocalGalaxy, poll
-from support.ui_client import UiClient
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)]
 

@@ -13,7 +13,7 @@ import re
 import pytest
 import requests
 from galaxy_cellxgene import entry_path
-from support.ui_client import FINISH_HEADERS, UiClient
+from galaxy_cellxgene_testkit.ui_client import FINISH_HEADERS, UiClient
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from galaxy_cellxgene.labels import LabelsError, read_labels
-from support.ui_client import UiClient
+from galaxy_cellxgene_testkit.ui_client import UiClient
 
 # cellxgene sets sys.tracebacklimit = 0, so an uncaught exception prints no "Traceback" line,
 # only "SomeError: ..." and the chain's separators: look for all of them.

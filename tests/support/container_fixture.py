@@ -14,7 +14,6 @@ declared port published (here on loopback, on a port the engine picks).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import shutil
@@ -24,28 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
+from galaxy_cellxgene_testkit.health import healthy, wait_until
+from galaxy_cellxgene_testkit.jobs import DECLARED_PORT, TOOL_DIR, Job, registered_url
+from galaxy_cellxgene_testkit.jobs import REPO as ROOT
 
-from support.fixtures import wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-TOOL_DIR = ROOT / "tools" / "cellxgene"
 DEFAULT_IMAGE = "quay.io/galaxy-cellxgene/cellxgene-galaxy:1.3.0--galaxy0"
 IMAGE = os.environ.get("GALAXY_CELLXGENE_IMAGE", DEFAULT_IMAGE)
-DECLARED_PORT = 8888
 # A Galaxy user id that does not exist in the image, as on a real Galaxy server.
 JOB_UID = 1234
 
 
 def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(["podman", *args], capture_output=True, text=True, check=check, timeout=timeout)
-
-
-def answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).ok
-    except requests.RequestException:
-        return False
 
 
 @pytest.fixture(scope="session")
@@ -67,30 +56,21 @@ def built_image() -> str:
 
 
 @dataclass
-class GalaxyContainerJob:
-    name: str
-    proc: subprocess.Popen
-    job_dir: Path
-    log_path: Path
-    url: str = ""
+class GalaxyContainerJob(Job):
+    """A job of Galaxy's Docker destination: `podman run` is proc, the container is `name`."""
 
-    @property
-    def working(self) -> Path:
-        return self.job_dir / "working"
+    name: str = ""
 
     @property
     def outputs(self) -> Path:
         return self.job_dir / "outputs"
 
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def send(self, sig: int) -> None:
+        """Signal the container's processes, as the engine's kill does."""
+        podman("kill", "--signal", str(int(sig)), self.name, check=False)
 
     def exec(self, *argv: str) -> str:
         return podman("exec", self.name, *argv).stdout
-
-    def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout=timeout)
 
     def remove(self) -> None:
         """Teardown of this one container (by name), then of the `podman run` we started."""
@@ -193,17 +173,16 @@ def start_galaxy_job(
     ]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    job = GalaxyContainerJob(name, proc, job_dir, log_path)
+    job = GalaxyContainerJob(proc, job_dir, log_path, name=name)
     if not wait_ready:
         return job
     try:
         if host_network:
-            entry = wait_until(lambda: registered(job_dir), ready_timeout, "container_runtime.json", proc)
-            job.url = f"http://{entry['host']}:{entry['port']}/"
+            job.url = wait_until(lambda: registered_url(job_dir), ready_timeout, "container_runtime.json", proc)
         else:
             port = wait_until(lambda: published_port(name), 60, "the published port", proc)
             job.url = f"http://127.0.0.1:{port}/"
-        wait_until(lambda: answers(job.url + "health"), ready_timeout, "/health", proc)
+        wait_until(lambda: healthy(job.url), ready_timeout, "/health", proc)
     except AssertionError as err:
         job.remove()
         raise AssertionError(f"{err}\n--- container log ---\n{job.log}") from None
@@ -222,14 +201,6 @@ def job_volumes(job_dir: Path, files: Path, singularity_style: bool) -> list[str
         return [*volumes, f"{job_dir}:{job_dir}:rw"]
     outputs, working = job_dir / "outputs", job_dir / "working"
     return [*volumes, f"{job_dir}:{job_dir}:ro", f"{outputs}:{outputs}:rw", f"{working}:{working}:rw"]
-
-
-def registered(job_dir: Path) -> dict | None:
-    """The entry Galaxy's runner would read from <job>/container_runtime.json."""
-    path = job_dir / "container_runtime.json"
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())[str(DECLARED_PORT)]
 
 
 def published_port(name: str) -> int | None:

@@ -1,64 +1,64 @@
 """Start the real runtime the way Galaxy does: a job dir, `working/` as cwd, outputs beside it.
 
-The fixture waits for the runtime's own readiness signal (container_runtime.json, then
-/health answering), never for a fixed time.
+The launcher and the readiness wait (container_runtime.json, then /health answering, never a
+fixed time) live in galaxy_cellxgene_testkit.jobs; this plugin adds the single tool's output
+paths and the fixtures.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
+from galaxy_cellxgene_testkit.health import healthy, wait_until
+from galaxy_cellxgene_testkit.jobs import DEMO, REPO, TEST_DATA, TOOL_DIR, Job, launch, new_job_dir, runtime_env
+from galaxy_cellxgene_testkit.jobs import wait_ready as wait_registered
+from galaxy_cellxgene_testkit.ui_client import UiClient
 
-from support.ui_client import UiClient
-
-ROOT = Path(__file__).resolve().parents[2]
-TEST_DATA = ROOT / "test-data"
-TOOL_DIR = ROOT / "tools" / "cellxgene"
-DEMO = TEST_DATA / "pbmc_demo.h5ad"
+ROOT = REPO
+__all__ = [
+    "DEMO",
+    "ROOT",
+    "TEST_DATA",
+    "TOOL_DIR",
+    "RuntimeJob",
+    "healthy",
+    "runtime_command",
+    "start_job",
+    "wait_until",
+]
 
 
 @dataclass
-class RuntimeJob:
-    proc: subprocess.Popen
-    job_dir: Path
-    annotations: Path
-    gene_sets: Path
-    merged: Path
-    log_path: Path
-    url: str = ""
+class RuntimeJob(Job):
+    """A `view` job with the single tool's outputs where the tool XML puts them."""
+
     client: UiClient = field(init=False)
 
     def __post_init__(self) -> None:
         self.client = UiClient(self.url) if self.url else None  # type: ignore[assignment]
 
     @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def annotations(self) -> Path:
+        return self.job_dir / "outputs" / "annotations.dat"
 
-    def send(self, sig: int) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
+    @property
+    def gene_sets(self) -> Path:
+        return self.job_dir / "outputs" / "gene_sets.dat"
 
-    def wait(self, timeout: float = 60) -> int:
-        return self.proc.wait(timeout=timeout)
+    @property
+    def merged(self) -> Path:
+        return self.job_dir / "working" / "merged" / "merged.h5ad"
 
 
-def runtime_command(input_path: Path, job_dir: Path, *extra: str) -> list[str]:
+def view_args(input_path: Path, job_dir: Path, *extra: str) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "galaxy_cellxgene",
         "view",
         str(input_path),
         "--annotations-out",
@@ -71,64 +71,19 @@ def runtime_command(input_path: Path, job_dir: Path, *extra: str) -> list[str]:
     ]
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str, proc: subprocess.Popen | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process exited ({proc.returncode}) while waiting for {what}")
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+def runtime_command(input_path: Path, job_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "galaxy_cellxgene", *view_args(input_path, job_dir, *extra)]
 
 
 def start_job(
     tmp_path: Path, input_path: Path = DEMO, *extra: str, env: dict | None = None, wait_ready: bool = True
 ) -> RuntimeJob:
-    job_dir = tmp_path / f"job{len(list(tmp_path.glob('job*')))}"
-    (job_dir / "working").mkdir(parents=True)
-    (job_dir / "outputs").mkdir()
-    log_path = job_dir / "runtime.log"
-    inherited = {k: v for k, v in os.environ.items() if k != "GALAXY_CELLXGENE_IN_CONTAINER"}
-    run_env = {**inherited, "PYTHONPATH": str(TOOL_DIR), **(env or {})}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            runtime_command(input_path, job_dir, *extra),
-            cwd=job_dir / "working",
-            env=run_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # like Galaxy's job script: signals go to the group
-        )
-    job = RuntimeJob(
-        proc,
-        job_dir,
-        job_dir / "outputs" / "annotations.dat",
-        job_dir / "outputs" / "gene_sets.dat",
-        job_dir / "working" / "merged" / "merged.h5ad",
-        log_path,
-    )
-    if not wait_ready:
-        return job
-    runtime_json = job_dir / "container_runtime.json"
-    try:
-        wait_until(runtime_json.exists, 120, "container_runtime.json", proc)
-        entry = json.loads(runtime_json.read_text())["8888"]
-        job.url = f"http://{entry['host']}:{entry['port']}/"
+    job_dir = new_job_dir(tmp_path)
+    job = launch(job_dir, view_args(input_path, job_dir, *extra), runtime_env(env), RuntimeJob)
+    if wait_ready:
+        wait_registered(job)
         job.client = UiClient(job.url)
-        wait_until(lambda: healthy(job.url), 30, "/health", proc)
-    except AssertionError as err:
-        job.send(signal.SIGKILL)
-        raise AssertionError(f"{err}\n--- runtime log ---\n{job.log}") from None
     return job
-
-
-def healthy(url: str) -> bool:
-    try:
-        return requests.get(url + "health", timeout=2).ok
-    except requests.RequestException:
-        return False
 
 
 @pytest.fixture

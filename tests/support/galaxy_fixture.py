@@ -11,12 +11,10 @@ Register with `pytest_plugins = ["support.galaxy_fixture"]` in tests/conftest.py
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 
 import pytest
 import requests
+from galaxy_cellxgene_testkit.galaxy_api import GalaxyApi, poll  # noqa: F401 (poll: the tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[2]
 GALAXY_SH = ROOT / "scripts" / "galaxy.sh"
@@ -34,25 +33,6 @@ CREDENTIALS = (
 TEST_DATA = ROOT / "test-data"
 VIEWER_TOOL = "interactive_tool_cellxgene"
 MERGE_TOOL = "cellxgene_merge_annotations"
-
-
-def _load_galaxy_api() -> Any:
-    # The client lives beside scripts/galaxy.sh, which also runs it under Galaxy's own venv.
-    name = "galaxy_api"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "galaxy" / "galaxy_api.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-galaxy_api = _load_galaxy_api()
-GalaxyApi = galaxy_api.GalaxyApi
-GalaxyError = galaxy_api.GalaxyError
-poll = galaxy_api.poll
 
 
 class LocalGalaxy(GalaxyApi):
@@ -195,6 +175,13 @@ def galaxy_history(galaxy: LocalGalaxy) -> str:
 def galaxy_demo(galaxy: LocalGalaxy, galaxy_history: str) -> dict[str, Any]:
     """test-data/pbmc_demo.h5ad uploaded as h5ad (with its metadata: obs_layers, obsm_layers...)."""
     return galaxy.upload_test_data(galaxy_history, "pbmc_demo.h5ad", ext="h5ad")
+
+
+@pytest.fixture(scope="session")
+def galaxy_container_demo(galaxy_container: LocalGalaxy) -> dict[str, Any]:
+    """The demo dataset on the container Galaxy, in a history of its own (its "history_id")."""
+    history_id = galaxy_container.new_history(f"pytest container {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    return galaxy_container.upload_test_data(history_id, "pbmc_demo.h5ad", ext="h5ad")
 
 
 def read_labels_csv(text: str) -> Any:

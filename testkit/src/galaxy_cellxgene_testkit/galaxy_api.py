@@ -1,7 +1,8 @@
-"""A small Galaxy API client (requests only) shared by scripts/galaxy/bootstrap.py and the tests.
+"""A small Galaxy API client (requests only) shared by scripts/galaxy/*.py and the tests.
 
-It runs in two interpreters: the Galaxy venv (bootstrap) and the runtime .venv (pytest), so it
-uses nothing but the standard library and requests. Every wait polls a condition against a
+It runs in three interpreters: Galaxy's venv and the Tool Shed's (scripts/galaxy.sh and
+scripts/toolshed.sh put testkit/src on PYTHONPATH for scripts/galaxy/*.py) and the runtime .venv
+(pytest, scripts), so it uses nothing but the standard library and requests. Every wait polls a condition against a
 deadline and raises with what it last saw, so a hung job fails a test instead of hanging it.
 """
 

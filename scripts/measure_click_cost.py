@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """Where a gene click's time goes: the on-disk store's read, cellxgene's encoding, compression.
 
-Usage (after make_bench_data.py --atlas 1000000 and one build of the store):
-    .venv/bin/python -c "import sys; sys.path.insert(0, 'tools/cellxgene'); \\
-        from galaxy_cellxgene.column_file import build_column_file as b; \\
+Usage (after make_bench_data.py --atlas 1000000 and one build of the store; the runtime is
+importable in .venv through the editable install scripts/setup-venv.sh makes):
+    .venv/bin/python -c "from galaxy_cellxgene.column_file import build_column_file as b; \\
         print(b('bench-data/atlas_1m.h5ad', 'bench-data/atlas_1m.columns.h5'))"
-    .venv/bin/python scripts/bench/click_cost.py bench-data/atlas_1m.h5ad bench-data/atlas_1m.columns.h5
+    .venv/bin/python scripts/measure_click_cost.py bench-data/atlas_1m.h5ad bench-data/atlas_1m.columns.h5
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tools" / "cellxgene")]
+import numpy as np
+from backports import zstd
 
-import numpy as np  # noqa: E402
-from backports import zstd  # noqa: E402
-from galaxy_cellxgene.column_file import ColumnFile  # noqa: E402
-from server.common.fbs.matrix import encode_matrix_fbs  # noqa: E402
-
-from bench.atlas import AtlasData  # noqa: E402
+# scripts/ (this file's folder) is on sys.path when it runs as a script.
+from bench.atlas import AtlasData
+from galaxy_cellxgene.column_file import ColumnFile
+from server.common.fbs.matrix import encode_matrix_fbs
 
 
 def main(source: str, store_path: str, clicks: int = 40) -> None:

@@ -1,0 +1,22 @@
+"""Open a viewer job's entry point the way a user does: through Galaxy's proxy, once it answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from galaxy_cellxgene_testkit.galaxy_api import GalaxyApi, poll
+from galaxy_cellxgene_testkit.health import healthy
+from galaxy_cellxgene_testkit.ui_client import UiClient
+
+
+def open_viewer(
+    galaxy: GalaxyApi, job_id: str, timeout: float = 300, health_timeout: float = 60
+) -> tuple[dict[str, Any], UiClient]:
+    """Wait until the job's entry point is active, then until cellxgene answers /health at the
+    URL Galaxy reports (path-based, on Galaxy's own origin). Returns (entry point, client)."""
+    entry_point = galaxy.wait_for_entry_point(job_id, timeout=timeout)
+    url = galaxy.entry_point_url(entry_point)
+    assert url.startswith(galaxy.url + "/"), url
+    ui = UiClient(url)
+    poll("cellxgene through Galaxy's proxy", lambda: ui if healthy(ui.base_url, timeout=10) else None, health_timeout)
+    return entry_point, ui
