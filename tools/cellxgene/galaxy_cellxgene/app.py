@@ -87,6 +87,10 @@ class Session:
         with self._activity_lock:
             return 0.0 if self.in_flight else time.monotonic() - self.last_activity
 
+    def hold_saves(self, timeout: float) -> bool:
+        """Wait for a save in flight and keep later ones out; the caller is exiting (serve.py)."""
+        return self.store.save_lock.acquire(timeout=timeout)
+
     def finish(self, reason: str) -> dict:
         """Freeze saves, write the merged h5ad, signal the server to exit 0. Idempotent."""
         with self._finish_lock:

@@ -11,8 +11,8 @@ would exceed the memory budget (least recently used first). Dropping loses nothi
 save is already in that dataset's Galaxy output (outputs.py writes it within the request),
 and a reload resumes from those outputs as "previous annotations".
 
-`MultiSession` offers what `serve.serve()` uses of a `Session` (app, finished, last_activity,
-finish, status, store.save_lock), so waitress, registration, signals and the idle timeout
+`MultiSession` implements serve.ServedSession, as `Session` does, so waitress, registration,
+signals and the idle timeout
 are the single-dataset code, unchanged.
 """
 
@@ -38,6 +38,7 @@ from urllib.parse import quote
 import h5py
 
 from galaxy_cellxgene.app import FINISH_REFUSED, Paths, Session, StartupError, build_session, finish_allowed
+from galaxy_cellxgene.joblog import say
 from galaxy_cellxgene.settings import ViewerOptions
 
 log = logging.getLogger("galaxy_cellxgene.multi")
@@ -209,33 +210,6 @@ class DatasetUnavailable(Exception):
         self.message = message
 
 
-class _AllSaveLocks:
-    """The `save_lock` serve()'s SIGTERM handler waits on: every loaded dataset's lock, so a
-    save in flight anywhere completes its rename before the process exits."""
-
-    def __init__(self, multi: MultiSession) -> None:
-        self._multi = multi
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        deadline = time.monotonic() + (timeout if timeout >= 0 else 3600.0)
-        ok = True
-        for entry in self._multi.datasets:
-            session = entry.session
-            if session is None:
-                continue
-            remaining = max(0.0, deadline - time.monotonic())
-            ok = session.store.save_lock.acquire(timeout=remaining) and ok
-        return ok
-
-    def release(self) -> None:  # only the exiting signal handler acquires; nothing to undo
-        return None
-
-
-@dataclass
-class _Store:
-    save_lock: _AllSaveLocks
-
-
 class MultiSession:
     def __init__(
         self,
@@ -261,7 +235,6 @@ class MultiSession:
         self.finish_reason: str | None = None
         self.finish_errors: list[str] = []
         self._activity = time.monotonic()
-        self.store = _Store(_AllSaveLocks(self))
         self.app = self.wsgi
         self._listing_lock = threading.Lock()
         dirs.create()
@@ -304,6 +277,17 @@ class MultiSession:
             "finish_error": "; ".join(self.finish_errors) or None,
         }
 
+    def hold_saves(self, timeout: float) -> bool:
+        """Every loaded dataset's save lock, so a save in flight anywhere completes its rename
+        before the process exits (serve.py's SIGTERM handler; never released)."""
+        deadline = time.monotonic() + timeout
+        held = True
+        for entry in self.datasets:
+            session = entry.session
+            if session is not None:
+                held = session.hold_saves(max(0.0, deadline - time.monotonic())) and held
+        return held
+
     def finish(self, reason: str) -> dict:
         """Finish every dataset: freeze saves, write each opened dataset's merged h5ad. Idempotent."""
         with self._finish_lock:
@@ -324,7 +308,7 @@ class MultiSession:
         """
         if self.dirs.galaxy_json is None:
             return
-        from galaxy_cellxgene.outputs import atomic_write
+        from galaxy_cellxgene.durable import atomic_write
 
         with self._listing_lock:
             listing = {}
@@ -419,7 +403,7 @@ class MultiSession:
         entry.loads += 1
         entry.load_error = None
         entry.load_seconds = round(time.monotonic() - started, 2)
-        _say(f"loaded '{entry.slug}' in {entry.load_seconds:.2f} s (estimated {entry.cost / 2**20:.0f} MiB)")
+        say(f"loaded '{entry.slug}' in {entry.load_seconds:.2f} s (estimated {entry.cost / 2**20:.0f} MiB)")
         return session
 
     def _loaded_cost(self) -> int:
@@ -440,7 +424,7 @@ class MultiSession:
             if not victims:
                 # One dataset is always allowed, even over budget: refusing helps nobody.
                 if self._loaded_cost() > 0 or entry.cost > self.memory_budget_bytes:
-                    _say(f"'{entry.slug}' loads over the memory budget: nothing idle to unload")
+                    say(f"'{entry.slug}' loads over the memory budget: nothing idle to unload")
                 return
             if not any(self._try_unload(victim, "memory budget") for victim in victims):
                 return
@@ -463,7 +447,7 @@ class MultiSession:
             entry.past_label_saves += session.store.log.label_saves
             entry.past_gene_set_saves += session.store.log.gene_set_saves
             entry.unloads += 1
-            _say(f"unloaded '{entry.slug}' ({why}); its saves are in its outputs")
+            say(f"unloaded '{entry.slug}' ({why}); its saves are in its outputs")
         finally:
             entry.lock.release()
         del session
@@ -658,10 +642,6 @@ def _respond(start_response: StartResponse, status: str, body: str, content_type
         ],
     )
     return [data]
-
-
-def _say(message: str) -> None:
-    print(f"[galaxy-cellxgene] {message}", flush=True)
 
 
 # --------------------------------------------------------------------------------------------

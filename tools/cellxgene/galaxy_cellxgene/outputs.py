@@ -8,10 +8,8 @@ save or the new one, never a torn file, and never older than the last answered r
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 from server.common.annotations.local_file_csv import AnnotationsLocalFile
 
-from galaxy_cellxgene.durable import fsync_dir
+from galaxy_cellxgene.durable import atomic_write
 from galaxy_cellxgene.labels import gene_sets_csv, labels_csv
 from galaxy_cellxgene.limits import RequestRefused
 
@@ -42,24 +40,6 @@ class OutputNotWritable(RequestRefused):
         self.strerror = strerror
         self.path = path
         super().__init__(507, message)
-
-
-def atomic_write(path: str | Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes 0600; Galaxy may read the dataset as another user.
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
 
 
 def csv_header(kind: str, source: str) -> str:
