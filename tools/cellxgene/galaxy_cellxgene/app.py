@@ -20,7 +20,7 @@ from flask import Blueprint, Flask, jsonify, send_from_directory
 from galaxy_cellxgene import diffexp_export, limits, page_fixes
 from galaxy_cellxgene.columns import ColumnStore, start_column_copy
 from galaxy_cellxgene.diffexp_export import DiffexpLog
-from galaxy_cellxgene.labels import merge_into_h5ad
+from galaxy_cellxgene.merge import merge_into_h5ad
 from galaxy_cellxgene.outputs import GalaxyAnnotations
 from galaxy_cellxgene.settings import (
     EXPORT_SCRIPT,

@@ -163,7 +163,8 @@ def run_view(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     import h5py
 
-    from galaxy_cellxgene.labels import LabelsError, merge_into_h5ad, read_gene_sets, read_labels
+    from galaxy_cellxgene.labels import LabelsError
+    from galaxy_cellxgene.merge import merge_files
     from galaxy_cellxgene.validate import not_hdf5_problem, outside_data_problems, previous_file_problems
 
     if not h5py.is_hdf5(args.input):
@@ -176,9 +177,9 @@ def run_merge(args: argparse.Namespace) -> int:
     if refused:
         return fail(refused)
     try:
-        labels = read_labels(args.annotations) if args.annotations else None
-        gene_sets = read_gene_sets(args.gene_sets) if args.gene_sets else None
-        merge_into_h5ad(args.input, args.output, labels, gene_sets, overwrite=args.replace_columns)
+        labels, gene_sets = merge_files(
+            args.input, args.output, args.annotations, args.gene_sets, overwrite=args.replace_columns
+        )
     except LabelsError as err:
         print(f"ERROR: {err} Fix: {err.fix}", file=sys.stderr)
         return EXIT_INPUT

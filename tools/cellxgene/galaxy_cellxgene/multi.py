@@ -473,14 +473,13 @@ class MultiSession:
             return
         if entry.loads == 0 or self.dirs.merged is None:
             return  # never opened: nothing was made, and a copy of the input would only cost disk
-        from galaxy_cellxgene.labels import merge_into_h5ad, read_gene_sets, read_labels
+        from galaxy_cellxgene.merge import merge_files
 
         paths = self.paths_for(entry)
         try:
-            labels = read_labels(paths.annotations_out) if paths.annotations_out.exists() else None
-            gene_sets = read_gene_sets(paths.gene_sets_out) if paths.gene_sets_out.exists() else None
             assert paths.merged_out is not None
-            merge_into_h5ad(entry.source, paths.merged_out, labels, gene_sets, scratch_dir=paths.work_dir)
+            labels, sets = (p if p.exists() else None for p in (paths.annotations_out, paths.gene_sets_out))
+            merge_files(entry.source, paths.merged_out, labels, sets, scratch_dir=paths.work_dir)
             entry.merged_written = True
         except Exception as err:  # the CSV outputs are safe; report, never hide
             self.finish_errors.append(f"{entry.name}: the merged h5ad could not be written: {err}")
