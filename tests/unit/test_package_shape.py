@@ -88,7 +88,7 @@ def test_the_graph_sees_lazy_and_package_imports() -> None:
     graph = import_graph()
     assert "galaxy_cellxgene.options" in graph["galaxy_cellxgene.cli"]
     assert "galaxy_cellxgene.app" in graph["galaxy_cellxgene.cli"]  # imported inside run_view
-    assert "galaxy_cellxgene.multi" in graph["galaxy_cellxgene.view_many"]
+    assert "galaxy_cellxgene.multi.session" in graph["galaxy_cellxgene.view_many"]
 
 
 def test_no_import_cycle_in_the_runtime() -> None:

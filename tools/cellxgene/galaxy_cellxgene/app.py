@@ -11,7 +11,6 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from flask import Blueprint, Flask, jsonify, send_from_directory
 from galaxy_cellxgene import diffexp_export, limits, page_fixes
 from galaxy_cellxgene.columns import ColumnStore, start_column_copy
 from galaxy_cellxgene.diffexp_export import DiffexpLog
+from galaxy_cellxgene.layout import Paths
 from galaxy_cellxgene.merge import merge_into_h5ad
 from galaxy_cellxgene.outputs import GalaxyAnnotations
 from galaxy_cellxgene.settings import (
@@ -29,26 +29,13 @@ from galaxy_cellxgene.settings import (
     diffexp_cell_limit,
     server_config,
 )
+from galaxy_cellxgene.web import FINISH_REFUSED, STATIC_DIR, finish_allowed, is_quiet, no_store
 
 log = logging.getLogger("galaxy_cellxgene")
-STATIC_DIR = Path(__file__).with_name("static")
-QUIET_PATHS = ("/health", "/galaxy/status")
 
 
 class StartupError(RuntimeError):
     """cellxgene refused the dataset or configuration; the message is for the user."""
-
-
-@dataclass
-class Paths:
-    source: Path  # the user's dataset, as Galaxy hands it over
-    prepared: Path  # what cellxgene opens (symlink or small linked h5ad)
-    work_dir: Path
-    annotations_out: Path
-    gene_sets_out: Path
-    merged_out: Path | None = None
-    previous_annotations: Path | None = None
-    previous_gene_sets: Path | None = None
 
 
 @dataclass
@@ -86,6 +73,11 @@ class Session:
         """Seconds with no request running; 0 while one is."""
         with self._activity_lock:
             return 0.0 if self.in_flight else time.monotonic() - self.last_activity
+
+    def close(self) -> dict:
+        """Refuse every later save (the list tool unloads this dataset); the saves it took."""
+        self.store.freeze()
+        return {"label_saves": self.store.log.label_saves, "gene_set_saves": self.store.log.gene_set_saves}
 
     def hold_saves(self, timeout: float) -> bool:
         """Wait for a save in flight and keep later ones out; the caller is exiting (serve.py)."""
@@ -170,8 +162,7 @@ def build_session(paths: Paths, options: ViewerOptions, columns: ColumnStore | N
     scripts = (EXPORT_SCRIPT,) if export and export.available() else ()
     options_for_config = ViewerOptions(**{**options.__dict__, "extra_scripts": options.extra_scripts + scripts})
 
-    labels_copy = paths.work_dir / "annotations.csv"
-    gene_sets_copy = paths.work_dir / "gene-sets.csv"
+    labels_copy, gene_sets_copy = paths.labels_copy, paths.gene_sets_copy
     _seed(paths.previous_annotations, labels_copy)
     _seed(paths.previous_gene_sets, gene_sets_copy)
 
@@ -328,15 +319,15 @@ def _add_galaxy_routes(app: Flask, session: Session) -> None:
 
     @bp.get("/status")
     def status():
-        return _no_store(jsonify(session.status()))
+        return no_store(jsonify(session.status()))
 
     @bp.post("/finish")
     def finish():
         from flask import request
 
         if not finish_allowed(request.headers):
-            return _no_store(jsonify({"message": FINISH_REFUSED})), 403
-        return _no_store(jsonify(session.finish("finish button")))
+            return no_store(jsonify({"message": FINISH_REFUSED})), 403
+        return no_store(jsonify(session.finish("finish button")))
 
     @bp.get("/static/<path:filename>")
     def static(filename: str):
@@ -349,7 +340,7 @@ def _add_galaxy_routes(app: Flask, session: Session) -> None:
     def track_activity():
         from flask import request
 
-        if request.path not in QUIET_PATHS:
+        if not is_quiet(request.path):
             request.environ["galaxy_cellxgene.counted"] = True
             session.request_started()
 
@@ -419,22 +410,3 @@ def _selected_cells(body) -> int | None:
         return total
     except (KeyError, TypeError, ValueError, IndexError):
         return None
-
-
-# The page's finish.js (and the list tool's landing page) send this header. A page on another
-# site can make the browser POST a form here, but cannot add a custom header without a CORS
-# preflight, which the viewer never grants (same rule as galaxy_export.CSRF_HEADER).
-FINISH_HEADER = "X-Galaxy-Cellxgene"
-FINISH_REFUSED = f"Finish refused: the request lacks the {FINISH_HEADER} header the viewer's own page sends."
-
-
-def finish_allowed(headers) -> bool:
-    return headers.get(FINISH_HEADER) == "finish"
-
-
-def _no_store(response):
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-OnReady = Callable[[str], None]

@@ -17,6 +17,8 @@ import zlib
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
+from galaxy_cellxgene.web import no_store
+
 MIB = 1 << 20
 # waitress refuses anything larger before a byte reaches Flask (its default is 1 GiB).
 MAX_REQUEST_BYTES = 256 * MIB
@@ -41,8 +43,7 @@ class RequestRefused(HTTPException):
 
     def __init__(self, code: int, message: str) -> None:
         self.code = code
-        response = Response(json.dumps({"message": message}), status=code, mimetype="application/json")
-        response.headers["Cache-Control"] = "no-store"
+        response = no_store(Response(json.dumps({"message": message}), status=code, mimetype="application/json"))
         super().__init__(description=message, response=response)
 
 

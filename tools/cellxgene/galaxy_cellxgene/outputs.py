@@ -12,7 +12,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -84,7 +83,6 @@ class GalaxyAnnotations(AnnotationsLocalFile):
         labels_output: Path,
         gene_sets_output: Path,
         source_name: str,
-        on_save: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(config, None, str(labels_file), str(gene_sets_file))
         self.labels_output = Path(labels_output)
@@ -93,7 +91,6 @@ class GalaxyAnnotations(AnnotationsLocalFile):
         self.log = SaveLog()
         self.save_lock = threading.RLock()
         self.frozen = False
-        self.on_save = on_save
         # Before publish_initial cellxgene reads the working copies (seeded from earlier work);
         # after it, the Galaxy outputs are the only files, written once per save.
         self.published = False
@@ -106,6 +103,11 @@ class GalaxyAnnotations(AnnotationsLocalFile):
 
     def _backup(self, fname, max_backups=9):
         return None
+
+    def freeze(self) -> None:
+        """Refuse every later save; one in flight completes first."""
+        with self.save_lock:
+            self.frozen = True
 
     def _check_open(self) -> None:
         if self.frozen:
@@ -159,8 +161,6 @@ class GalaxyAnnotations(AnnotationsLocalFile):
 
     def _saved(self) -> None:
         self.log.last_save = time.time()
-        if self.on_save:
-            self.on_save()
 
     def publish_initial(self, data_adaptor) -> None:
         """Outputs hold a valid file from the first second: previous work, or no categories yet."""

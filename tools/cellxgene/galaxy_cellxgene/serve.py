@@ -24,6 +24,7 @@ from galaxy_cellxgene import entry_path
 from galaxy_cellxgene.durable import atomic_write
 from galaxy_cellxgene.joblog import say
 from galaxy_cellxgene.options import ServerOptions
+from galaxy_cellxgene.web import WsgiApp
 
 EXIT_TERMINATED = 143
 
@@ -32,7 +33,7 @@ class ServedSession(Protocol):
     """What serve() drives: one dataset (app.Session) or a list of them (multi.MultiSession)."""
 
     @property
-    def app(self) -> entry_path.WsgiApp: ...
+    def app(self) -> WsgiApp: ...
 
     @property
     def finished(self) -> threading.Event: ...  # set once the session has finished

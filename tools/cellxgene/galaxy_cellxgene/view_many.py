@@ -1,10 +1,10 @@
-"""`view-many`: several datasets in one cellxgene session (see multi.py).
+"""`view-many`: several datasets in one cellxgene session (see multi/).
 
     python -m galaxy_cellxgene view-many --dataset NAME=PATH [--dataset NAME=PATH ...]
         [--datasets-json FILE] --annotations-dir DIR --gene-sets-dir DIR [--merged-dir DIR]
         [--memory-budget-mb MB] [--unload-after MINUTES] [VIEW OPTIONS] [--port/--host/--register ...]
 
-Outputs, one file per opened dataset, named after its safe name (multi.safe_name):
+Outputs, one file per opened dataset, named after its safe name (multi/names.py):
 `<annotations-dir>/<name>.csv`, `<gene-sets-dir>/<name>.csv`, `<merged-dir>/<name>.h5ad`.
 """
 
@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from galaxy_cellxgene.layout import csv_name
 from galaxy_cellxgene.options import EXIT_INPUT, input_error, options_from_args, server_from_args, title_from_args
 
 # Read by the runtime when no --memory-budget-mb is given: an admin sets it in the job
@@ -124,7 +125,7 @@ def stage_previous(matched: Mapping[str, Path], folder: Path) -> Path:
     """The folder of <slug>.csv the sessions resume from; slugs are safe names, so links stay inside."""
     folder.mkdir(parents=True, exist_ok=True)
     for slug, source in matched.items():
-        link = folder / f"{slug}.csv"
+        link = folder / csv_name(slug)
         link.unlink(missing_ok=True)
         link.symlink_to(source.resolve())
     return folder
@@ -178,7 +179,9 @@ def memory_budget_bytes(cli_mb: int | None, env: dict[str, str]) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     from galaxy_cellxgene.joblog import say
-    from galaxy_cellxgene.multi import MultiSession, OutputDirs, plan_datasets, quick_check
+    from galaxy_cellxgene.layout import OutputDirs
+    from galaxy_cellxgene.multi.datasets import plan_datasets, quick_check
+    from galaxy_cellxgene.multi.session import MultiSession
     from galaxy_cellxgene.serve import run_server
     from galaxy_cellxgene.settings import idle_timeout_seconds
 
@@ -230,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         title=title_from_args(args) or f"cellxgene: {len(datasets)} datasets",
         memory_budget_bytes=budget,
         unload_after=unload_after,
-    )
+    ).start()
     if budget is not None:
         say(f"memory budget {budget / 2**20:.0f} MiB")
     return run_server(session, server_from_args(args), idle_timeout_seconds(options))
