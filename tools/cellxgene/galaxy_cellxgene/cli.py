@@ -122,8 +122,10 @@ def run_view(args: argparse.Namespace) -> int:
     # so it is built on the second core while this thread imports and loads cellxgene.
     columns = start_column_copy(prepared.path, options)
 
-    from galaxy_cellxgene.app import Paths, StartupError, build_session
+    from galaxy_cellxgene.app import build_session
+    from galaxy_cellxgene.cellxgene_internals import StartupError
     from galaxy_cellxgene.joblog import say
+    from galaxy_cellxgene.layout import Paths
     from galaxy_cellxgene.serve import run_server
 
     say(f"dataset prepared in {time.monotonic() - started:.2f} s ({prepared.reason})")

@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 from scipy import sparse
 
+from galaxy_cellxgene import cellxgene_internals as cx
 from galaxy_cellxgene.column_file import (
     SUFFIX,
     ColumnFile,
@@ -40,6 +41,7 @@ from galaxy_cellxgene.column_file import (
     build_column_file,
     row_block_bounds,
 )
+from galaxy_cellxgene.joblog import say
 from galaxy_cellxgene.settings import ViewerOptions
 from galaxy_cellxgene.store_choice import StoreChoice, XLayout, choose_store
 from galaxy_cellxgene.validate import encoding_of
@@ -158,8 +160,8 @@ class ColumnStore:
         return self
 
     def attach(self, data_adaptor) -> None:
-        self._original = data_adaptor.get_X_array
-        data_adaptor.get_X_array = self.get_X_array
+        """Answer cellxgene's get_X_array from now on (cellxgene's own stays the fallback)."""
+        self._original = cx.replace_method(data_adaptor, "get_X_array", self.get_X_array)
 
     def build(self) -> None:
         started = time.monotonic()
@@ -232,11 +234,6 @@ def memory_budget_mb(options: ViewerOptions, environ: dict | None = None) -> int
         return max(0, int(float(raw)))
     except ValueError:
         return 0
-
-
-def say(message: str) -> None:
-    """A line for the Galaxy job log (stdout, as serve.log writes)."""
-    print(f"[galaxy-cellxgene] {message}", flush=True)
 
 
 def start_column_copy(prepared: Path | str, options: ViewerOptions) -> ColumnStore | None:

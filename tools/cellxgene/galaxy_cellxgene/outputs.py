@@ -17,8 +17,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
-from server.common.annotations.local_file_csv import AnnotationsLocalFile
 
+from galaxy_cellxgene import cellxgene_internals as cx
+from galaxy_cellxgene.cellxgene_internals import AnnotationsLocalFile
 from galaxy_cellxgene.durable import atomic_write
 from galaxy_cellxgene.labels import gene_sets_csv, labels_csv
 from galaxy_cellxgene.limits import RequestRefused
@@ -42,13 +43,11 @@ class OutputNotWritable(RequestRefused):
 
 
 def csv_header(kind: str, source: str) -> str:
-    from server import __version__ as cellxgene_version
-
     stamp = datetime.now().isoformat(timespec="seconds")
     # The title is free text: a line break in it would end this comment line and add CSV rows.
     source = " ".join(str(source).split())
     return (
-        f"# {kind} generated on {stamp} using cellxgene version {cellxgene_version} (Galaxy)\n"
+        f"# {kind} generated on {stamp} using cellxgene version {cx.version()} (Galaxy)\n"
         f"# Input data file was {source}\n"
     )
 
@@ -111,9 +110,7 @@ class GalaxyAnnotations(AnnotationsLocalFile):
 
     def _check_open(self) -> None:
         if self.frozen:
-            from server.common.errors import DisabledFeatureError
-
-            raise DisabledFeatureError("This session has finished; its annotations are in your Galaxy history.")
+            raise cx.disabled_feature("This session has finished; its annotations are in your Galaxy history.")
 
     def write_labels(self, df: pd.DataFrame, data_adaptor) -> None:
         self.check_user_annotations_enabled()
@@ -134,12 +131,11 @@ class GalaxyAnnotations(AnnotationsLocalFile):
         if type(tid) is not int or tid < 0:
             raise ValueError("tid must be a positive integer")
         gene_sets = data_adaptor.check_new_gene_sets(gene_sets)
-        from server.common.errors import ObsoleteRequest
 
         with self.save_lock, self.gene_sets_lock:
             self._check_open()
             if tid <= self.last_geneset_tid:
-                raise ObsoleteRequest("TID is stale.")
+                raise cx.obsolete_request("TID is stale.")
             self.last_geneset_tid = tid
             text = gene_sets_csv(gene_sets, csv_header("Gene sets", self.source_name))
             self._write_output(self.gene_sets_output, text)

@@ -16,7 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from galaxy_cellxgene.app import Session, StartupError, build_session
+from galaxy_cellxgene.app import Session, build_session
+from galaxy_cellxgene.cellxgene_internals import StartupError
 from galaxy_cellxgene.joblog import say
 from galaxy_cellxgene.layout import OutputDirs, Paths
 from galaxy_cellxgene.multi.datasets import Dataset, DatasetUnavailable
