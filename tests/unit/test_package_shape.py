@@ -1,4 +1,4 @@
-"""The runtime package's shape: every module imports on its own, and no import cycle.
+"""The runtime package's shape: every module imports on its own, no import cycle, no module too long.
 
 The import graph is read from each module's AST (every `import galaxy_cellxgene...` and
 `from galaxy_cellxgene... import`, at module level or inside a function: a lazy import is
@@ -15,6 +15,7 @@ import pytest
 
 PACKAGE = "galaxy_cellxgene"
 ROOT = Path(__file__).resolve().parents[2] / "tools" / "cellxgene" / PACKAGE
+MAX_LINES = 400
 
 
 def module_files() -> dict[str, Path]:
@@ -100,3 +101,9 @@ def test_no_import_cycle_in_the_runtime() -> None:
 @pytest.mark.parametrize("name", sorted(set(module_files()) - {f"{PACKAGE}.__main__"}))
 def test_every_module_imports_on_its_own(name: str) -> None:
     importlib.import_module(name)
+
+
+@pytest.mark.parametrize("name", sorted(module_files()))
+def test_no_module_is_over_400_lines(name: str) -> None:
+    lines = len(module_files()[name].read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{name} has {lines} lines: split it by job"

@@ -165,9 +165,9 @@ def run_view(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     import h5py
 
+    from galaxy_cellxgene.input_files import not_hdf5_problem, outside_data_problems, previous_file_problems
     from galaxy_cellxgene.labels import LabelsError
     from galaxy_cellxgene.merge import merge_files
-    from galaxy_cellxgene.validate import not_hdf5_problem, outside_data_problems, previous_file_problems
 
     if not h5py.is_hdf5(args.input):
         return fail([not_hdf5_problem(args.input)])

@@ -33,18 +33,12 @@ import numpy as np
 from scipy import sparse
 
 from galaxy_cellxgene import cellxgene_internals as cx
-from galaxy_cellxgene.column_file import (
-    SUFFIX,
-    ColumnFile,
-    RowFile,
-    as_indices,
-    build_column_file,
-    row_block_bounds,
-)
+from galaxy_cellxgene.column_file import SUFFIX, ColumnFile, RowFile, build_column_file, row_block_bounds
+from galaxy_cellxgene.frames import encoding_of
 from galaxy_cellxgene.joblog import say
+from galaxy_cellxgene.selections import as_indices
 from galaxy_cellxgene.settings import ViewerOptions
 from galaxy_cellxgene.store_choice import StoreChoice, XLayout, choose_store
-from galaxy_cellxgene.validate import encoding_of
 
 NNZ_PER_BLOCK = 1 << 22  # 32 MiB of float32 values and int32 rows in flight per block
 MANY_COLUMNS = 64  # above this many genes per request, scipy's stacking beats our loop
