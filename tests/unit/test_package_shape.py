@@ -107,3 +107,20 @@ def test_every_module_imports_on_its_own(name: str) -> None:
 def test_no_module_is_over_400_lines(name: str) -> None:
     lines = len(module_files()[name].read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{name} has {lines} lines: split it by job"
+
+
+def test_every_runtime_file_ships_to_the_tool_shed() -> None:
+    """.shed.yml lists what the Tool Shed repository gets: a new subpackage must be listed too."""
+    import fnmatch
+
+    import yaml
+
+    repo = ROOT.parents[2]
+    sources = [entry["source"] for entry in yaml.safe_load((repo / ".shed.yml").read_text())["include"]]
+    files = [p for p in ROOT.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    missing = [
+        str(p.relative_to(repo))
+        for p in files
+        if not any(fnmatch.fnmatch(str(p.relative_to(repo)), s) for s in sources)
+    ]
+    assert missing == []

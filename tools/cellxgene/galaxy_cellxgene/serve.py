@@ -19,12 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from wsgiref.types import WSGIApplication
 
 from galaxy_cellxgene import entry_path
 from galaxy_cellxgene.durable import atomic_write
 from galaxy_cellxgene.joblog import say
 from galaxy_cellxgene.options import ServerOptions
-from galaxy_cellxgene.web import WsgiApp
 
 EXIT_TERMINATED = 143
 
@@ -33,7 +33,7 @@ class ServedSession(Protocol):
     """What serve() drives: one dataset (app.Session) or a list of them (multi.MultiSession)."""
 
     @property
-    def app(self) -> WsgiApp: ...
+    def app(self) -> WSGIApplication: ...
 
     @property
     def finished(self) -> threading.Event: ...  # set once the session has finished
