@@ -35,7 +35,7 @@ from compat_support import (
 )
 from galaxy_cellxgene.cli import EXIT_INPUT, main
 from galaxy_cellxgene.labels import read_labels
-from galaxy_cellxgene.multi import unique_safe_names
+from galaxy_cellxgene.multi.names import unique_safe_names
 from multi.multi_support import ManyJob, start_many
 
 FILES = corpus()

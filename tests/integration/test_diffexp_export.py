@@ -13,8 +13,9 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from galaxy_cellxgene.app import Paths, build_session
+from galaxy_cellxgene.app import build_session
 from galaxy_cellxgene.diffexp_export import COLUMNS
+from galaxy_cellxgene.layout import Paths
 from galaxy_cellxgene.prepare import prepare
 from galaxy_cellxgene.settings import ViewerOptions
 from support.fixtures import DEMO

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from galaxy_cellxgene.multi import unique_safe_names
-from galaxy_cellxgene.multi_cli import (
-    build_parser,
+from galaxy_cellxgene.cli import view_many_parser as build_parser
+from galaxy_cellxgene.multi.names import unique_safe_names
+from galaxy_cellxgene.view_many import (
     match_previous,
     memory_budget_bytes,
     parse_items,

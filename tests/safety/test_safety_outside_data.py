@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 from galaxy_cellxgene.containment import OutsideData, outside_references
-from galaxy_cellxgene.labels import merge_into_h5ad
+from galaxy_cellxgene.merge import merge_into_h5ad
 from galaxy_cellxgene.prepare import prepare
 from galaxy_cellxgene.settings import ViewerOptions
 from hostile_h5ad import CANARY, CRAFTED, make, make_linked_csv_stand_in

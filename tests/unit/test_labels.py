@@ -15,14 +15,13 @@ from cellxgene_store import FakeAdaptor, body, cellxgene_store, head
 from galaxy_cellxgene.cli import main
 from galaxy_cellxgene.labels import (
     GENE_SETS_HEADER,
-    GENE_SETS_UNS_KEY,
     LabelsError,
     gene_sets_csv,
     labels_csv,
-    merge_into_h5ad,
     read_gene_sets,
     read_labels,
 )
+from galaxy_cellxgene.merge import GENE_SETS_UNS_KEY, merge_into_h5ad
 from h5ad_builders import GENE_SETS_CSV, LABELS_HEADER, N_CELLS, build_adata, cell_names, cell_types
 from server.common.genesets import read_gene_sets_tidycsv
 from server.common.utils.data_locator import DataLocator

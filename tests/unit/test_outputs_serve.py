@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from galaxy_cellxgene import outputs, serve
-from galaxy_cellxgene.app import _cellxgene_message
-from galaxy_cellxgene.outputs import atomic_write
+from galaxy_cellxgene.cellxgene_internals import cellxgene_message as _cellxgene_message
+from galaxy_cellxgene.durable import atomic_write
 from galaxy_cellxgene.serve import Binding, in_container, plan_binding, runtime_json, write_runtime_json
 
 # ---- outputs.atomic_write ----

@@ -11,16 +11,17 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Blueprint, Flask, jsonify, send_from_directory
 
+from galaxy_cellxgene import cellxgene_internals as cx
 from galaxy_cellxgene import diffexp_export, limits, page_fixes
 from galaxy_cellxgene.columns import ColumnStore, start_column_copy
 from galaxy_cellxgene.diffexp_export import DiffexpLog
-from galaxy_cellxgene.labels import merge_into_h5ad
+from galaxy_cellxgene.layout import Paths
+from galaxy_cellxgene.merge import merge_into_h5ad
 from galaxy_cellxgene.outputs import GalaxyAnnotations
 from galaxy_cellxgene.settings import (
     EXPORT_SCRIPT,
@@ -29,26 +30,9 @@ from galaxy_cellxgene.settings import (
     diffexp_cell_limit,
     server_config,
 )
+from galaxy_cellxgene.web import FINISH_REFUSED, STATIC_DIR, finish_allowed, is_quiet, no_store
 
 log = logging.getLogger("galaxy_cellxgene")
-STATIC_DIR = Path(__file__).with_name("static")
-QUIET_PATHS = ("/health", "/galaxy/status")
-
-
-class StartupError(RuntimeError):
-    """cellxgene refused the dataset or configuration; the message is for the user."""
-
-
-@dataclass
-class Paths:
-    source: Path  # the user's dataset, as Galaxy hands it over
-    prepared: Path  # what cellxgene opens (symlink or small linked h5ad)
-    work_dir: Path
-    annotations_out: Path
-    gene_sets_out: Path
-    merged_out: Path | None = None
-    previous_annotations: Path | None = None
-    previous_gene_sets: Path | None = None
 
 
 @dataclass
@@ -86,6 +70,15 @@ class Session:
         """Seconds with no request running; 0 while one is."""
         with self._activity_lock:
             return 0.0 if self.in_flight else time.monotonic() - self.last_activity
+
+    def close(self) -> dict:
+        """Refuse every later save (the list tool unloads this dataset); the saves it took."""
+        self.store.freeze()
+        return {"label_saves": self.store.log.label_saves, "gene_set_saves": self.store.log.gene_set_saves}
+
+    def hold_saves(self, timeout: float) -> bool:
+        """Wait for a save in flight and keep later ones out; the caller is exiting (serve.py)."""
+        return self.store.save_lock.acquire(timeout=timeout)
 
     def finish(self, reason: str) -> dict:
         """Freeze saves, write the merged h5ad, signal the server to exit 0. Idempotent."""
@@ -158,62 +151,47 @@ class Session:
 
 def build_session(paths: Paths, options: ViewerOptions, columns: ColumnStore | None = None) -> Session:
     """cellxgene's app for one dataset; `columns` is a column copy already started for it."""
-    from server.cli.launch import CliLaunchServer
-    from server.common.config.app_config import AppConfig
-    from server.common.errors import ConfigurationError, DatasetAccessError
-
     export = _export_module()
     scripts = (EXPORT_SCRIPT,) if export and export.available() else ()
     options_for_config = ViewerOptions(**{**options.__dict__, "extra_scripts": options.extra_scripts + scripts})
 
-    labels_copy = paths.work_dir / "annotations.csv"
-    gene_sets_copy = paths.work_dir / "gene-sets.csv"
+    labels_copy, gene_sets_copy = paths.labels_copy, paths.gene_sets_copy
     _seed(paths.previous_annotations, labels_copy)
     _seed(paths.previous_gene_sets, gene_sets_copy)
 
     if columns is None:
         columns = start_column_copy(paths.prepared, options)
-    app_config = AppConfig()
-    try:
-        backed = columns is not None or None  # X stays on disk for cellxgene: the copy serves it
-        app_config.update_server_config(
-            **server_config(options, str(paths.prepared), secrets.token_hex(32), load_backed=backed)
-        )
-        app_config.update_dataset_config(
-            # "normal" is a placeholder when auto: the real value is set right after loading,
-            # without cellxgene's per-start numba compile (see distribution.py).
-            **dataset_config(options_for_config, str(labels_copy), str(gene_sets_copy), "normal")
-        )
-        app_config.complete_config(lambda message: log.info("[cellxgene] %s", message))
-    except (ConfigurationError, DatasetAccessError) as err:
-        raise StartupError(_cellxgene_message(err)) from err
-    except KeyError as err:
-        raise StartupError(_cellxgene_message(err)) from err
-
-    dataset_cfg = app_config.dataset_config
-    data_adaptor = app_config.server_config.data_adaptor
-    # Read by the UI too: it refuses oversized comparisons before sending them.
-    app_config.server_config.limits__diffexp_cellcount_max = diffexp_cell_limit(options, data_adaptor.get_shape()[1])
+    backed = columns is not None or None  # X stays on disk for cellxgene: the copy serves it
+    app_config = cx.load_app_config(
+        server_config(options, str(paths.prepared), secrets.token_hex(32), load_backed=backed),
+        # "normal" is a placeholder when auto: the real value is set right after loading,
+        # without cellxgene's per-start numba compile (see distribution.py).
+        dataset_config(options_for_config, str(labels_copy), str(gene_sets_copy), "normal"),
+        lambda message: log.info("[cellxgene] %s", message),
+    )
+    data_adaptor = cx.data_adaptor(app_config)
+    n_obs, n_vars = cx.shape(data_adaptor)
+    cx.set_diffexp_cell_limit(app_config, diffexp_cell_limit(options, n_vars))
     if columns is not None:
         columns.attach(data_adaptor)
     _cache_layouts(data_adaptor)
-    if columns is not None and data_adaptor.get_shape()[0] * data_adaptor.get_shape()[1] <= 5e8:
+    if columns is not None and n_obs * n_vars <= 5e8:
         # cellxgene warns "diffexp may be slow" for backed data; ours is in memory shortly.
-        data_adaptor.parameters.pop("diffexp-may-be-slow", None)
+        cx.quiet_slow_diffexp_warning(data_adaptor)
     distribution_known = _settle_distribution(data_adaptor, paths.prepared, options, columns)
     store = GalaxyAnnotations(
-        dataset_cfg.user_annotations.config,
+        cx.annotations_config(app_config),
         labels_copy,
         gene_sets_copy,
         paths.annotations_out,
         paths.gene_sets_out,
         source_name=options.title or paths.source.name,
     )
-    dataset_cfg.user_annotations = store
+    cx.use_annotations(app_config, store)
     store.publish_initial(data_adaptor)
 
-    app = CliLaunchServer(app_config).app
-    limits.install(app, data_adaptor.get_shape()[0])
+    app = cx.launch_app(app_config)
+    limits.install(app, n_obs)
     page_fixes.install(app)
     session = Session(app, store, paths, options, data_adaptor, distribution_known=distribution_known, columns=columns)
     session.diffexp = DiffexpLog(paths.work_dir)
@@ -236,8 +214,7 @@ def _cache_layouts(data_adaptor) -> None:
     """
     from collections import OrderedDict
 
-    encode = data_adaptor.layout_to_fbs_matrix
-    capacity = max(2, len(data_adaptor.get_embedding_names()))
+    capacity = max(2, len(cx.embedding_names(data_adaptor)))
     cache: OrderedDict[tuple, bytes] = OrderedDict()
     lock = threading.Lock()
 
@@ -252,7 +229,7 @@ def _cache_layouts(data_adaptor) -> None:
                 cache.popitem(last=False)
             return cache[key]
 
-    data_adaptor.layout_to_fbs_matrix = layout_to_fbs_matrix
+    encode = cx.replace_method(data_adaptor, "layout_to_fbs_matrix", layout_to_fbs_matrix)
     data_adaptor.layout_cache = cache  # for the tests: what the cache holds
 
 
@@ -265,18 +242,14 @@ def _settle_distribution(
     copy being built, or the user's backed mode) it runs beside the viewer, on the copy once
     built or streaming the file, and differential expression waits for it.
     """
-    from server.common.constants import XApproximateDistribution
-
     from galaxy_cellxgene import distribution
 
     done = threading.Event()
     auto = options.x_distribution == "auto"
-    on_disk = columns is not None or getattr(data_adaptor.data, "isbacked", False)
+    on_disk = columns is not None or cx.x_on_disk(data_adaptor)
     if not on_disk:
         if auto:
-            data_adaptor.X_approximate_distribution = XApproximateDistribution(
-                distribution.of_matrix(data_adaptor.data.X)
-            )
+            cx.set_distribution(data_adaptor, distribution.of_matrix(cx.x_in_memory(data_adaptor)))
         done.set()
         return done
 
@@ -291,7 +264,7 @@ def _settle_distribution(
                     if in_memory
                     else distribution.of_file(str(prepared))
                 )
-                data_adaptor.X_approximate_distribution = XApproximateDistribution(value)
+                cx.set_distribution(data_adaptor, value)
         finally:
             done.set()
 
@@ -303,12 +276,6 @@ def _seed(previous: Path | None, working_copy: Path) -> None:
     working_copy.unlink(missing_ok=True)
     if previous is not None:
         working_copy.write_bytes(Path(previous).read_bytes())
-
-
-def _cellxgene_message(err: Exception) -> str:
-    message = getattr(err, "message", None) or (err.args[0] if err.args else str(err))
-    # cellxgene 1.3.0 leaves an unformatted placeholder in one of its messages.
-    return str(message).replace("{ax_name}", "obs/var")
 
 
 def _export_module():
@@ -324,15 +291,15 @@ def _add_galaxy_routes(app: Flask, session: Session) -> None:
 
     @bp.get("/status")
     def status():
-        return _no_store(jsonify(session.status()))
+        return no_store(jsonify(session.status()))
 
     @bp.post("/finish")
     def finish():
         from flask import request
 
         if not finish_allowed(request.headers):
-            return _no_store(jsonify({"message": FINISH_REFUSED})), 403
-        return _no_store(jsonify(session.finish("finish button")))
+            return no_store(jsonify({"message": FINISH_REFUSED})), 403
+        return no_store(jsonify(session.finish("finish button")))
 
     @bp.get("/static/<path:filename>")
     def static(filename: str):
@@ -345,7 +312,7 @@ def _add_galaxy_routes(app: Flask, session: Session) -> None:
     def track_activity():
         from flask import request
 
-        if request.path not in QUIET_PATHS:
+        if not is_quiet(request.path):
             request.environ["galaxy_cellxgene.counted"] = True
             session.request_started()
 
@@ -369,15 +336,14 @@ def _add_galaxy_routes(app: Flask, session: Session) -> None:
 def _limit_diffexp(app: Flask, options: ViewerOptions, ready: threading.Event, wait: float = 30.0) -> None:
     """At most N differential expressions at once: each one can hold a copy of X's rows."""
     gate = threading.BoundedSemaphore(max(1, int(options.diffexp_concurrency)))
-    view_name = "api.diffexpobsapi"
-    view = app.view_functions.get(view_name)
-    if view is None:  # cellxgene renamed its endpoint: fail loudly in tests, not silently in production
-        raise RuntimeError(f"cellxgene endpoint {view_name} not found")
+    cx.wrap_view(app, cx.DIFFEXP_ENDPOINT, lambda view: _limited(view, gate, ready, wait))
 
+
+def _limited(view, gate: threading.BoundedSemaphore, ready: threading.Event, wait: float):
     def limited(*args, **kwargs):
-        from flask import current_app, request
+        from flask import request
 
-        limit = current_app.app_config.server_config.limits__diffexp_cellcount_max
+        limit = cx.diffexp_cell_limit()
         selected = _selected_cells(request.get_json(silent=True))
         if limit is not None and selected is not None and selected > limit:
             # cellxgene refuses too, but its message is lost on the way to the page.
@@ -402,7 +368,7 @@ def _limit_diffexp(app: Flask, options: ViewerOptions, ready: threading.Event, w
         finally:
             gate.release()
 
-    app.view_functions[view_name] = limited
+    return limited
 
 
 def _selected_cells(body) -> int | None:
@@ -415,22 +381,3 @@ def _selected_cells(body) -> int | None:
         return total
     except (KeyError, TypeError, ValueError, IndexError):
         return None
-
-
-# The page's finish.js (and the list tool's landing page) send this header. A page on another
-# site can make the browser POST a form here, but cannot add a custom header without a CORS
-# preflight, which the viewer never grants (same rule as galaxy_export.CSRF_HEADER).
-FINISH_HEADER = "X-Galaxy-Cellxgene"
-FINISH_REFUSED = f"Finish refused: the request lacks the {FINISH_HEADER} header the viewer's own page sends."
-
-
-def finish_allowed(headers) -> bool:
-    return headers.get(FINISH_HEADER) == "finish"
-
-
-def _no_store(response):
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-OnReady = Callable[[str], None]

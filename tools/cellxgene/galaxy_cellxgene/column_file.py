@@ -32,7 +32,8 @@ import h5py
 import numpy as np
 from scipy import sparse
 
-from galaxy_cellxgene.validate import encoding_of
+from galaxy_cellxgene.frames import encoding_of
+from galaxy_cellxgene.selections import as_indices, runs
 
 NNZ_PER_BLOCK = 1 << 22  # 4 Mi non-zeros: 32 MiB of float32 values and int32 rows per block
 # Row reads for differential expression: neighbouring selected rows closer than this many
@@ -224,26 +225,6 @@ def _contiguous_offset(dataset: h5py.Dataset) -> int | None:
     return dataset.id.get_offset()
 
 
-def as_indices(selection, size: int) -> np.ndarray:
-    """cellxgene passes boolean masks; integer selections are accepted too."""
-    selection = np.asarray(selection)
-    if selection.dtype == bool:
-        if selection.shape != (size,):
-            raise IndexError(f"mask of length {selection.shape} for an axis of {size}")
-        return np.flatnonzero(selection)
-    return selection.astype(np.int64, copy=False).ravel()
-
-
-def _runs(sorted_positions: np.ndarray) -> list[tuple[int, int]]:
-    """[start, stop) runs of consecutive integers in a sorted array."""
-    if sorted_positions.size == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(sorted_positions) != 1) + 1
-    starts = np.concatenate(([0], breaks))
-    stops = np.concatenate((breaks, [sorted_positions.size]))
-    return [(int(sorted_positions[s]), int(sorted_positions[e - 1]) + 1) for s, e in zip(starts, stops, strict=True)]
-
-
 class RowFile:
     """Rows of a CSR matrix in an HDF5 file, for requests that ask for cells (differential
     expression): only the selected rows' non-zeros are read. Keeps the row pointer in memory
@@ -278,7 +259,7 @@ class RowFile:
     def _spans(self, wanted: np.ndarray) -> Iterator[tuple[int, int]]:
         """Row ranges covering `wanted` (sorted), joining runs separated by few non-zeros."""
         span: tuple[int, int] | None = None
-        for start, stop in _runs(np.unique(wanted)):
+        for start, stop in runs(np.unique(wanted)):
             if span is not None:
                 gap = int(self.indptr[start] - self.indptr[span[1]])
                 size = int(self.indptr[stop] - self.indptr[span[0]])

@@ -32,17 +32,13 @@ import h5py
 import numpy as np
 from scipy import sparse
 
-from galaxy_cellxgene.column_file import (
-    SUFFIX,
-    ColumnFile,
-    RowFile,
-    as_indices,
-    build_column_file,
-    row_block_bounds,
-)
+from galaxy_cellxgene import cellxgene_internals as cx
+from galaxy_cellxgene.column_file import SUFFIX, ColumnFile, RowFile, build_column_file, row_block_bounds
+from galaxy_cellxgene.frames import encoding_of
+from galaxy_cellxgene.joblog import say
+from galaxy_cellxgene.selections import as_indices
 from galaxy_cellxgene.settings import ViewerOptions
 from galaxy_cellxgene.store_choice import StoreChoice, XLayout, choose_store
-from galaxy_cellxgene.validate import encoding_of
 
 NNZ_PER_BLOCK = 1 << 22  # 32 MiB of float32 values and int32 rows in flight per block
 MANY_COLUMNS = 64  # above this many genes per request, scipy's stacking beats our loop
@@ -158,8 +154,8 @@ class ColumnStore:
         return self
 
     def attach(self, data_adaptor) -> None:
-        self._original = data_adaptor.get_X_array
-        data_adaptor.get_X_array = self.get_X_array
+        """Answer cellxgene's get_X_array from now on (cellxgene's own stays the fallback)."""
+        self._original = cx.replace_method(data_adaptor, "get_X_array", self.get_X_array)
 
     def build(self) -> None:
         started = time.monotonic()
@@ -232,11 +228,6 @@ def memory_budget_mb(options: ViewerOptions, environ: dict | None = None) -> int
         return max(0, int(float(raw)))
     except ValueError:
         return 0
-
-
-def say(message: str) -> None:
-    """A line for the Galaxy job log (stdout, as serve.log writes)."""
-    print(f"[galaxy-cellxgene] {message}", flush=True)
 
 
 def start_column_copy(prepared: Path | str, options: ViewerOptions) -> ColumnStore | None:

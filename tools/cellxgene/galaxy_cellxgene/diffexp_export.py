@@ -30,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from galaxy_cellxgene import cellxgene_internals as cx
+
 log = logging.getLogger("galaxy_cellxgene.diffexp")
 
-VIEW_NAME = "api.diffexpobsapi"
 COLUMNS = ("gene", "log_fold_change", "p_value", "adjusted_p_value", "higher_in", "set_1", "set_2")
 # A name is only given when a set is exactly the cells of one value; checking every column of a
 # wide obs table would cost more than the comparison itself.
@@ -97,32 +98,29 @@ class DiffexpLog:
 
 def record(app, diffexp_log: DiffexpLog, data_adaptor, labels: Callable[[], object] | None = None) -> None:
     """Wrap cellxgene's diffexp view: every 200 answer is recorded with its two cell sets."""
-    view = app.view_functions.get(VIEW_NAME)
-    if view is None:  # cellxgene renamed its endpoint: fail loudly in tests, not silently in production
-        raise RuntimeError(f"cellxgene endpoint {VIEW_NAME} not found")
 
-    def recorded(*args, **kwargs):
-        from flask import make_response, request
+    def wrap(view):
+        def recorded(*args, **kwargs):
+            from flask import make_response, request
 
-        response = make_response(view(*args, **kwargs))
-        if response.status_code == 200:
-            try:
-                _capture(diffexp_log, data_adaptor, request.get_json(silent=True), response.get_data(), labels)
-            except Exception:  # the user's answer comes first; a failed capture is only logged
-                log.exception("differential expression result not recorded")
-        return response
+            response = make_response(view(*args, **kwargs))
+            if response.status_code == 200:
+                try:
+                    _capture(diffexp_log, data_adaptor, request.get_json(silent=True), response.get_data(), labels)
+                except Exception:  # the user's answer comes first; a failed capture is only logged
+                    log.exception("differential expression result not recorded")
+            return response
 
-    app.view_functions[VIEW_NAME] = recorded
+        return recorded
+
+    cx.wrap_view(app, cx.DIFFEXP_ENDPOINT, wrap)
 
 
 def _capture(diffexp_log: DiffexpLog, data_adaptor, body, answer: bytes, labels) -> None:
-    from server.common.constants import Axis
-
     result = json.loads(answer)
-    n_obs = data_adaptor.get_shape()[0]
-    masks = [data_adaptor._axis_filter_to_mask(Axis.OBS, body[s]["filter"]["obs"], n_obs) for s in ("set1", "set2")]
+    masks = [cx.obs_mask(data_adaptor, body[s]["filter"]["obs"]) for s in ("set1", "set2")]
     names = [set_name(i + 1, mask, data_adaptor, labels) for i, mask in enumerate(masks)]
-    genes = gene_names(data_adaptor)
+    genes = cx.gene_names(data_adaptor)
     rows: list[tuple[str, float, float, float, str]] = []
     for direction, higher in (("positive", names[0]), ("negative", names[1])):
         for var_index, lfc, pval, padj in result.get(direction, []):
@@ -130,12 +128,6 @@ def _capture(diffexp_log: DiffexpLog, data_adaptor, body, answer: bytes, labels)
     key = hashlib.sha256(b"".join(np.packbits(m).tobytes() for m in masks)).hexdigest()
     comparison = diffexp_log.add(key, names[0], names[1], rows)
     log.info("differential expression %d recorded: %s", comparison.number, comparison.title())
-
-
-def gene_names(data_adaptor) -> list[str]:
-    """The names the UI shows for genes: the var column cellxgene uses as its index."""
-    column = data_adaptor.parameters.get("var_names")
-    return [str(v) for v in data_adaptor.query_var_array(column)]
 
 
 def set_name(number: int, mask: np.ndarray, data_adaptor, labels: Callable[[], object] | None) -> str:
@@ -164,7 +156,7 @@ def _categorical_columns(data_adaptor, labels):
                 frames.append(user)
         except Exception:  # no labels yet, or annotations off
             log.debug("no user labels to name the sets with", exc_info=True)
-    frames.append(data_adaptor.data.obs)
+    frames.append(cx.obs_frame(data_adaptor))
     seen = 0
     for frame in frames:
         for column in frame.columns:

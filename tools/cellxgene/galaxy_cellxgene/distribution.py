@@ -10,12 +10,12 @@ or in bounded chunks straight from the file.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
 
 import h5py
 import numpy as np
 
-Distribution = Literal["normal", "count"]
+from galaxy_cellxgene.settings import Distribution
+
 CHUNK = 1 << 24
 COUNT_RANGE = 24
 

@@ -1,9 +1,10 @@
-"""Renames that survive a crash: after `os.replace`, the directory entry itself must reach disk."""
+"""Files that are either the old or the new version, and renames that survive a crash."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -16,3 +17,21 @@ def fsync_dir(folder: str | Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def atomic_write(path: str | Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp makes 0600; Galaxy may read the dataset as another user.
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
-ENV_NAME = "GALAXY_CELLXGENE_ENTRY_POINT_PATH"
+from galaxy_cellxgene.web import StartResponse, WsgiApp, mounted, redirect_to_slash, respond
 
-StartResponse = Callable[..., object]
-WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
+ENV_NAME = "GALAXY_CELLXGENE_ENTRY_POINT_PATH"
 
 
 def prefix_from_env(env: Mapping[str, str]) -> str:
@@ -64,38 +63,14 @@ class EntryPathGate:
         head = path[: len(prefix) + 1].encode("latin-1", "replace")
         # Constant time: a direct client must not learn the token one character at a time.
         if hmac.compare_digest(head, self._inside):
-            inner = dict(environ)
-            inner["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "").rstrip("/") + prefix
-            inner["PATH_INFO"] = path[len(prefix) :]
-            return self.app(inner, start_response)
+            return self.app(mounted(environ, prefix, path[len(prefix) :]), start_response)
         if hmac.compare_digest(path.encode("latin-1", "replace"), prefix.encode("latin-1")):
-            # The page resolves everything against its own URL, which must end in "/".
-            query = environ.get("QUERY_STRING", "")
-            location = prefix.rsplit("/", 1)[-1] + "/" + (f"?{query}" if query else "")
-            return _respond(start_response, "308 Permanent Redirect", b"", "text/plain", [("Location", location)])
+            return redirect_to_slash(start_response, environ, prefix.rsplit("/", 1)[-1])
         if path == "/health" and method in ("GET", "HEAD"):
-            return _respond(start_response, "200 OK", json.dumps({"status": "pass"}).encode(), "application/json")
-        return _respond(start_response, "404 Not Found", b"Not found\n", "text/plain; charset=utf-8")
+            return respond(start_response, "200 OK", json.dumps({"status": "pass"}).encode(), "application/json")
+        return respond(start_response, "404 Not Found", b"Not found\n", "text/plain; charset=utf-8")
 
 
 def gate(app: WsgiApp, prefix: str) -> WsgiApp:
     """`app` itself when there is no prefix to enforce."""
     return EntryPathGate(app, prefix) if prefix else app
-
-
-def _respond(
-    start_response: StartResponse,
-    status: str,
-    body: bytes,
-    content_type: str,
-    extra: list[tuple[str, str]] | None = None,
-) -> list[bytes]:
-    headers = [
-        ("Content-Type", content_type),
-        ("Content-Length", str(len(body))),
-        ("Cache-Control", "no-store"),
-        ("X-Content-Type-Options", "nosniff"),
-        *(extra or []),
-    ]
-    start_response(status, headers)
-    return [body]

@@ -17,6 +17,9 @@ import zlib
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
+from galaxy_cellxgene import cellxgene_internals as cx
+from galaxy_cellxgene.web import no_store
+
 MIB = 1 << 20
 # waitress refuses anything larger before a byte reaches Flask (its default is 1 GiB).
 MAX_REQUEST_BYTES = 256 * MIB
@@ -31,8 +34,6 @@ GENE_SETS_MAX_BYTES = 16 * MIB
 OTHER_MAX_BYTES = 64 * MIB
 INFLATE_CHUNK = 1 * MIB
 
-LABELS_ENDPOINT = "api.annotationsobsapi"
-GENE_SETS_ENDPOINT = "api.genesetsapi"
 _LIMIT_KEY = "GALAXY_CELLXGENE_LABEL_BYTES"
 
 
@@ -41,8 +42,7 @@ class RequestRefused(HTTPException):
 
     def __init__(self, code: int, message: str) -> None:
         self.code = code
-        response = Response(json.dumps({"message": message}), status=code, mimetype="application/json")
-        response.headers["Cache-Control"] = "no-store"
+        response = no_store(Response(json.dumps({"message": message}), status=code, mimetype="application/json"))
         super().__init__(description=message, response=response)
 
 
@@ -52,9 +52,9 @@ def label_bytes_limit(n_cells: int) -> int:
 
 
 def body_limit(endpoint: str | None, n_cells: int) -> int:
-    if endpoint == LABELS_ENDPOINT:
+    if endpoint == cx.LABELS_ENDPOINT:
         return label_bytes_limit(n_cells)
-    if endpoint == GENE_SETS_ENDPOINT:
+    if endpoint == cx.GENE_SETS_ENDPOINT:
         return GENE_SETS_MAX_BYTES
     return OTHER_MAX_BYTES
 
@@ -125,10 +125,8 @@ def _inflate_label_save(data: bytes) -> bytes:
 
 def install(app: Flask, n_cells: int) -> None:
     """Bound every request body of `app` and make cellxgene's label save inflate within bounds."""
-    from server.common import rest
-
     app.config[_LIMIT_KEY] = label_bytes_limit(n_cells)
-    rest.inflate = _inflate_label_save  # process-wide; the bound is read from the app serving the request
+    cx.replace_label_inflater(_inflate_label_save)  # the bound is read from the app serving the request
 
     @app.before_request
     def bound_body() -> None:

@@ -8,21 +8,19 @@ save or the new one, never a torn file, and never older than the last answered r
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
-from server.common.annotations.local_file_csv import AnnotationsLocalFile
 
-from galaxy_cellxgene.durable import fsync_dir
+from galaxy_cellxgene import cellxgene_internals as cx
+from galaxy_cellxgene.cellxgene_internals import AnnotationsLocalFile
+from galaxy_cellxgene.durable import atomic_write
 from galaxy_cellxgene.labels import gene_sets_csv, labels_csv
 from galaxy_cellxgene.limits import RequestRefused
 
@@ -44,32 +42,12 @@ class OutputNotWritable(RequestRefused):
         super().__init__(507, message)
 
 
-def atomic_write(path: str | Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes 0600; Galaxy may read the dataset as another user.
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
-
-
 def csv_header(kind: str, source: str) -> str:
-    from server import __version__ as cellxgene_version
-
     stamp = datetime.now().isoformat(timespec="seconds")
     # The title is free text: a line break in it would end this comment line and add CSV rows.
     source = " ".join(str(source).split())
     return (
-        f"# {kind} generated on {stamp} using cellxgene version {cellxgene_version} (Galaxy)\n"
+        f"# {kind} generated on {stamp} using cellxgene version {cx.version()} (Galaxy)\n"
         f"# Input data file was {source}\n"
     )
 
@@ -104,7 +82,6 @@ class GalaxyAnnotations(AnnotationsLocalFile):
         labels_output: Path,
         gene_sets_output: Path,
         source_name: str,
-        on_save: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(config, None, str(labels_file), str(gene_sets_file))
         self.labels_output = Path(labels_output)
@@ -113,7 +90,6 @@ class GalaxyAnnotations(AnnotationsLocalFile):
         self.log = SaveLog()
         self.save_lock = threading.RLock()
         self.frozen = False
-        self.on_save = on_save
         # Before publish_initial cellxgene reads the working copies (seeded from earlier work);
         # after it, the Galaxy outputs are the only files, written once per save.
         self.published = False
@@ -127,11 +103,14 @@ class GalaxyAnnotations(AnnotationsLocalFile):
     def _backup(self, fname, max_backups=9):
         return None
 
+    def freeze(self) -> None:
+        """Refuse every later save; one in flight completes first."""
+        with self.save_lock:
+            self.frozen = True
+
     def _check_open(self) -> None:
         if self.frozen:
-            from server.common.errors import DisabledFeatureError
-
-            raise DisabledFeatureError("This session has finished; its annotations are in your Galaxy history.")
+            raise cx.disabled_feature("This session has finished; its annotations are in your Galaxy history.")
 
     def write_labels(self, df: pd.DataFrame, data_adaptor) -> None:
         self.check_user_annotations_enabled()
@@ -152,12 +131,11 @@ class GalaxyAnnotations(AnnotationsLocalFile):
         if type(tid) is not int or tid < 0:
             raise ValueError("tid must be a positive integer")
         gene_sets = data_adaptor.check_new_gene_sets(gene_sets)
-        from server.common.errors import ObsoleteRequest
 
         with self.save_lock, self.gene_sets_lock:
             self._check_open()
             if tid <= self.last_geneset_tid:
-                raise ObsoleteRequest("TID is stale.")
+                raise cx.obsolete_request("TID is stale.")
             self.last_geneset_tid = tid
             text = gene_sets_csv(gene_sets, csv_header("Gene sets", self.source_name))
             self._write_output(self.gene_sets_output, text)
@@ -179,8 +157,6 @@ class GalaxyAnnotations(AnnotationsLocalFile):
 
     def _saved(self) -> None:
         self.log.last_save = time.time()
-        if self.on_save:
-            self.on_save()
 
     def publish_initial(self, data_adaptor) -> None:
         """Outputs hold a valid file from the first second: previous work, or no categories yet."""

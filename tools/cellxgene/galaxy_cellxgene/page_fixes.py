@@ -24,17 +24,12 @@ from pathlib import Path
 
 from flask import Flask, Response
 
+from galaxy_cellxgene import cellxgene_internals as cx
+
 BUNDLE = re.compile(r"main-[0-9a-f]+\.js")
 LOGO_ABOVE = b'"../static/assets/'
 LOGO_HERE = b'"static/assets/'
 OBSOLETE_JS = b"/* galaxy-cellxgene: cellxgene 1.3.0 does not ship obsolete.js; nothing to warn about. */\n"
-STATIC_ENDPOINT = "static_assets"
-
-
-def static_dir() -> Path:
-    import server
-
-    return Path(server.__file__).parent / "common" / "web" / "static"
 
 
 @functools.lru_cache(maxsize=4)
@@ -48,19 +43,19 @@ def corrected_bundle(path: Path) -> bytes | None:
 
 def install(app: Flask) -> None:
     """Wrap cellxgene's static route (the bundle) and add `/obsolete.js`."""
-    original = app.view_functions.get(STATIC_ENDPOINT)
-    if original is None:  # cellxgene renamed it: fail loudly in tests, not silently in production
-        raise RuntimeError(f"cellxgene endpoint {STATIC_ENDPOINT} not found")
-    folder = static_dir()
+    folder = cx.static_dir()
 
-    def static_assets(filename: str):
-        if BUNDLE.fullmatch(filename):
-            fixed = corrected_bundle(folder / filename) if (folder / filename).is_file() else None
-            if fixed is not None:
-                return Response(fixed, mimetype="text/javascript")
-        return original(filename=filename)
+    def wrap(original):
+        def static_assets(filename: str):
+            if BUNDLE.fullmatch(filename):
+                fixed = corrected_bundle(folder / filename) if (folder / filename).is_file() else None
+                if fixed is not None:
+                    return Response(fixed, mimetype="text/javascript")
+            return original(filename=filename)
 
-    app.view_functions[STATIC_ENDPOINT] = static_assets
+        return static_assets
+
+    cx.wrap_view(app, cx.STATIC_ENDPOINT, wrap)
     app.add_url_rule(
         "/obsolete.js",
         "galaxy_obsolete_js",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from galaxy_cellxgene.problems import Inspection
 from galaxy_cellxgene.settings import ViewerOptions
-from galaxy_cellxgene.validate import Inspection
 
 
 def render(name: str, inspection: Inspection, options: ViewerOptions) -> str:

@@ -18,12 +18,41 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+from wsgiref.types import WSGIApplication
 
 from galaxy_cellxgene import entry_path
-from galaxy_cellxgene.app import Session
-from galaxy_cellxgene.outputs import atomic_write
+from galaxy_cellxgene.durable import atomic_write
+from galaxy_cellxgene.joblog import say
+from galaxy_cellxgene.options import ServerOptions
 
 EXIT_TERMINATED = 143
+
+
+class ServedSession(Protocol):
+    """What serve() drives: one dataset (app.Session) or a list of them (multi.MultiSession)."""
+
+    @property
+    def app(self) -> WSGIApplication: ...
+
+    @property
+    def finished(self) -> threading.Event: ...  # set once the session has finished
+
+    def idle_for(self) -> float:
+        """Seconds with no request running anywhere in the session."""
+        ...
+
+    def finish(self, reason: str) -> dict:
+        """Freeze saves, write what a clean finish writes, set `finished`; idempotent."""
+        ...
+
+    def status(self) -> dict:
+        """At least finish_reason, finish_error, label_saves and gene_set_saves (the job log's last lines)."""
+        ...
+
+    def hold_saves(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for a save in flight, then keep every later one out (SIGTERM)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -58,12 +87,15 @@ def write_runtime_json(path: Path, content: dict) -> None:
     atomic_write(path, json.dumps(content))
 
 
-def log(message: str) -> None:
-    print(f"[galaxy-cellxgene] {message}", flush=True)
+def run_server(session: ServedSession, server: ServerOptions, idle_timeout: float | None) -> int:
+    """Bind where Galaxy expects (plan_binding), register if need be, and serve until finished."""
+    binding = plan_binding(server.register, server.port, server.host, os.environ, in_container(os.environ))
+    runtime_json_path = server.runtime_json.resolve() if binding.register else None
+    return serve(session, binding, server.port, runtime_json_path, idle_timeout, server.threads)
 
 
 def serve(
-    session: Session,
+    session: ServedSession,
     binding: Binding,
     declared_port: int,
     runtime_json_path: Path | None,
@@ -95,28 +127,28 @@ def serve(
     url = f"http://{binding.advertise_host}:{port}/"
     if binding.register and runtime_json_path is not None:
         write_runtime_json(runtime_json_path, runtime_json(declared_port, binding.advertise_host, port))
-        log(f"registered {runtime_json_path} for Galaxy's proxy")
-    log(f"ready on {url}" + (" (serving only under the entry point path)" if prefix else ""))
+        say(f"registered {runtime_json_path} for Galaxy's proxy")
+    say(f"ready on {url}" + (" (serving only under the entry point path)" if prefix else ""))
 
     while not session.finished.wait(timeout=_wait_step(session, idle_timeout)):
         if idle_timeout is not None and session.idle_for() >= idle_timeout:
-            log(f"no activity for {idle_timeout:.0f} s: finishing")
+            say(f"no activity for {idle_timeout:.0f} s: finishing")
             session.finish("idle timeout")
 
     _drain(server)
     status = session.status()
-    log(
+    say(
         f"finished ({status['finish_reason']}): {status['label_saves']} label saves, "
         f"{status['gene_set_saves']} gene-set saves"
     )
     if status["finish_error"]:
-        log(status["finish_error"])
+        say(status["finish_error"])
     with contextlib.suppress(Exception):
         server.close()
     return 0
 
 
-def _wait_step(session: Session, idle_timeout: float | None) -> float:
+def _wait_step(session: ServedSession, idle_timeout: float | None) -> float:
     if idle_timeout is None:
         return 3600.0
     remaining = idle_timeout - session.idle_for()
@@ -133,11 +165,11 @@ def _drain(server, deadline: float = 3.0) -> None:
         time.sleep(0.02)
 
 
-def _install_signal_handlers(session: Session) -> None:
+def _install_signal_handlers(session: ServedSession) -> None:
     def terminate(signum, frame):
         # Every save is already in its output (atomic rename); only wait for one in flight.
-        session.store.save_lock.acquire(timeout=0.5)
-        log("terminated (Galaxy's Stop): the outputs hold the last completed save")
+        session.hold_saves(0.5)
+        say("terminated (Galaxy's Stop): the outputs hold the last completed save")
         sys.stdout.flush()
         os._exit(EXIT_TERMINATED)
 

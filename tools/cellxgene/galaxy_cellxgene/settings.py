@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Distribution = Literal["auto", "normal", "count"]
+Distribution = Literal["normal", "count"]  # cellxgene's X distribution; distribution.py measures it
+DistributionChoice = Literal["auto", Distribution]  # the user's choice; auto: measured
 XStore = Literal["auto", "memory", "disk"]
 
 # Served by our own blueprint; relative, so the page finds them under any proxy prefix.
@@ -38,7 +39,7 @@ class ViewerOptions:
     x_store: XStore = "auto"  # where gene requests are read from (store_choice.py); auto: by memory_mb
     memory_mb: int = 0  # the job's memory; 0: GALAXY_MEMORY_MB, else unknown
     idle_timeout_minutes: float = 0
-    x_distribution: Distribution = "auto"
+    x_distribution: DistributionChoice = "auto"
     # One user's differential expression must not exhaust the job's memory or cores.
     diffexp_max_cells: int = 0  # 0: derived from diffexp_memory_mb and the gene count
     diffexp_memory_mb: int = 4096
@@ -78,7 +79,7 @@ def must_rewrite_metadata(options: ViewerOptions) -> bool:
     return needs_new_var_index(options) or bool(options.layer)
 
 
-def distribution(options: ViewerOptions, known: Distribution | None) -> Distribution:
+def distribution(options: ViewerOptions, known: Distribution | None) -> DistributionChoice:
     """An explicit choice wins; else what the runtime measured (see distribution.py)."""
     if options.x_distribution != "auto":
         return options.x_distribution

@@ -7,77 +7,16 @@ small obs/var frames and embeddings), so checking a large dataset costs little.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import h5py
 import numpy as np
 import pandas as pd
 
-from galaxy_cellxgene.containment import FIX as CONTAINMENT_FIX
-from galaxy_cellxgene.containment import outside_references
 from galaxy_cellxgene.frames import FrameError, column_kind, encoding_of, read_frame
-from galaxy_cellxgene.labels import LabelsError, read_gene_sets, read_labels
+from galaxy_cellxgene.input_files import check_previous, not_hdf5_problem, outside_data_problems
+from galaxy_cellxgene.problems import Embedding, Inspection, Problem, Summary
 from galaxy_cellxgene.settings import ViewerOptions, embedding_name
-
-Severity = Literal["error", "warning"]
-# Everything str.splitlines() breaks on, shown escaped instead.
-LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
-
-
-@dataclass(frozen=True)
-class Problem:
-    severity: Severity
-    what: str
-    fix: str
-
-    def __str__(self) -> str:
-        # One line per problem (the CLI contract): a name with a line break in it must not start
-        # a new line that reads like another message in the job log.
-        return f"{self.severity.upper()}: {self.what} Fix: {self.fix}".translate(LINE_BREAKS)
-
-
-@dataclass
-class Embedding:
-    name: str
-    shape: tuple[int, ...]
-    shown: bool
-    reason: str = ""
-
-
-@dataclass
-class Summary:
-    """What cellxgene will show, for the report."""
-
-    n_obs: int = 0
-    n_vars: int = 0
-    x_encoding: str = ""
-    x_dtype: str = ""
-    obs_columns: dict[str, str] = field(default_factory=dict)
-    var_columns: list[str] = field(default_factory=list)
-    embeddings: list[Embedding] = field(default_factory=list)
-    layers: list[str] = field(default_factory=list)
-    user_categories: list[str] = field(default_factory=list)
-    # Columns cellxgene 1.3.0 cannot load as written: how the prepared file shows them, or why not at all.
-    presented: list[str] = field(default_factory=list)
-    hidden: list[str] = field(default_factory=list)
-    gene_sets: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Inspection:
-    summary: Summary
-    problems: list[Problem]
-    obs_names: pd.Index | None = None
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
 
 
 def _read_frame(group: h5py.Group):
@@ -98,51 +37,6 @@ def _matrix_dtype(node: h5py.Group | h5py.Dataset) -> np.dtype:
 def _duplicates(index: pd.Index, limit: int = 3) -> str:
     dup = index[index.duplicated()].unique()[:limit]
     return ", ".join(repr(str(d)) for d in dup)
-
-
-def not_hdf5_problem(path: Path) -> Problem:
-    head = b""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(16)
-    except OSError as err:
-        return Problem("error", f"The input cannot be read ({err.strerror}).", "Check that the dataset exists.")
-    hint = "it is empty" if not head else f"it starts with {head[:8]!r}"
-    return Problem(
-        "error",
-        f"The input is not an HDF5 file, so it cannot be an h5ad (AnnData) file: {hint}.",
-        "Choose an h5ad dataset; convert other formats first (e.g. with the anndata 'Import' "
-        "or scanpy read tools) and check the dataset's datatype.",
-    )
-
-
-def outside_data_problems(path: str | Path, role: str) -> list[Problem]:
-    """One error per object of an HDF5 file whose bytes live in another file (containment.py)."""
-    try:
-        references = outside_references(path)
-    except (OSError, KeyError, RuntimeError, ValueError) as err:
-        return [
-            Problem(
-                "error",
-                f"{role} could not be scanned for parts stored in other files ({type(err).__name__}: {err}); "
-                "it may be truncated or damaged.",
-                "Re-upload the dataset or re-run the tool that made it.",
-            )
-        ]
-    return [Problem("error", r.describe(role), CONTAINMENT_FIX) for r in references]
-
-
-def previous_file_problems(path: str | Path, role: str) -> list[Problem]:
-    """Earlier annotations and gene sets are CSV; an HDF5 file there is refused, naming any outside parts."""
-    if not h5py.is_hdf5(path):
-        return []
-    return outside_data_problems(path, role) or [
-        Problem(
-            "error",
-            f"{role} is an HDF5 file, not a cellxgene CSV.",
-            "Choose the 'cell annotations' or 'gene sets' CSV dataset an earlier cellxgene run made.",
-        )
-    ]
 
 
 def inspect(path: str | Path, options: ViewerOptions, thorough: bool = True) -> Inspection:
@@ -173,7 +67,7 @@ def inspect(path: str | Path, options: ViewerOptions, thorough: bool = True) -> 
         return Inspection(summary, problems)
     inspection = Inspection(summary, problems, obs_names)
     if readable:
-        _inspect_previous(options, inspection)
+        check_previous(options, inspection)
     return inspection
 
 
@@ -438,77 +332,3 @@ def _inspect_categories(obs, options: ViewerOptions, summary: Summary, problems:
                     "Raise 'max category items' if you need it.",
                 )
             )
-
-
-def _inspect_previous(options: ViewerOptions, inspection: Inspection) -> None:
-    problems = inspection.problems
-    obs_names = inspection.obs_names
-    refused_labels = (
-        previous_file_problems(options.previous_annotations, "The previous annotations")
-        if options.previous_annotations
-        else []
-    )
-    refused_sets = (
-        previous_file_problems(options.previous_gene_sets, "The previous gene sets")
-        if options.previous_gene_sets
-        else []
-    )
-    problems.extend(refused_labels + refused_sets)
-    if options.previous_annotations and not refused_labels:
-        try:
-            labels = read_labels(options.previous_annotations)
-        except LabelsError as err:
-            problems.append(Problem("error", f"The previous annotations cannot be used: {err}", err.fix))
-        else:
-            inspection.summary.user_categories = [str(c) for c in labels.columns]
-            # No categories (cellxgene writes 0 bytes when all were deleted): nothing to fit.
-            if len(labels.columns) and obs_names is not None:
-                _check_labels_fit(labels, obs_names, inspection.summary, problems)
-    if options.previous_gene_sets and not refused_sets:
-        try:
-            gene_sets = read_gene_sets(options.previous_gene_sets)
-        except LabelsError as err:
-            problems.append(Problem("error", f"The previous gene sets cannot be used: {err}", err.fix))
-        else:
-            inspection.summary.gene_sets = sorted(gene_sets)
-
-
-def _check_labels_fit(labels: pd.DataFrame, obs_names: pd.Index, summary: Summary, problems: list[Problem]) -> None:
-    if len(labels) != len(obs_names):
-        problems.append(
-            Problem(
-                "error",
-                f"The previous annotations have {len(labels)} rows but the dataset has {len(obs_names)} cells: "
-                "they were made on another dataset.",
-                "Choose the annotations saved from this same dataset (or subset the dataset the same way).",
-            )
-        )
-        return
-    file_names = pd.Index(labels.index.astype(str))
-    mismatch = np.flatnonzero(file_names != obs_names)
-    if mismatch.size:
-        first = int(mismatch[0])
-        problems.append(
-            Problem(
-                "error",
-                f"The previous annotations name other cells ({mismatch.size} of {len(obs_names)} rows differ; "
-                f"row {first + 1} is '{file_names[first]}' but the dataset has '{obs_names[first]}'): "
-                "they were made on another dataset or with another cell-name column.",
-                "Choose the annotations saved from this dataset, with the same cell-name column.",
-            )
-        )
-    clash = sorted(set(map(str, labels.columns)) & set(summary.obs_columns))
-    if clash:
-        problems.append(
-            Problem(
-                "error",
-                f"The previous annotation categories {clash} have the same names as obs columns; "
-                "cellxgene cannot show both.",
-                "Rename those categories in the annotations CSV (header line), or use the merged h5ad, "
-                "which already holds them, without previous annotations.",
-            )
-        )
-
-
-def format_problems(problems: list[Problem]) -> str:
-    return "\n".join(str(p) for p in problems)

@@ -9,24 +9,13 @@
   "use strict";
 
   var ROUTE = "galaxy/export";
-  var CONTAINER_ID = "galaxy-cellxgene-controls";
   // cellxgene autosaves every 2.5 s; give a pending save this long to land before exporting,
   // so the export holds what the user sees rather than the previous save.
   var AUTOSAVE_WAIT_MS = 15000;
   var UPLOAD_WAIT_MS = 180000;
 
   function container() {
-    var el = document.getElementById(CONTAINER_ID);
-    if (!el) {
-      // finish.js normally creates it; stand alone if it did not (same place, same look).
-      el = document.createElement("div");
-      el.id = CONTAINER_ID;
-      el.style.cssText =
-        "position:fixed;right:12px;bottom:12px;z-index:10000;display:flex;flex-wrap:wrap;justify-content:flex-end;" +
-        "gap:6px 8px;align-items:center;max-width:min(342px, calc(100vw - 24px));";
-      document.body.appendChild(el);
-    }
-    return el;
+    return window.galaxyCellxgeneControls(); // finish.js, loaded first, builds the box
   }
 
   function sleep(ms) {

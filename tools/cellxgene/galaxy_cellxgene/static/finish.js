@@ -4,29 +4,17 @@
  * exits 0, so Galaxy collects every output. cellxgene autosaves labels every 2.5 s, so before
  * finishing we let one autosave cycle pass and wait for saves in flight: the last label a user
  * made must not be lost to a quick click.
+ *
+ * The same script is the list tool's landing page button (multi/landing.html): there it asks
+ * first, finishes every dataset and shows #done. It also builds the one controls box that
+ * export.js and multi.js add to (window.galaxyCellxgeneControls; this script loads first).
  */
 (function () {
   "use strict";
   var AUTOSAVE_CYCLE_MS = 3000;
+  var FINISH_LABEL = "Finish and save to Galaxy";
   var pendingSaves = 0;
   var lastSaveStarted = 0;
-
-  function isSave(input, init) {
-    var method = ((init && init.method) || (input && input.method) || "GET").toUpperCase();
-    var url = typeof input === "string" ? input : (input && input.url) || "";
-    return method === "PUT" && /annotations\/obs|genesets/.test(url);
-  }
-
-  var originalFetch = window.fetch.bind(window);
-  window.fetch = function (input, init) {
-    if (!isSave(input, init)) return originalFetch(input, init);
-    pendingSaves += 1;
-    lastSaveStarted = Date.now();
-    return originalFetch(input, init).finally(function () {
-      pendingSaves -= 1;
-      refreshStatus();
-    });
-  };
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -49,9 +37,60 @@
     document.body.appendChild(box);
     return box;
   }
+  window.galaxyCellxgeneControls = controls;
+
+  function postFinish(fetcher) {
+    // The header proves the request comes from this page (web.FINISH_HEADER).
+    return fetcher("galaxy/finish", { method: "POST", headers: { "X-Galaxy-Cellxgene": "finish" } })
+      .then(function (r) {
+        return r.json().then(function (body) {
+          if (!r.ok) throw new Error(body.message || "HTTP " + r.status);
+          return body;
+        });
+      });
+  }
+
+  var landing = document.querySelector("button[data-galaxy-cellxgene-finish]");
+  if (landing) {
+    landing.addEventListener("click", function () {
+      if (!window.confirm("Finish the session for every dataset and save the results to Galaxy?")) return;
+      landing.disabled = true;
+      landing.textContent = "Saving…";
+      postFinish(window.fetch.bind(window))
+        .then(function (s) {
+          landing.textContent = "Finished";
+          var done = document.getElementById("done");
+          if (s.finish_error) done.textContent = "Finished with a problem: " + s.finish_error;
+          done.hidden = false;
+        })
+        .catch(function (err) {
+          landing.disabled = false;
+          landing.textContent = FINISH_LABEL;
+          window.alert("Finish failed: " + err);
+        });
+    });
+    return;
+  }
+
+  function isSave(input, init) {
+    var method = ((init && init.method) || (input && input.method) || "GET").toUpperCase();
+    var url = typeof input === "string" ? input : (input && input.url) || "";
+    return method === "PUT" && /annotations\/obs|genesets/.test(url);
+  }
+
+  var originalFetch = window.fetch.bind(window);
+  window.fetch = function (input, init) {
+    if (!isSave(input, init)) return originalFetch(input, init);
+    pendingSaves += 1;
+    lastSaveStarted = Date.now();
+    return originalFetch(input, init).finally(function () {
+      pendingSaves -= 1;
+      refreshStatus();
+    });
+  };
 
   var status = el("span", { id: "galaxy-cellxgene-status", "aria-live": "polite" }, "Galaxy: connected");
-  var finish = el("button", { id: "galaxy-cellxgene-finish", type: "button" }, "Finish and save to Galaxy");
+  var finish = el("button", { id: "galaxy-cellxgene-finish", type: "button" }, FINISH_LABEL);
   finish.style.cssText = "background:#2c3143;color:#fff;border:0;border-radius:3px;padding:5px 10px;cursor:pointer";
 
   function refreshStatus() {
@@ -98,19 +137,12 @@
     finish.textContent = "Saving last changes…";
     waitForSaves()
       .then(function () {
-        // Proves the request comes from this page (FINISH_HEADER in app.py).
-        return originalFetch("galaxy/finish", { method: "POST", headers: { "X-Galaxy-Cellxgene": "finish" } });
-      })
-      .then(function (r) {
-        return r.json().then(function (body) {
-          if (!r.ok) throw new Error(body.message || "HTTP " + r.status);
-          return body;
-        });
+        return postFinish(originalFetch);
       })
       .then(showDone)
       .catch(function (e) {
         finish.disabled = false;
-        finish.textContent = "Finish and save to Galaxy";
+        finish.textContent = FINISH_LABEL;
         status.textContent = "Finish failed: " + e;
         status.style.color = "#b00020";
       });

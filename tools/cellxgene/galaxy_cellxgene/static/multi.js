@@ -1,4 +1,4 @@
-/* Several datasets in one session (multi.py): a way back to the list of datasets.
+/* Several datasets in one session (multi/): a way back to the list of datasets.
  *
  * Each dataset's viewer lives at <entry point>/d/<name>/, the list at <entry point>/, so the
  * link is relative ("../../") and works under any Galaxy proxy prefix. Labels are saved per
@@ -7,16 +7,7 @@
 (function () {
   "use strict";
   function mount() {
-    var box = document.getElementById("galaxy-cellxgene-controls");
-    if (!box) {
-      box = document.createElement("div");
-      box.id = "galaxy-cellxgene-controls";
-      // Same place as finish.js's box: inside the right sidebar, never over the plot.
-      box.style.cssText = "position:fixed;right:12px;bottom:12px;z-index:10000;display:flex;flex-wrap:wrap;" +
-        "justify-content:flex-end;gap:6px 8px;align-items:center;max-width:min(342px, calc(100vw - 24px));" +
-        "background:#fff;border:1px solid #c8ccd0;border-radius:4px;padding:6px 8px;font-size:13px";
-      document.body.appendChild(box);
-    }
+    var box = window.galaxyCellxgeneControls(); // finish.js, loaded first, builds the box
     if (document.getElementById("galaxy-cellxgene-datasets")) return;
     var link = document.createElement("a");
     link.id = "galaxy-cellxgene-datasets";

@@ -1,10 +1,10 @@
-"""`view-many`: several datasets in one cellxgene session (see multi.py).
+"""`view-many`: several datasets in one cellxgene session (see multi/).
 
     python -m galaxy_cellxgene view-many --dataset NAME=PATH [--dataset NAME=PATH ...]
         [--datasets-json FILE] --annotations-dir DIR --gene-sets-dir DIR [--merged-dir DIR]
         [--memory-budget-mb MB] [--unload-after MINUTES] [VIEW OPTIONS] [--port/--host/--register ...]
 
-Outputs, one file per opened dataset, named after its safe name (multi.safe_name):
+Outputs, one file per opened dataset, named after its safe name (multi/names.py):
 `<annotations-dir>/<name>.csv`, `<gene-sets-dir>/<name>.csv`, `<merged-dir>/<name>.h5ad`.
 """
 
@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from galaxy_cellxgene.cli import EXIT_INPUT, _view_options, options_from_args, title_from_args
+from galaxy_cellxgene.layout import csv_name
+from galaxy_cellxgene.options import EXIT_INPUT, input_error, options_from_args, server_from_args, title_from_args
 
 # Read by the runtime when no --memory-budget-mb is given: an admin sets it in the job
 # destination's environment. GALAXY_MEMORY_MB is what Galaxy sets when the destination
@@ -29,11 +28,8 @@ BUDGET_ENV = "GALAXY_CELLXGENE_MEMORY_BUDGET_MB"
 GALAXY_MEMORY_ENV = "GALAXY_MEMORY_MB"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m galaxy_cellxgene view-many",
-        description="serve several datasets in one cellxgene session; saves land in per-dataset outputs",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """view-many's own groups; cli.py adds the display, session and server groups."""
     g = parser.add_argument_group("datasets and outputs")
     g.add_argument(
         "--dataset",
@@ -82,15 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MINUTES",
         help="close a dataset nobody has used for this long (0: never); it reopens where it was left",
     )
-    s = parser.add_argument_group("server")
-    s.add_argument("--port", type=int, default=8888, help="declared port (the tool XML's entry point)")
-    s.add_argument("--host", help="listen address (default: 0.0.0.0 in a container, else 127.0.0.1)")
-    s.add_argument("--register", choices=["auto", "always", "never"], default="auto")
-    s.add_argument("--runtime-json", type=Path, default=Path("..") / "container_runtime.json")
-    s.add_argument("--work-dir", type=Path, default=Path("cellxgene-work"))
-    s.add_argument("--threads", type=int, default=8)
-    _view_options(parser)
-    return parser
 
 
 def read_named_paths(path: Path, option: str) -> list[tuple[str, Path]]:
@@ -138,7 +125,7 @@ def stage_previous(matched: Mapping[str, Path], folder: Path) -> Path:
     """The folder of <slug>.csv the sessions resume from; slugs are safe names, so links stay inside."""
     folder.mkdir(parents=True, exist_ok=True)
     for slug, source in matched.items():
-        link = folder / f"{slug}.csv"
+        link = folder / csv_name(slug)
         link.unlink(missing_ok=True)
         link.symlink_to(source.resolve())
     return folder
@@ -190,29 +177,19 @@ def memory_budget_bytes(cli_mb: int | None, env: dict[str, str]) -> int | None:
     return None
 
 
-def run_view_many(argv: list[str] | None = None) -> int:
-    from galaxy_cellxgene.multi import MultiSession, OutputDirs, plan_datasets, quick_check
-    from galaxy_cellxgene.serve import in_container, log, plan_binding, serve
+def run(args: argparse.Namespace) -> int:
+    from galaxy_cellxgene.joblog import say
+    from galaxy_cellxgene.layout import OutputDirs
+    from galaxy_cellxgene.multi.datasets import plan_datasets, quick_check
+    from galaxy_cellxgene.multi.session import MultiSession
+    from galaxy_cellxgene.serve import run_server
     from galaxy_cellxgene.settings import idle_timeout_seconds
 
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # anndata/pandas deprecation chatter is noise in a Galaxy job log.
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="anndata")
     started = time.monotonic()
-    if args.previous_annotations or args.previous_gene_sets:
-        print(
-            "ERROR: --previous-annotations/--previous-gene-sets name one file; with several datasets "
-            "use --previous-annotations-dir/--previous-gene-sets-dir. Fix: pass a folder of <name>.csv files.",
-            file=sys.stderr,
-        )
-        return EXIT_INPUT
     try:
         items = parse_items(args)
     except (ValueError, OSError) as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return EXIT_INPUT
+        return input_error(str(err))
 
     options = options_from_args(args)
     datasets = plan_datasets(items, options, quick_check)
@@ -224,7 +201,7 @@ def run_view_many(argv: list[str] | None = None) -> int:
     if not usable:
         print(f"cellxgene cannot start: none of the {len(datasets)} datasets can be opened.", file=sys.stderr)
         return EXIT_INPUT
-    log(
+    say(
         f"{len(usable)} of {len(datasets)} datasets ready to open "
         f"({time.monotonic() - started:.2f} s): " + ", ".join(d.slug for d in usable)
     )
@@ -232,13 +209,12 @@ def run_view_many(argv: list[str] | None = None) -> int:
     try:
         previous_annotations, previous_gene_sets, notes = previous_folders(args, datasets)
     except (ValueError, OSError) as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return EXIT_INPUT
+        return input_error(str(err))
     for note in notes:
         if note.startswith("WARNING"):
             print(note, file=sys.stderr)
         else:
-            log(note)
+            say(note)
     dirs = OutputDirs(
         annotations=args.annotations_dir,
         gene_sets=args.gene_sets_dir,
@@ -257,14 +233,7 @@ def run_view_many(argv: list[str] | None = None) -> int:
         title=title_from_args(args) or f"cellxgene: {len(datasets)} datasets",
         memory_budget_bytes=budget,
         unload_after=unload_after,
-    )
+    ).start()
     if budget is not None:
-        log(f"memory budget {budget / 2**20:.0f} MiB")
-    binding = plan_binding(args.register, args.port, args.host, os.environ, in_container(os.environ))
-    runtime_json = args.runtime_json.resolve() if binding.register else None
-    # serve() drives anything with a Session's surface; MultiSession provides it (see multi.py).
-    return serve(session, binding, args.port, runtime_json, idle_timeout_seconds(options), args.threads)  # type: ignore[arg-type]
-
-
-if __name__ == "__main__":  # also `python -m galaxy_cellxgene.multi_cli`; cli.py dispatches `view-many` here
-    sys.exit(run_view_many())
+        say(f"memory budget {budget / 2**20:.0f} MiB")
+    return run_server(session, server_from_args(args), idle_timeout_seconds(options))
