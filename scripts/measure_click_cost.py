@@ -55,4 +55,6 @@ def main(source: str, store_path: str, clicks: int = 40) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] in {"-h", "--help"}:
+        sys.exit(__doc__)
     main(sys.argv[1], sys.argv[2])
