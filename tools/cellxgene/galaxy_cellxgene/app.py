@@ -17,7 +17,7 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, jsonify, send_from_directory
 
-from galaxy_cellxgene import diffexp_export, limits, page_fixes
+from galaxy_cellxgene import diffexp_export, limits, page_fixes, remote_save
 from galaxy_cellxgene.columns import ColumnStore, start_column_copy
 from galaxy_cellxgene.diffexp_export import DiffexpLog
 from galaxy_cellxgene.labels import merge_into_h5ad
@@ -223,6 +223,7 @@ def build_session(paths: Paths, options: ViewerOptions, columns: ColumnStore | N
         name = options.title or paths.source.name
         export.register(app, paths.annotations_out, paths.gene_sets_out, name, diffexp=session.diffexp)
         app.config["GALAXY_EXPORT_ENABLED"] = True
+    remote_save.attach(session)  # outputs staged on a remote node (Pulsar): also push saves
     return session
 
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from galaxy_cellxgene import entry_path
+from galaxy_cellxgene import entry_path, remote_save
 from galaxy_cellxgene.app import Session
 from galaxy_cellxgene.outputs import atomic_write
 
@@ -104,6 +104,7 @@ def serve(
             session.finish("idle timeout")
 
     _drain(server)
+    remote_save.at_exit(session, terminated=False)
     status = session.status()
     log(
         f"finished ({status['finish_reason']}): {status['label_saves']} label saves, "
@@ -137,6 +138,7 @@ def _install_signal_handlers(session: Session) -> None:
     def terminate(signum, frame):
         # Every save is already in its output (atomic rename); only wait for one in flight.
         session.store.save_lock.acquire(timeout=0.5)
+        remote_save.at_exit(session, terminated=True)
         log("terminated (Galaxy's Stop): the outputs hold the last completed save")
         sys.stdout.flush()
         os._exit(EXIT_TERMINATED)
