@@ -194,3 +194,15 @@ def test_sigterm_push_ends_inside_the_grace_period(runtime, galaxy_stand_in: Gal
     job.send(signal.SIGTERM)
     assert job.wait(30) == 143
     assert time.monotonic() - started < 8.0, job.log
+
+
+def test_a_viewer_whose_staging_directory_is_gone_exits(runtime, galaxy_stand_in: GalaxyStandIn) -> None:
+    """After Stop on Pulsar the container outlives the SIGKILLed job shell; once Pulsar has
+    deleted the job's directory (Galaxy collected it), the runtime ends itself."""
+    import shutil
+
+    job = runtime(env=galaxy_env(galaxy_stand_in, staged=True))
+    shutil.rmtree(job.annotations.parent)
+    assert job.wait(30) == 0
+    assert "staging directory is gone" in job.log
+    assert galaxy_stand_in.requests() == 0

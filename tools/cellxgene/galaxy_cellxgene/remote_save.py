@@ -60,6 +60,8 @@ INTERVAL_SECONDS = 300.0
 RETRY_SECONDS = 60.0
 # Docker's `stop` waits 10 s before SIGKILL; keep well inside it.
 TERMINATE_BUDGET_SECONDS = 5.0
+# How often the saver looks whether the job's staging directory still exists (see `orphaned`).
+ORPHAN_CHECK_SECONDS = 10.0
 KINDS = (("annotations", "cell annotations"), ("gene_sets", "gene sets"))
 
 
@@ -128,6 +130,7 @@ class RemoteSaver:
     interval: float = INTERVAL_SECONDS
     retry: float = RETRY_SECONDS
     clock: Callable[[], float] = time.monotonic
+    on_orphan: Callable[[], None] | None = None
     pushed: dict[str, Pushed] = field(default_factory=dict)
     baseline: dict[str, str | None] = field(default_factory=dict)
     pushes: int = 0
@@ -255,11 +258,22 @@ class RemoteSaver:
         self._thread = threading.Thread(target=self._run, name="remote-save", daemon=True)
         self._thread.start()
 
+    def orphaned(self) -> bool:
+        """The outputs' folder is gone: the runner ended the job and cleaned its staging directory.
+
+        Measured with Pulsar REST through Galaxy: Stop SIGKILLs the job shell, whose own
+        `docker kill` then never runs, so the container keeps serving (until the idle timeout)
+        after Galaxy has collected the outputs and Pulsar has deleted the job's directory."""
+        return not any(path.parent.is_dir() for path, _ in self.files)
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(timeout=self.next_wait())
+            self._wake.wait(timeout=min(self.next_wait(), ORPHAN_CHECK_SECONDS))
             self._wake.clear()
             if self._stop.is_set():
+                return
+            if self.on_orphan is not None and self.orphaned():
+                self.on_orphan()
                 return
             if self.due():
                 try:
@@ -310,6 +324,7 @@ def attach(session: Any, env: Mapping[str, str] | None = None) -> RemoteSaver | 
         store.save_lock,
         debounce=seconds_from_env(env, ENV_DEBOUNCE, DEBOUNCE_SECONDS),
         interval=seconds_from_env(env, ENV_INTERVAL, INTERVAL_SECONDS),
+        on_orphan=_exit_orphaned,
     )
     previous = store.on_save
 
@@ -323,6 +338,14 @@ def attach(session: Any, env: Mapping[str, str] | None = None) -> RemoteSaver | 
     session.remote_save = saver
     print("[galaxy-cellxgene] outputs are staged copies: saves are also pushed into the history", flush=True)
     return saver
+
+
+def _exit_orphaned() -> None:
+    print(
+        "[galaxy-cellxgene] the job's staging directory is gone (the job was stopped and collected): exiting",
+        flush=True,
+    )
+    os._exit(0)
 
 
 def at_exit(session: Any, terminated: bool) -> None:
