@@ -92,6 +92,7 @@ def pulsar_job_conf() -> tuple[str, str]:
         token=token,
         docker_cmd=os.environ.get("GX_DOCKER_CMD") or "podman",
         staging=state / "staging",
+        galaxy_port=env("GALAXY_PORT"),
         monitor=Path(sys.executable).parent / "galaxy-container-monitor",
     )
     return runner, environment
@@ -119,6 +120,13 @@ PULSAR_ENVIRONMENT = """\
           # The runtime's signal that its outputs are Pulsar's staged copies, not Galaxy's files:
           # it then also pushes saves into the history (remote_save.py).
           docker_env_GALAXY_CELLXGENE_OUTPUTS: staged
+          # The runtime pushes through Galaxy's API, so the container must reach Galaxy. Here Galaxy
+          # listens on loopback only: slirp4netns lets the container reach the host's loopback
+          # as 10.0.2.2 (published ports work as with the default bridge), and the tool's
+          # GALAXY_URL is rewritten to that address. A real node reaches galaxy_infrastructure_url
+          # directly and needs neither line.
+          docker_net: slirp4netns:allow_host_loopback=true
+          docker_env_GALAXY_URL: http://10.0.2.2:{galaxy_port}/
           # The node cannot write Galaxy's job directory: the monitor POSTs the published port
           # to Galaxy's API (/api/jobs/{{id}}/ports), which configures the entry point.
           container_monitor_result: callback

@@ -63,6 +63,8 @@ TERMINATE_BUDGET_SECONDS = 5.0
 # How often the saver looks whether the job's staging directory still exists (see `orphaned`).
 ORPHAN_CHECK_SECONDS = 10.0
 KINDS = (("annotations", "cell annotations"), ("gene_sets", "gene sets"))
+# Every saver of this process (one per dataset; several in a view-many session).
+SAVERS: list[RemoteSaver] = []
 
 
 def outputs_are_staged(env: Mapping[str, str] | None = None) -> bool:
@@ -286,14 +288,13 @@ class RemoteSaver:
         self._stop.set()
         self._wake.set()
 
-    def on_terminate(self, budget: float = TERMINATE_BUDGET_SECONDS) -> None:
-        """SIGTERM: push what is unpushed if it can be done inside the runner's grace period."""
+    def on_terminate(self, deadline: float) -> None:
+        """SIGTERM: push what is unpushed if it can be done by `deadline` (time.monotonic())."""
         self.stop()
         if not self.changed():
             return
-        deadline = time.monotonic() + budget
         try:
-            self.push("at Stop", session=_Budget(deadline), wait=budget / 2)
+            self.push("at Stop", session=_Budget(deadline), wait=max(0.0, (deadline - time.monotonic()) / 2))
         except Exception as err:
             log.warning("remote save at Stop failed: %s", err)
 
@@ -335,7 +336,7 @@ def attach(session: Any, env: Mapping[str, str] | None = None) -> RemoteSaver | 
 
     store.on_save = on_save
     saver.start()
-    session.remote_save = saver
+    SAVERS.append(saver)
     print("[galaxy-cellxgene] outputs are staged copies: saves are also pushed into the history", flush=True)
     return saver
 
@@ -349,11 +350,11 @@ def _exit_orphaned() -> None:
 
 
 def at_exit(session: Any, terminated: bool) -> None:
-    """Hook for serve.py: SIGTERM pushes (within the budget), a clean finish withdraws the copies."""
-    saver: RemoteSaver | None = getattr(session, "remote_save", None)
-    if saver is None:
-        return
-    if terminated:
-        saver.on_terminate()
-    else:
-        saver.on_finish()
+    """Hook for serve.py: SIGTERM pushes (within one budget for all), a clean finish withdraws the
+    copies. Every saver of the process, so a several-dataset session (multi.py) is covered too."""
+    deadline = time.monotonic() + TERMINATE_BUDGET_SECONDS
+    for saver in list(SAVERS):
+        if terminated:
+            saver.on_terminate(deadline)
+        else:
+            saver.on_finish()
