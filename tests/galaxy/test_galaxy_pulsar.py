@@ -158,16 +158,20 @@ def test_stop_keeps_the_labels_in_the_history(galaxy_pulsar: LocalGalaxy, histor
     name, _ = container_of(decoded(galaxy, job["id"]))
     labels = labels_for(ui.schema()["dataframe"]["nObs"], shift=1)
     assert ui.put_labels({CATEGORY: labels}).status_code == 200
+    saved_at = time.monotonic()
 
     # 1. While the job runs, the runtime pushes the save into the history (remote_save.py):
     # the output itself is only Pulsar's staging copy until the job ends.
     pushed = poll("the pushed save", lambda: pushed_copies(galaxy, history) or None, 120)
     assert len(pushed) == 1, pushed
     copy = galaxy.wait_for_dataset(pushed[0]["id"])
+    print(f"pulsar destination: save -> pushed copy ok in the history in {time.monotonic() - saved_at:.1f} s")
     assert [str(v) for v in read_labels_csv(galaxy.dataset_text(copy["id"]))[CATEGORY]] == labels
 
     galaxy.stop_entry_point(entry_point["id"])  # the Stop button
+    stop_at = time.monotonic()
     stopped = settle_after_stop(galaxy, job["id"])
+    print(f"pulsar destination: Stop -> job {stopped['state']} in {time.monotonic() - stop_at:.1f} s")
     assert stopped["state"] == "ok", (stopped["state"], galaxy.job_stderr(job["id"]))
     # 2. REST Pulsar also stages the output of a cancelled job back (measured): the last save
     # arrives in the annotations output too. (MQ Pulsar skips that; then only copy 1 holds it.)
@@ -182,6 +186,7 @@ def test_stop_keeps_the_labels_in_the_history(galaxy_pulsar: LocalGalaxy, histor
         return True if result.returncode != 0 else None
 
     poll(f"container {name} to end after Stop", gone, 180)
+    print(f"pulsar destination: Stop -> container gone in {time.monotonic() - stop_at:.1f} s")
 
 
 def test_finish_stages_back_every_output(
