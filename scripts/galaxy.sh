@@ -19,6 +19,9 @@
 # GALAXY_CELLXGENE_DESTINATION=container runs the cellxgene tools through Galaxy's own Docker
 # code path (podman as the engine, GALAXY_DOCKER_CMD to change it) in the image
 # scripts/build-image.sh builds; the default `local` runs them without a container.
+# GALAXY_CELLXGENE_DESTINATION=pulsar sends them to a Pulsar REST server on this machine
+# (scripts/pulsar.sh, started and stopped with Galaxy, on PULSAR_PORT = GALAXY_PORT+3) that
+# shares no file system with Galaxy and runs the same image with podman (docs/scaling.md).
 # GALAXY_CELLXGENE_CORE_TOOL=1 also loads Galaxy core's own cellxgene 1.1.1 interactive tool
 # (the same tool id) into the same panel section. GALAXY_TOOLSHED_URL adds a Tool Shed
 # (scripts/toolshed.sh) to the ones admins can install from.
@@ -56,6 +59,9 @@ DOCKER_CMD="${GALAXY_DOCKER_CMD:-podman}"
 GALAXY_PORT="${GALAXY_PORT:-8080}"
 GALAXY_WEB_PORT="${GALAXY_WEB_PORT:-$((GALAXY_PORT + 1))}"
 GXIT_PROXY_PORT="${GXIT_PROXY_PORT:-$((GALAXY_PORT + 2))}"
+# The pulsar destination's server: its own state (staging, token) per Galaxy state.
+export PULSAR_PORT="${PULSAR_PORT:-$((GALAXY_PORT + 3))}"
+export PULSAR_STATE="${PULSAR_STATE:-$STATE/pulsar}"
 URL="http://127.0.0.1:$GALAXY_PORT"
 
 # ---------------------------------------------------------------------------------- install
@@ -112,6 +118,7 @@ export_env() {
     export GX_CORE_TOOL="${GALAXY_CELLXGENE_CORE_TOOL:-0}" GX_TOOLSHED_URL="${GALAXY_TOOLSHED_URL:-}"
     export GX_REPO="$REPO" GX_DATA="$DATA" GX_RUN="$RUN" GX_DEPS="$DEPS" GX_CREDENTIALS="$CREDENTIALS"
     export GALAXY_PORT GALAXY_WEB_PORT GXIT_PROXY_PORT
+    export GX_PULSAR_URL="http://127.0.0.1:$PULSAR_PORT/" GX_PULSAR_STATE="$PULSAR_STATE"
     GX_ADMIN_KEY="$(secret)"
     export GX_ADMIN_KEY
 }
@@ -190,6 +197,10 @@ start_all() {
     done
 
     mkdir -p "$DATA" "$RUN" "$LOGS" "$RUN/nginx" "$DEPS"
+    if [[ "$DESTINATION" == pulsar ]]; then
+        # Before render: galaxy.yml carries the server's URL and private token.
+        bash "$REPO/scripts/pulsar.sh" start
+    fi
     local_py render
     local_py sessions
 
@@ -264,6 +275,9 @@ stop_all() {
     stop_containers
     stop_one proxy "$PATTERN_proxy"
     stop_one nginx "$PATTERN_nginx"
+    if [[ -f "$PULSAR_STATE/pulsar.pid" ]]; then
+        bash "$REPO/scripts/pulsar.sh" stop
+    fi
 }
 
 print_login() {

@@ -20,6 +20,8 @@ step "planemo"
 scripts/planemo.sh --version
 step "Galaxy (install only; the test fixture starts it)"
 scripts/galaxy.sh install
+step "Pulsar (install only; tests/galaxy/test_galaxy_pulsar.py starts it with its Galaxy)"
+scripts/pulsar.sh install
 step "container image"
 scripts/build-image.sh >/dev/null
 export GALAXY_CELLXGENE_IMAGE_REUSE=1 # the fixture uses the image just built

@@ -4,5 +4,6 @@ pytest_plugins = [
     "support.fixtures",
     "support.galaxy_fixture",
     "support.container_fixture",
+    "support.pulsar_fixture",
     "support.browser_fixture",
 ]

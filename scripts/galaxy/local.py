@@ -55,11 +55,12 @@ def tool_files() -> list[Path]:
     return sorted(p for p in tools.glob("*.xml") if p.name != "macros.xml")
 
 
-DESTINATIONS = ("local", "container")
+DESTINATIONS = ("local", "container", "pulsar")
 
 
 def destination() -> str:
-    """Where the cellxgene tools run: `local` (no container) or `container` (Galaxy's Docker path)."""
+    """Where the cellxgene tools run: `local` (no container), `container` (Galaxy's Docker path)
+    or `pulsar` (a Pulsar REST server, scripts/pulsar.sh, running the same image)."""
     value = os.environ.get("GX_DESTINATION") or "local"
     if value not in DESTINATIONS:
         raise SystemExit(f"GALAXY_CELLXGENE_DESTINATION={value!r}: use one of {', '.join(DESTINATIONS)}")
@@ -74,7 +75,64 @@ def tool_destinations() -> str:
     """The job_config `tools:` list (YAML flow style) sending every cellxgene tool to the destination."""
     if destination() == "local":
         return "[]"
-    return "[" + ", ".join(f"{{id: {tool_id}, environment: container}}" for tool_id in tool_ids()) + "]"
+    target = destination()
+    return "[" + ", ".join(f"{{id: {tool_id}, environment: {target}}}" for tool_id in tool_ids()) + "]"
+
+
+def pulsar_job_conf() -> tuple[str, str]:
+    """The `pulsar_rest` runner and the `pulsar` environment (galaxy.yml's job_config), only for
+    GALAXY_CELLXGENE_DESTINATION=pulsar: other Galaxies do not load the runner at all."""
+    if destination() != "pulsar":
+        return "", ""
+    state = Path(env("GX_PULSAR_STATE"))
+    token = (state / "private_token").read_text().strip()
+    runner = "      pulsar_rest:\n        load: galaxy.jobs.runners.pulsar:PulsarRESTJobRunner\n"
+    environment = PULSAR_ENVIRONMENT.format(
+        url=env("GX_PULSAR_URL"),
+        token=token,
+        docker_cmd=os.environ.get("GX_DOCKER_CMD") or "podman",
+        staging=state / "staging",
+        galaxy_port=env("GALAXY_PORT"),
+        monitor=Path(sys.executable).parent / "galaxy-container-monitor",
+    )
+    return runner, environment
+
+
+# Rendered into galaxy.yml under job_config.execution.environments (docs/scaling.md, "Pulsar").
+PULSAR_ENVIRONMENT = """\
+        # The cellxgene tools on a Pulsar REST server (scripts/pulsar.sh) that shares no file
+        # system with Galaxy: inputs and tool files are uploaded into its staging directory,
+        # outputs downloaded when the job ends. The tool runs in the project's image there.
+        pulsar:
+          runner: pulsar_rest
+          url: {url}
+          private_token: {token}
+          default_file_action: transfer
+          docker_enabled: true
+          require_container: true
+          docker_cmd: {docker_cmd}
+          # The node is this machine, so loopback is reachable from gx-it-proxy. On a real node
+          # leave this out (the monitor replaces 0.0.0.0 with the node's IP).
+          docker_host_port_cmd: 'echo 127.0.0.1:'
+          # scripts/pulsar.sh stop ends containers a Stop left running (Pulsar SIGKILLs the job
+          # shell, whose own `docker kill` then never runs).
+          docker_run_extra_arguments: --label org.galaxy-cellxgene.pulsar-staging={staging}
+          # The runtime's signal that its outputs are Pulsar's staged copies, not Galaxy's files:
+          # it then also pushes saves into the history (remote_save.py).
+          docker_env_GALAXY_CELLXGENE_OUTPUTS: staged
+          # The runtime pushes through Galaxy's API, so the container must reach Galaxy. Here Galaxy
+          # listens on loopback only: slirp4netns lets the container reach the host's loopback
+          # as 10.0.2.2 (published ports work as with the default bridge), and the tool's
+          # GALAXY_URL is rewritten to that address. A real node reaches galaxy_infrastructure_url
+          # directly and needs neither line.
+          docker_net: slirp4netns:allow_host_loopback=true
+          docker_env_GALAXY_URL: http://10.0.2.2:{galaxy_port}/
+          # The node cannot write Galaxy's job directory: the monitor POSTs the published port
+          # to Galaxy's API (/api/jobs/{{id}}/ports), which configures the entry point.
+          container_monitor_result: callback
+          # pulsar-app does not ship the monitor; on this machine Galaxy's own copy serves.
+          container_monitor_command: {monitor}
+"""
 
 
 def core_cellxgene(galaxy_dir: Path) -> list[Path]:
@@ -118,6 +176,8 @@ def render() -> None:
         "VENV_BIN": str(Path(sys.executable).parent),
         "DOCKER_CMD": os.environ.get("GX_DOCKER_CMD") or "podman",
         "TOOL_DESTINATIONS": tool_destinations(),
+        "PULSAR_RUNNER": pulsar_job_conf()[0],
+        "PULSAR_ENVIRONMENT": pulsar_job_conf()[1],
         "TOOLS_SECTION": "\n".join(f'    <tool file="{p}" />' for p in tool_files() + core_cellxgene(galaxy_dir)),
     }
     write_tool_sheds(run / "tool_sheds_conf.xml")

@@ -88,7 +88,7 @@ def _stale_tools(credentials_mtime: float) -> list[str]:
     return [p.name for p in tools.glob("*.xml") if p.stat().st_mtime > credentials_mtime]
 
 
-def _start_or_reuse(
+def start_or_reuse(
     credentials_path: Path,
     env: dict[str, str],
     log: Path,
@@ -123,7 +123,7 @@ def _start_or_reuse(
 @pytest.fixture(scope="session")
 def galaxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGalaxy]:
     log = tmp_path_factory.mktemp("galaxy") / "galaxy-start.log"
-    credentials, by_us = _start_or_reuse(CREDENTIALS, dict(os.environ), log)
+    credentials, by_us = start_or_reuse(CREDENTIALS, dict(os.environ), log)
     try:
         yield LocalGalaxy(credentials)
     finally:
@@ -155,7 +155,7 @@ def galaxy_container(tmp_path_factory: pytest.TempPathFactory, built_image: str)
     env.pop("GALAXY_WEB_PORT", None)
     env.pop("GXIT_PROXY_PORT", None)
     log = tmp_path_factory.mktemp("galaxy-container") / "galaxy-start.log"
-    credentials, by_us = _start_or_reuse(
+    credentials, by_us = start_or_reuse(
         CONTAINER_STATE / "credentials.json", env, log, check=lambda c: c.get("destination") == "container"
     )
     try:

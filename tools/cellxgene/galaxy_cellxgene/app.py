@@ -17,7 +17,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, jsonify, send_from_directory
 
 from galaxy_cellxgene import cellxgene_internals as cx
-from galaxy_cellxgene import diffexp_export, limits, page_fixes
+from galaxy_cellxgene import diffexp_export, limits, page_fixes, remote_save
 from galaxy_cellxgene.columns import ColumnStore, start_column_copy
 from galaxy_cellxgene.diffexp_export import DiffexpLog
 from galaxy_cellxgene.layout import Paths
@@ -201,6 +201,8 @@ def build_session(paths: Paths, options: ViewerOptions, columns: ColumnStore | N
         name = options.title or paths.source.name
         export.register(app, paths.annotations_out, paths.gene_sets_out, name, diffexp=session.diffexp)
         app.config["GALAXY_EXPORT_ENABLED"] = True
+    # Outputs staged on a remote node (Pulsar): also push saves into the history.
+    remote_save.attach(store, options.title or paths.source.name)
     return session
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -89,6 +90,8 @@ class GalaxyAnnotations(AnnotationsLocalFile):
         self.source_name = source_name
         self.log = SaveLog()
         self.save_lock = threading.RLock()
+        # Called inside each completed save, under the save lock: must not block (remote_save).
+        self.save_listeners: list[Callable[[], None]] = []
         self.frozen = False
         # Before publish_initial cellxgene reads the working copies (seeded from earlier work);
         # after it, the Galaxy outputs are the only files, written once per save.
@@ -155,8 +158,13 @@ class GalaxyAnnotations(AnnotationsLocalFile):
             raise OutputNotWritable(self.log.last_error, err.strerror or str(err), output) from err
         self.log.last_error = None
 
+    def add_save_listener(self, listener: Callable[[], None]) -> None:
+        self.save_listeners.append(listener)
+
     def _saved(self) -> None:
         self.log.last_save = time.time()
+        for listener in self.save_listeners:
+            listener()
 
     def publish_initial(self, data_adaptor) -> None:
         """Outputs hold a valid file from the first second: previous work, or no categories yet."""

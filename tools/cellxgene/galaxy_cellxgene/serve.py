@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 from wsgiref.types import WSGIApplication
 
-from galaxy_cellxgene import entry_path
+from galaxy_cellxgene import entry_path, remote_save
 from galaxy_cellxgene.durable import atomic_write
 from galaxy_cellxgene.joblog import say
 from galaxy_cellxgene.options import ServerOptions
@@ -136,6 +136,7 @@ def serve(
             session.finish("idle timeout")
 
     _drain(server)
+    remote_save.at_exit(terminated=False)
     status = session.status()
     say(
         f"finished ({status['finish_reason']}): {status['label_saves']} label saves, "
@@ -169,6 +170,7 @@ def _install_signal_handlers(session: ServedSession) -> None:
     def terminate(signum, frame):
         # Every save is already in its output (atomic rename); only wait for one in flight.
         session.hold_saves(0.5)
+        remote_save.at_exit(terminated=True)
         say("terminated (Galaxy's Stop): the outputs hold the last completed save")
         sys.stdout.flush()
         os._exit(EXIT_TERMINATED)

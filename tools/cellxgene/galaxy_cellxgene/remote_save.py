@@ -1,0 +1,353 @@
+"""Saves that reach the history while the job runs, when the outputs are a remote node's copies.
+
+On the local runner (with or without a container) each save atomically replaces Galaxy's own
+output file, so a Stop loses nothing (outputs.py). On a Pulsar node the output paths are the
+node's staging copies: Galaxy sees them only when the job ends and Pulsar stages them back.
+Measured with pulsar-app 0.16.0 (docs/scaling.md): a Stop SIGKILLs the job's process tree at
+once (no SIGTERM, no grace period), and in message-queue mode Pulsar skips the staging of a
+cancelled job, so the saves of a whole session can be lost. Nothing can run after SIGKILL, so
+the last completed save is pushed into the history *while the job runs*:
+
+- after each save, once the user has paused for `debounce` seconds, and at least every
+  `interval` seconds while saves keep coming (the UI autosaves every 2.5 s while editing);
+- as one dataset per kind, named "cellxgene on <dataset>: cell annotations (saved at HH:MM)";
+  a newer push replaces (deletes) the older one, and a file that did not change since the last
+  push (or since the start) is never sent again;
+- on SIGTERM (a runner that gives a grace period: Docker's stop, Kubernetes, Pulsar without
+  psutil) when something is still unpushed and the budget allows;
+- on a clean finish (Finish button, idle timeout) nothing is pushed and the pushed copies are
+  deleted (recoverable from the history's deleted items): the job ends normally, so staging
+  delivers the outputs themselves and a copy would only duplicate them.
+
+The signal: `GALAXY_CELLXGENE_OUTPUTS=staged` in the job's environment, set by the admin on
+the destination (`docker_env_GALAXY_CELLXGENE_OUTPUTS: staged` for Pulsar, scripts/galaxy/
+local.py). The job cannot tell by itself: Pulsar rewrites every path (inputs, outputs, tool
+files) to its staging directory and sets no variable of its own in the job's environment (read
+in pulsar/managers), and a path shape like `.../outputs/dataset_*.dat` is also what Galaxy's own
+`outputs_to_working_directory` gives on the local runner. The admin who configures a staging
+destination knows, just as they declare GALAXY_CELLXGENE_HOST for the local one. Without the
+flag (local and container destinations) nothing is ever uploaded; without Galaxy's URL, key
+and history (galaxy_export.py) nothing can be.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from galaxy_cellxgene import galaxy_export
+from galaxy_cellxgene.galaxy_export import ExportError, GalaxyTarget
+
+log = logging.getLogger("galaxy_cellxgene.remote_save")
+
+ENV_OUTPUTS = "GALAXY_CELLXGENE_OUTPUTS"
+STAGED = "staged"
+ENV_DEBOUNCE = "GALAXY_CELLXGENE_REMOTE_SAVE_DEBOUNCE"
+ENV_INTERVAL = "GALAXY_CELLXGENE_REMOTE_SAVE_INTERVAL"
+DEBOUNCE_SECONDS = 15.0
+INTERVAL_SECONDS = 300.0
+RETRY_SECONDS = 60.0
+# Docker's `stop` waits 10 s before SIGKILL; keep well inside it.
+TERMINATE_BUDGET_SECONDS = 5.0
+# How often the saver looks whether the job's staging directory still exists (see `orphaned`).
+ORPHAN_CHECK_SECONDS = 10.0
+KINDS = (("annotations", "cell annotations"), ("gene_sets", "gene sets"))
+# Every saver of this process (one per dataset; several in a view-many session).
+SAVERS: list[RemoteSaver] = []
+
+
+def outputs_are_staged(env: Mapping[str, str] | None = None) -> bool:
+    """True when the destination declares that the outputs are a remote node's staged copies."""
+    env = os.environ if env is None else env
+    return env.get(ENV_OUTPUTS, "").strip().lower() == STAGED
+
+
+def digest(path: Path) -> str | None:
+    """A hash of the file's content without its `#` header lines (they carry the save's time, so
+    saving the same labels again changes no data); None for a missing or empty file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if not data:
+        return None
+    lines = data.splitlines(keepends=True)
+    while lines and lines[0].startswith(b"#"):
+        lines.pop(0)
+    return hashlib.sha256(b"".join(lines)).hexdigest()
+
+
+def seconds_from_env(env: Mapping[str, str], name: str, default: float) -> float:
+    """An admin's tuning (GALAXY_CELLXGENE_REMOTE_SAVE_DEBOUNCE / _INTERVAL, in seconds)."""
+    try:
+        value = float(env.get(name, "") or default)
+    except ValueError:
+        return default
+    return value if value >= 0 else default
+
+
+class _Budget(requests.Session):
+    """A session whose every request ends by `deadline` (time.monotonic()): on SIGTERM the runner
+    SIGKILLs after its grace period, and a push cut short by that is no push at all."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0.05:
+            raise requests.Timeout("the grace period is over")
+        kwargs["timeout"] = min(float(kwargs.get("timeout") or remaining), remaining)
+        return super().request(method, url, *args, **kwargs)
+
+
+@dataclass
+class Pushed:
+    dataset_id: str
+    digest: str
+    name: str
+
+
+@dataclass
+class RemoteSaver:
+    """Pushes the outputs' last completed save into the history (see the module docstring)."""
+
+    target: GalaxyTarget
+    files: Sequence[tuple[Path, str]]  # (output path, kind) as in KINDS
+    source_name: str
+    lock: Any  # held by every save (GalaxyAnnotations.save_lock): a push never reads a torn pair
+    debounce: float = DEBOUNCE_SECONDS
+    interval: float = INTERVAL_SECONDS
+    retry: float = RETRY_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    on_orphan: Callable[[], None] | None = None
+    pushed: dict[str, Pushed] = field(default_factory=dict)
+    baseline: dict[str, str | None] = field(default_factory=dict)
+    pushes: int = 0
+    last_error: str | None = None
+    _last_save: float | None = None
+    _first_unpushed: float | None = None
+    _not_before: float = 0.0
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _push_lock: threading.Lock = field(default_factory=threading.Lock)
+    _thread: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        # What the outputs hold at start (earlier work, or nothing): already in the history.
+        self.baseline = {kind: digest(path) for path, kind in self.files}
+
+    def saved(self) -> None:
+        """A save completed (called inside the save, so it must not block)."""
+        now = self.clock()
+        self._last_save = now
+        if self._first_unpushed is None:
+            self._first_unpushed = now
+        self._wake.set()
+
+    def due(self) -> bool:
+        if self._first_unpushed is None or self._last_save is None:
+            return False
+        now = self.clock()
+        if now < self._not_before:
+            return False
+        return now - self._last_save >= self.debounce or now - self._first_unpushed >= self.interval
+
+    def next_wait(self) -> float:
+        if self._first_unpushed is None or self._last_save is None:
+            return 3600.0
+        now = self.clock()
+        until = min(self._last_save + self.debounce, self._first_unpushed + self.interval)
+        return max(0.05, max(until, self._not_before) - now)
+
+    def changed(self) -> list[tuple[Path, str, str]]:
+        """(path, kind, digest) of the outputs whose content differs from what the history has."""
+        out = []
+        for path, kind in self.files:
+            current = digest(path)
+            known = self.pushed[kind].digest if kind in self.pushed else self.baseline.get(kind)
+            if current is not None and current != known:
+                out.append((path, kind, current))
+        return out
+
+    def push(self, reason: str, session: requests.Session | None = None, wait: float = -1) -> list[Pushed]:
+        """Upload what changed (one dataset per kind), then delete the copies it replaces.
+
+        `wait`: seconds to wait for a push or a save in progress (-1: as long as it takes)."""
+        if not self._push_lock.acquire(timeout=wait):
+            return []
+        try:
+            return self._push(reason, session, wait)
+        finally:
+            self._push_lock.release()
+
+    def _push(self, reason: str, session: requests.Session | None, wait: float) -> list[Pushed]:
+        if not self.lock.acquire(timeout=wait):
+            return []
+        try:  # a consistent snapshot: no save is half done
+            snapshot = [(kind, path.read_bytes(), value) for path, kind, value in self.changed()]
+        finally:
+            self.lock.release()
+        self._first_unpushed = None
+        if not snapshot:
+            return []
+        stamp = datetime.now().strftime("%H:%M")
+        # A snapshot, not the outputs themselves: the upload must send the bytes hashed above.
+        with tempfile.TemporaryDirectory(prefix="cellxgene-remote-save-") as scratch:
+            files = []
+            for kind, data, _ in snapshot:
+                label = dict(KINDS)[kind]
+                copy = Path(scratch) / f"{kind}.csv"
+                copy.write_bytes(data)
+                files.append((copy, label, f"cellxgene on {self.source_name}: {label} (saved at {stamp})", "csv"))
+            try:
+                result = galaxy_export.export_files(
+                    self.target, None, None, self.source_name, session=session, extra=files
+                )
+            except ExportError as err:
+                self.last_error = str(err)
+                self._first_unpushed = self._first_unpushed or self.clock()
+                self._not_before = self.clock() + self.retry
+                log.warning("remote save (%s) failed, retrying later: %s", reason, err)
+                return []
+        self.last_error = None
+        new: list[Pushed] = []
+        for (kind, _, value), dataset in zip(snapshot, result["datasets"], strict=False):
+            old = self.pushed.get(kind)
+            self.pushed[kind] = Pushed(str(dataset["id"]), value, str(dataset["name"]))
+            new.append(self.pushed[kind])
+            if old is not None:
+                self._delete(old, session)
+        self.pushes += 1
+        print(
+            f"[galaxy-cellxgene] remote save ({reason}): "
+            + ", ".join(p.name for p in new)
+            + f" sent to history {self.target.history_id}",
+            flush=True,
+        )
+        return new
+
+    def withdraw(self, session: requests.Session | None = None) -> None:
+        """A clean finish: staging delivers the outputs, so the pushed copies would duplicate them."""
+        with self._push_lock:
+            for kind in list(self.pushed):
+                self._delete(self.pushed.pop(kind), session)
+
+    def _delete(self, pushed: Pushed, session: requests.Session | None) -> None:
+        http = session or requests.Session()
+        http.headers["x-api-key"] = self.target.key
+        url = self.target.url + f"api/histories/{self.target.history_id}/contents/{pushed.dataset_id}"
+        try:
+            galaxy_export._call(http, "delete", url)
+        except ExportError as err:
+            log.warning("could not delete the older remote save %s: %s", pushed.name, err)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="remote-save", daemon=True)
+        self._thread.start()
+
+    def orphaned(self) -> bool:
+        """The outputs' folder is gone: the runner ended the job and cleaned its staging directory.
+
+        Measured with Pulsar REST through Galaxy: Stop SIGKILLs the job shell, whose own
+        `docker kill` then never runs, so the container keeps serving (until the idle timeout)
+        after Galaxy has collected the outputs and Pulsar has deleted the job's directory."""
+        return not any(path.parent.is_dir() for path, _ in self.files)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=min(self.next_wait(), ORPHAN_CHECK_SECONDS))
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            if self.on_orphan is not None and self.orphaned():
+                self.on_orphan()
+                return
+            if self.due():
+                try:
+                    self.push("after a save")
+                except Exception as err:  # the viewer must outlive any failure here
+                    self.last_error = f"{type(err).__name__}: {err}"
+                    log.warning("remote save failed: %s", self.last_error)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def on_terminate(self, deadline: float) -> None:
+        """SIGTERM: push what is unpushed if it can be done by `deadline` (time.monotonic())."""
+        self.stop()
+        if not self.changed():
+            return
+        try:
+            self.push("at Stop", session=_Budget(deadline), wait=max(0.0, (deadline - time.monotonic()) / 2))
+        except Exception as err:
+            log.warning("remote save at Stop failed: %s", err)
+
+    def on_finish(self) -> None:
+        self.stop()
+        self.withdraw()
+
+
+def attach(store: Any, name: str, env: Mapping[str, str] | None = None) -> RemoteSaver | None:
+    """Hook for app.build_session: a saver on the annotations store (outputs.GalaxyAnnotations:
+    its two outputs, its save lock, its save listeners) when the outputs are staged."""
+    env = os.environ if env is None else env
+    target = galaxy_export.target_from_env(dict(env))
+    if not outputs_are_staged(env):
+        return None
+    if target is None:
+        print(
+            "[galaxy-cellxgene] WARNING: the outputs are staged copies (GALAXY_CELLXGENE_OUTPUTS=staged) but "
+            + galaxy_export.missing_message(dict(env))
+            + " Saves reach the history only when the job ends.",
+            flush=True,
+        )
+        return None
+    saver = RemoteSaver(
+        target,
+        [(Path(store.labels_output), "annotations"), (Path(store.gene_sets_output), "gene_sets")],
+        name,
+        store.save_lock,
+        debounce=seconds_from_env(env, ENV_DEBOUNCE, DEBOUNCE_SECONDS),
+        interval=seconds_from_env(env, ENV_INTERVAL, INTERVAL_SECONDS),
+        on_orphan=_exit_orphaned,
+    )
+    store.add_save_listener(saver.saved)
+    saver.start()
+    SAVERS.append(saver)
+    print("[galaxy-cellxgene] outputs are staged copies: saves are also pushed into the history", flush=True)
+    return saver
+
+
+def _exit_orphaned() -> None:
+    print(
+        "[galaxy-cellxgene] the job's staging directory is gone (the job was stopped and collected): exiting",
+        flush=True,
+    )
+    os._exit(0)
+
+
+def at_exit(terminated: bool) -> None:
+    """Hook for serve.py: SIGTERM pushes (within one budget for all), a clean finish withdraws the
+    copies. Every saver of the process, so a several-dataset session (multi.py) is covered too."""
+    deadline = time.monotonic() + TERMINATE_BUDGET_SECONDS
+    for saver in list(SAVERS):
+        if terminated:
+            saver.on_terminate(deadline)
+        else:
+            saver.on_finish()
