@@ -20,6 +20,7 @@ from typing import Any
 import anndata as ad
 import pandas as pd
 import pytest
+from galaxy_cellxgene_testkit.containers import wait_container_gone
 from galaxy_cellxgene_testkit.entry_points import open_viewer
 from support.galaxy_fixture import CONTAINER_STATE, TEST_DATA, VIEWER_TOOL, LocalGalaxy, poll, read_labels_csv
 
@@ -155,11 +156,7 @@ def test_stop_keeps_the_last_save(galaxy_container: LocalGalaxy, galaxy_containe
     assert galaxy.collection(outputs["annotated"])["elements"] == [], "a Stop must not produce a merged h5ad"
 
     # Galaxy's kill reached the container (--rm removes it once it ends).
-    def gone() -> bool | None:
-        result = subprocess.run(["podman", "container", "exists", name], check=False, timeout=60)
-        return True if result.returncode != 0 else None
-
-    poll(f"container {name} to be gone after Stop", gone, 60)
+    wait_container_gone(name, 60)
 
 
 def test_failing_input_shows_the_runtime_message(

@@ -20,6 +20,7 @@ from typing import Any
 import anndata as ad
 import pandas as pd
 import pytest
+from galaxy_cellxgene_testkit.containers import wait_container_gone
 from galaxy_cellxgene_testkit.ui_client import UiClient
 from support.galaxy_fixture import TEST_DATA, VIEWER_TOOL, LocalGalaxy, poll, read_labels_csv
 from support.pulsar_fixture import PULSAR_STAGING
@@ -181,11 +182,7 @@ def test_stop_keeps_the_labels_in_the_history(galaxy_pulsar: LocalGalaxy, histor
 
     # Pulsar SIGKILLs the job shell, so its `podman kill` never runs; the runtime ends itself
     # once Pulsar has deleted the job's staging directory.
-    def gone() -> bool | None:
-        result = subprocess.run(["podman", "container", "exists", name], check=False, timeout=60)
-        return True if result.returncode != 0 else None
-
-    poll(f"container {name} to end after Stop", gone, 180)
+    wait_container_gone(name, 180)
     print(f"pulsar destination: Stop -> container gone in {time.monotonic() - stop_at:.1f} s")
 
 

@@ -18,10 +18,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from galaxy_cellxgene_testkit.stand_in import JsonHandler
 from support.fixtures import wait_until
 
 pytestmark = pytest.mark.slow
@@ -48,22 +49,11 @@ class GalaxyStandIn:
 def galaxy_stand_in() -> Iterator[GalaxyStandIn]:
     state = GalaxyStandIn("")
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _answer(self, body: dict[str, Any], status: int = 200) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(JsonHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers["Content-Length"]))
             if self.path != "/api/tools/fetch" or self.headers.get("x-api-key") != KEY:
-                self._answer({"err_msg": "unexpected"}, 400)
+                self.answer({"err_msg": "unexpected"}, 400)
                 return
             message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
                 b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + raw
@@ -77,7 +67,7 @@ def galaxy_stand_in() -> Iterator[GalaxyStandIn]:
                 first = sum(len(upload["names"]) for upload in state.uploads)
                 state.uploads.append({"names": names, "files": files, "history": fields["history_id"].get_content()})
             ids = [f"pushed{first + i}" for i in range(len(names))]
-            self._answer(
+            self.answer(
                 {
                     "outputs": [{"id": i, "hid": 1, "name": n} for i, n in zip(ids, names, strict=True)],
                     "jobs": [{"id": "upload-job"}],
@@ -87,11 +77,11 @@ def galaxy_stand_in() -> Iterator[GalaxyStandIn]:
         def do_DELETE(self) -> None:
             match = re.fullmatch(rf"/api/histories/{HISTORY}/contents/(\w+)", self.path)
             if not match or self.headers.get("x-api-key") != KEY:
-                self._answer({"err_msg": "unexpected"}, 400)
+                self.answer({"err_msg": "unexpected"}, 400)
                 return
             with state.lock:
                 state.deleted.append(match.group(1))
-            self._answer({"deleted": True})
+            self.answer({"deleted": True})
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.url = f"http://127.0.0.1:{server.server_address[1]}/"

@@ -7,16 +7,16 @@ the key back in its error messages, and look for the key in every byte that come
 
 from __future__ import annotations
 
-import json
 import secrets
 import signal
 import threading
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
 import requests
+from galaxy_cellxgene_testkit.stand_in import JsonHandler
 from support.fixtures import DEMO
 
 pytestmark = pytest.mark.slow
@@ -24,38 +24,27 @@ API = "api/v0.2/"
 BINARY = {"Accept": "application/octet-stream"}
 
 
-class FakeGalaxy(BaseHTTPRequestHandler):
+class FakeGalaxy(JsonHandler):
     """Just enough of Galaxy's upload API; in `echo` mode it quotes the caller's key in errors."""
 
     mode: ClassVar[str] = "ok"
     seen_keys: ClassVar[list[str]] = []
-
-    def log_message(self, *args) -> None:  # keep pytest output clean
-        pass
-
-    def _send(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_POST(self) -> None:
         key = self.headers.get("x-api-key", "")
         self.seen_keys.append(key)
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.mode == "echo":
-            self._send(403, {"err_msg": f"Provided API key {key} is not valid.", "err_code": 403001})
+            self.answer(status=403, body={"err_msg": f"Provided API key {key} is not valid.", "err_code": 403001})
         else:
-            self._send(200, {"outputs": [{"id": "d1", "hid": 1, "name": "x"}], "jobs": [{"id": "j1"}]})
+            self.answer(status=200, body={"outputs": [{"id": "d1", "hid": 1, "name": "x"}], "jobs": [{"id": "j1"}]})
 
     def do_GET(self) -> None:
         key = self.headers.get("x-api-key", "")
         if self.mode == "echo":
-            self._send(403, {"err_msg": f"Provided API key {key} is not valid.", "err_code": 403001})
+            self.answer(status=403, body={"err_msg": f"Provided API key {key} is not valid.", "err_code": 403001})
         else:
-            self._send(200, {"id": "j1", "state": "ok"})
+            self.answer(status=200, body={"id": "j1", "state": "ok"})
 
 
 @pytest.fixture
