@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A local Galaxy 26.1.2 with this repository's tools, gx-it-proxy and one front URL.
+# A local Galaxy (26.1.2, or GALAXY_VERSION) with this repository's tools, gx-it-proxy and one
+# front URL.
 #
 #   scripts/galaxy.sh up        install if needed, start everything, create the demo user and
 #                               history with the PBMC demo dataset, print URL + login, stay in
@@ -8,7 +9,7 @@
 #   scripts/galaxy.sh stop      stop what start/up started
 #   scripts/galaxy.sh status    what runs, and whether Galaxy answers
 #   scripts/galaxy.sh install   pinned install only (idempotent; a second run does nothing)
-#   scripts/galaxy.sh pins      regenerate scripts/galaxy/constraints.txt from the metapackage
+#   scripts/galaxy.sh pins      regenerate the version's constraints file (see GALAXY_VERSION)
 #
 # Processes (all on 127.0.0.1):
 #   nginx        :GALAXY_PORT      (8080) the one URL users open; /interactivetool/ep/ -> gx-it-proxy
@@ -25,6 +26,14 @@
 # GALAXY_CELLXGENE_CORE_TOOL=1 also loads Galaxy core's own cellxgene 1.1.1 interactive tool
 # (the same tool id) into the same panel section. GALAXY_TOOLSHED_URL adds a Tool Shed
 # (scripts/toolshed.sh) to the ones admins can install from.
+#
+# GALAXY_VERSION picks the Galaxy release (default 26.1.2, the one every test runs on; the
+# older releases tests/galaxy/test_galaxy_releases.py runs are 25.1.3 and 24.2.4). Each release
+# has its own install root (.galaxy for 26.1.2, .galaxy-<version> otherwise) and its own pins
+# (scripts/galaxy/constraints.txt for 26.1.2, constraints-<version>.txt otherwise). Releases
+# before 25.0.1 have no built web client on PyPI (galaxy-web-client): API only (docs/admin.md,
+# "Galaxy releases tested"). GXIT_PROXY_DIR reuses a gx-it-proxy installed elsewhere
+# (default <root>/proxy).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,22 +41,30 @@ LOG_TAG=galaxy.sh
 # log, die, quiet_pip, pins_stamp, pinned_venv, with_testkit, bootstrap_key, pid_running, stop_pid
 # shellcheck source=galaxy/common.sh
 source "$REPO/scripts/galaxy/common.sh"
-GALAXY_VERSION=26.1.2
+DEFAULT_GALAXY_VERSION=26.1.2
+GALAXY_VERSION="${GALAXY_VERSION:-$DEFAULT_GALAXY_VERSION}"
 GXIT_PROXY_VERSION=0.2.3
+[[ "$GALAXY_VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "GALAXY_VERSION=$GALAXY_VERSION: use a release number such as 25.1.3"
+if [[ "$GALAXY_VERSION" == "$DEFAULT_GALAXY_VERSION" ]]; then
+    DEFAULT_ROOT="$REPO/.galaxy"
+    CONSTRAINTS="$REPO/scripts/galaxy/constraints.txt"
+else
+    DEFAULT_ROOT="$REPO/.galaxy-$GALAXY_VERSION"
+    CONSTRAINTS="$REPO/scripts/galaxy/constraints-$GALAXY_VERSION.txt"
+fi
 
 # GALAXY_ROOT holds what is installed (reused by every start), GALAXY_STATE what a running
 # Galaxy owns (database, datasets, logs, keys); a second Galaxy needs only its own
 # GALAXY_STATE and GALAXY_PORT.
-GX="${GALAXY_ROOT:-$REPO/.galaxy}"
+GX="${GALAXY_ROOT:-$DEFAULT_ROOT}"
 STATE="${GALAXY_STATE:-$GX}"
 VENV="$GX/venv"
-PROXY_DIR="$GX/proxy"
+PROXY_DIR="${GXIT_PROXY_DIR:-$GX/proxy}"
 DEPS="$GX/deps"
 DATA="$STATE/data"
 RUN="$STATE/run"
 LOGS="$RUN/logs"
 CREDENTIALS="$STATE/credentials.json"
-CONSTRAINTS="$REPO/scripts/galaxy/constraints.txt"
 GXIT_MAIN="$PROXY_DIR/node_modules/@galaxyproject/gx-it-proxy/lib/main.js"
 
 # Where the cellxgene tools run: `local` (no container, requirements from the runtime venv)
@@ -66,10 +83,20 @@ URL="http://127.0.0.1:$GALAXY_PORT"
 
 # ---------------------------------------------------------------------------------- install
 
+has_web_client() {
+    # PyPI has the built client (galaxy-web-client) from 25.0.1 on.
+    [[ "$(printf '%s\n' 25.0.1 "$GALAXY_VERSION" | sort -V | head -n1)" == 25.0.1 ]]
+}
+
 install_galaxy() {
+    [[ -f "$CONSTRAINTS" ]] || die "no pins for Galaxy $GALAXY_VERSION ($CONSTRAINTS): run GALAXY_VERSION=$GALAXY_VERSION scripts/galaxy.sh pins and commit the file"
+    local packages=("galaxy-web-apps==$GALAXY_VERSION")
+    if has_web_client; then
+        packages+=("galaxy-web-client==$GALAXY_VERSION")
+    fi
     # The venv is rebuilt when the version or the pins change, and reused otherwise.
     pinned_venv "$VENV" "$VENV/.galaxy-install" "$(pins_stamp "$GALAXY_VERSION" "$GXIT_PROXY_VERSION")" "" \
-        galaxy.webapps.galaxy.fast_factory "galaxy-web-apps==$GALAXY_VERSION" "galaxy-web-client==$GALAXY_VERSION"
+        galaxy.webapps.galaxy.fast_factory "${packages[@]}"
 }
 
 install_proxy() {
@@ -143,19 +170,57 @@ cmd_install() {
     log "installed in $((SECONDS - t0)) s"
 }
 
+galaxy_closure() {
+    # The galaxy-* packages galaxy-web-apps needs, transitively, at GALAXY_VERSION (names, sorted).
+    local dir="$1" name wheel todo=(galaxy-web-apps) seen=" "
+    while [[ ${#todo[@]} -gt 0 ]]; do
+        name="${todo[0]}"
+        todo=("${todo[@]:1}")
+        [[ "$seen" == *" $name "* ]] && continue
+        seen+="$name "
+        python3 -m pip download --quiet --no-deps -d "$dir/closure" "$name==$GALAXY_VERSION" 2>&1 | quiet_pip
+        wheel="$(compgen -G "$dir/closure/${name//-/_}-$GALAXY_VERSION-*.whl" | head -n1)" \
+            || die "PyPI has no $name==$GALAXY_VERSION"
+        # shellcheck disable=SC2207
+        todo+=($(unzip -p "$wheel" '*.dist-info/METADATA' | sed -n 's/^Requires-Dist: \(galaxy-[a-z_-]*\).*/\1/p' \
+            | tr '_' '-' | grep -v -x -e galaxy-sequence-utils -e galaxy-release-util || true))
+    done
+    printf '%s\n' $seen | sort
+}
+
 cmd_pins() {
     local tmp
     tmp="$(mktemp -d)"
-    python3 -m pip download --quiet --no-deps -d "$tmp" "galaxy==$GALAXY_VERSION" 2>&1 | quiet_pip
-    {
-        echo "# Pins for the local Galaxy $GALAXY_VERSION venv (.galaxy/venv), used as pip constraints."
-        echo "# Made by 'scripts/galaxy.sh pins' from the Requires-Dist of the galaxy==$GALAXY_VERSION metapackage:"
-        echo "# extras dropped, certifi moved to the post release PyPI serves (the metapackage pins a"
-        echo "# file that is not served)."
-        unzip -p "$tmp"/galaxy-"$GALAXY_VERSION"-*.whl "galaxy-$GALAXY_VERSION.dist-info/METADATA" \
-            | sed -n 's/^Requires-Dist: //p' | grep -v 'extra ==' \
-            | sed 's/^certifi==2026.10.19$/certifi==2026.10.19.post1/'
-    } >"$CONSTRAINTS"
+    # Since 25.0 the `galaxy` metapackage pins the whole set; 24.2 has no metapackage on PyPI,
+    # but galaxy-app ships the release's own pinned-requirements.txt (uv export of its lock).
+    if python3 -m pip download --quiet --no-deps -d "$tmp" "galaxy==$GALAXY_VERSION" >/dev/null 2>&1 \
+        && compgen -G "$tmp/galaxy-$GALAXY_VERSION-*.whl" >/dev/null; then
+        {
+            echo "# Pins for the local Galaxy $GALAXY_VERSION venv (${VENV#"$REPO"/}), used as pip constraints."
+            echo "# Made by 'scripts/galaxy.sh pins' from the Requires-Dist of the galaxy==$GALAXY_VERSION metapackage:"
+            echo "# extras dropped, certifi moved to the post release PyPI serves (the metapackage pins a"
+            echo "# file that is not served)."
+            unzip -p "$tmp"/galaxy-"$GALAXY_VERSION"-*.whl "galaxy-$GALAXY_VERSION.dist-info/METADATA" \
+                | sed -n 's/^Requires-Dist: //p' | grep -v 'extra ==' \
+                | sed 's/^certifi==2026.10.19$/certifi==2026.10.19.post1/'
+        } >"$CONSTRAINTS.tmp"
+    else
+        python3 -m pip download --quiet --no-deps -d "$tmp" "galaxy-app==$GALAXY_VERSION" 2>&1 | quiet_pip
+        compgen -G "$tmp/galaxy_app-$GALAXY_VERSION-*.whl" >/dev/null \
+            || die "PyPI has neither galaxy==$GALAXY_VERSION nor galaxy-app==$GALAXY_VERSION"
+        {
+            echo "# Pins for the local Galaxy $GALAXY_VERSION venv (${VENV#"$REPO"/}), used as pip constraints."
+            echo "# Made by 'scripts/galaxy.sh pins' from galaxy/dependencies/pinned-requirements.txt of"
+            echo "# galaxy-app==$GALAXY_VERSION (PyPI has no galaxy metapackage for this release); git URL"
+            echo "# pins dropped (pip clones every URL constraint, and no PyPI package needs them). The"
+            echo "# galaxy-* packages galaxy-web-apps needs (their own requirements are unpinned) follow."
+            echo "# The lock has fastapi-slim; galaxy-web-apps asks for fastapi: the same version for both."
+            unzip -p "$tmp"/galaxy_app-"$GALAXY_VERSION"-*.whl galaxy/dependencies/pinned-requirements.txt \
+                | grep -v -e '^ *#' -e ' @ git+' | sed 's/^fastapi-slim==\(.*\)$/fastapi-slim==\1\nfastapi==\1/'
+            galaxy_closure "$tmp" | sed "s/\$/==$GALAXY_VERSION/"
+        } >"$CONSTRAINTS.tmp"
+    fi
+    mv "$CONSTRAINTS.tmp" "$CONSTRAINTS"
     rm -rf "$tmp"
     log "wrote $CONSTRAINTS"
 }

@@ -58,8 +58,10 @@ DEST="$PLUGINS/$NAME"
 mkdir -p "$PLUGINS"
 STAGE="$(mktemp -d "$PLUGINS/.$NAME.XXXXXX")"
 trap 'rm -rf "$STAGE" "${OLD:-}"' EXIT
-mkdir -p "$STAGE/static"
+mkdir -p "$STAGE/static" "$STAGE/config"
 cp "$SOURCE"/static/* "$STAGE/static/"
+# Galaxy 24.2 finds a plugin by config/<name>.xml, 25 and later by static/<name>.xml.
+cp "$SOURCE/static/$NAME.xml" "$STAGE/config/"
 chmod -R a+rX "$STAGE"
 # Stage beside the destination so the swap is two renames on one file system.
 OLD=""

@@ -20,10 +20,24 @@ step "planemo"
 scripts/planemo.sh --version
 step "Galaxy (install only; the test fixture starts it)"
 scripts/galaxy.sh install
+# The older releases of tests/galaxy/test_galaxy_releases.py install (mostly downloads) beside the
+# Pulsar install and the image build; their fixture then finds them installed (the versions are
+# RELEASES of tests/support/galaxy_releases.py).
+step "older Galaxy releases (install only, in the background: test-artifacts/galaxy-releases-install.log)"
+mkdir -p test-artifacts
+releases_log=test-artifacts/galaxy-releases-install.log
+(
+    for version in 25.1.3 24.2.4; do
+        GALAXY_VERSION=$version GXIT_PROXY_DIR="$root/.galaxy/proxy" scripts/galaxy.sh install || exit 1
+    done
+) >"$releases_log" 2>&1 &
+releases_pid=$!
 step "Pulsar (install only; tests/galaxy/test_galaxy_pulsar.py starts it with its Galaxy)"
 scripts/pulsar.sh install
 step "container image"
 scripts/build-image.sh >/dev/null
+step "older Galaxy releases (waiting for the background install)"
+wait "$releases_pid" || { cat "$releases_log" >&2; exit 1; }
 export GALAXY_CELLXGENE_IMAGE_REUSE=1 # the fixture uses the image just built
 
 step "lint (ruff)"

@@ -24,7 +24,7 @@ pinned_venv() {
     if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp" ]]; then
         return 0
     fi
-    log "installing $* into $venv (pinned by scripts/galaxy/constraints.txt)"
+    log "installing $* into $venv (pinned by ${CONSTRAINTS#"$REPO"/})"
     rm -rf "$venv"
     if [[ -n "$over" ]]; then
         "$over/bin/python" -m venv "$venv"

@@ -214,7 +214,9 @@ def declared_requirements() -> set[tuple[str, str | None]]:
     found: set[tuple[str, str | None]] = set()
     for path in tool_files():
         source = get_tool_source(str(path))
-        requirements = source.parse_requirements()[0]
+        # Galaxy 25 and later: parse_requirements(); 24.2: parse_requirements_and_containers().
+        parse = getattr(source, "parse_requirements", None) or source.parse_requirements_and_containers
+        requirements = parse()[0]
         for requirement in requirements:
             if requirement.type == "package":
                 found.add((requirement.name, requirement.version))

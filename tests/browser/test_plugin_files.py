@@ -90,7 +90,9 @@ def test_install_script_is_idempotent(tmp_path: Path) -> None:
     for run in runs:
         assert run.returncode == 0, run.stderr
         assert run.stdout.strip() == str(static / "plugins" / "visualizations")
-    installed = static / "plugins" / "visualizations" / "cellxgene" / "static"
-    assert sorted(p.name for p in installed.iterdir()) == sorted(p.name for p in PLUGIN.iterdir())
+    installed = static / "plugins" / "visualizations" / "cellxgene"
+    assert sorted(p.name for p in (installed / "static").iterdir()) == sorted(p.name for p in PLUGIN.iterdir())
+    # Galaxy 24.2 looks for the plugin's XML in config/.
+    assert (installed / "config" / "cellxgene.xml").read_bytes() == (PLUGIN / "cellxgene.xml").read_bytes()
     # Nothing staged or left over beside the plugin after a rerun.
     assert [p.name for p in (static / "plugins" / "visualizations").iterdir()] == ["cellxgene"]

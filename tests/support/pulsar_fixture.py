@@ -3,7 +3,7 @@
 `GALAXY_CELLXGENE_DESTINATION=pulsar` makes scripts/galaxy.sh start scripts/pulsar.sh's server
 (pulsar-app 0.16.0, its own staging directory, no shared file system) beside Galaxy and send
 every cellxgene tool there; the tool runs in the project's image with podman. Same installation
-as the other Galaxies, its own state folder and ports (GALAXY_PULSAR_PORT, else GALAXY_PORT+20;
+as the other Galaxies, its own state folder and ports (GALAXY_PULSAR_PORT, else GALAXY_PORT+40;
 Pulsar on that +3).
 """
 
@@ -19,7 +19,7 @@ import pytest
 from support.galaxy_fixture import GALAXY_SH, ROOT, LocalGalaxy, start_or_reuse
 
 PULSAR_GALAXY_STATE = Path(os.environ.get("GALAXY_PULSAR_STATE") or ROOT / ".galaxy-pulsar")
-PULSAR_GALAXY_PORT = int(os.environ.get("GALAXY_PULSAR_PORT") or int(os.environ.get("GALAXY_PORT") or 8080) + 20)
+PULSAR_GALAXY_PORT = int(os.environ.get("GALAXY_PULSAR_PORT") or int(os.environ.get("GALAXY_PORT") or 8080) + 40)
 PULSAR_STAGING = PULSAR_GALAXY_STATE / "pulsar" / "staging"
 
 

@@ -219,6 +219,16 @@ class GalaxyApi:
         """What the Stop button in Galaxy's interface does."""
         self.delete(f"entry_points/{entry_point_id}")
 
+    def stop_and_settle(self, entry_point_id: str, job_id: str, timeout: float = 600) -> dict[str, Any]:
+        """Stop, then wait past the job's `stop` and `stopped` states until Galaxy has finished it."""
+        self.stop_entry_point(entry_point_id)
+
+        def settled() -> dict[str, Any] | None:
+            state = self.job(job_id, full=False)["state"]
+            return self.job(job_id) if state in {"ok", "error", "failed", "deleted"} else None
+
+        return poll(f"job {job_id} to end after Stop", settled, timeout)
+
     def entry_point_url(self, entry_point: dict[str, Any]) -> str:
         """Absolute URL of an entry point; path-based targets are relative to Galaxy's origin."""
         target = entry_point["target"]

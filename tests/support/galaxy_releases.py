@@ -1,0 +1,94 @@
+"""Older Galaxy releases (issue 14, part 3): one local Galaxy per release, started in turn.
+
+The tools declare `profile="24.2"`; the suite's Galaxy is 26.1.2 (support.galaxy_fixture).
+The module-scoped fixture `galaxy_release` is parametrized over the newest 25.x and 24.2.x
+releases on PyPI. Each is installed by `GALAXY_VERSION=<v> scripts/galaxy.sh start` into its
+own root (.galaxy-<v>, pinned by scripts/galaxy/constraints-<v>.txt) with its own state and
+ports, reusing the gx-it-proxy of the 26.1.2 install, and is stopped before the next one
+starts (one Galaxy at a time: each holds ~1.2 GB). A release left running by hand with the same
+state folder is reused, as the main fixture does.
+
+Ports: GALAXY_RELEASE_PORT (default GALAXY_PORT + 20), then +10 per release.
+Register with `pytest_plugins = ["support.galaxy_releases"]` in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from support.galaxy_fixture import GALAXY_SH, ROOT, LocalGalaxy, start_or_reuse
+
+
+@dataclass(frozen=True)
+class Release:
+    version: str
+    # PyPI's galaxy-web-client (the built web UI) starts at 25.0.1; before it, API only.
+    web_client: bool
+
+    @property
+    def root(self) -> Path:
+        return ROOT / f".galaxy-{self.version}"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+
+# Newest first; docs/admin.md ("Galaxy releases tested") and README.md list the same.
+RELEASES = (Release("25.1.3", web_client=True), Release("24.2.4", web_client=False))
+BY_VERSION = {release.version: release for release in RELEASES}
+
+
+def release_port(index: int) -> int:
+    base = os.environ.get("GALAXY_RELEASE_PORT")
+    first = int(base) if base else int(os.environ.get("GALAXY_PORT") or 8080) + 20
+    return first + 10 * index
+
+
+def release_env(release: Release) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"GALAXY_ROOT", "GALAXY_WEB_PORT", "GXIT_PROXY_PORT"}}
+    main_proxy = Path(os.environ.get("GALAXY_ROOT") or ROOT / ".galaxy") / "proxy"
+    if "GXIT_PROXY_DIR" not in env and (main_proxy / "node_modules").is_dir():
+        env["GXIT_PROXY_DIR"] = str(main_proxy)  # the same gx-it-proxy 0.2.3: no second npm build
+    env.update(
+        {
+            "GALAXY_VERSION": release.version,
+            "GALAXY_STATE": str(release.state),
+            "GALAXY_PORT": str(release_port(RELEASES.index(release))),
+            "GALAXY_NO_DEMO": "1",
+        }
+    )
+    return env
+
+
+class ReleaseGalaxy(LocalGalaxy):
+    """A LocalGalaxy that knows which release it is and where its state lives."""
+
+    def __init__(self, credentials: dict, release: Release) -> None:
+        super().__init__(credentials)
+        self.release = release
+        self.proxy_map = release.state / "data" / "interactivetools_map.sqlite"
+
+
+@pytest.fixture(scope="module", params=[r.version for r in RELEASES])
+def galaxy_release(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleaseGalaxy]:
+    release = BY_VERSION[request.param]
+    env = release_env(release)
+    log = tmp_path_factory.mktemp(f"galaxy-{release.version}") / "galaxy-start.log"
+    credentials, by_us = start_or_reuse(
+        release.state / "credentials.json",
+        env,
+        log,
+        check=lambda c: str(c.get("galaxy_version")) == ".".join(release.version.split(".")[:2]),
+    )
+    try:
+        yield ReleaseGalaxy(credentials, release)
+    finally:
+        if by_us:
+            subprocess.run(["bash", str(GALAXY_SH), "stop"], check=False, timeout=120, env=env)
