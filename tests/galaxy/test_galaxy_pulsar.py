@@ -175,7 +175,7 @@ def test_stop_keeps_the_labels_in_the_history(galaxy_pulsar: LocalGalaxy, histor
     print(f"pulsar destination: Stop -> job {stopped['state']} in {time.monotonic() - stop_at:.1f} s")
     assert stopped["state"] == "ok", (stopped["state"], galaxy.job_stderr(job["id"]))
     # 2. REST Pulsar also stages the output of a cancelled job back (measured): the last save
-    # arrives in the annotations output too. (MQ Pulsar skips that; then only copy 1 holds it.)
+    # arrives in the annotations output too. (MQ Pulsar skips that; then copy 1 is the only one.)
     annotations = galaxy.wait_for_dataset(outputs["annotations"])
     assert [str(v) for v in read_labels_csv(galaxy.dataset_text(annotations["id"]))[CATEGORY]] == labels
     assert galaxy.collection(outputs["annotated"])["elements"] == [], "a Stop must not produce a merged h5ad"
@@ -183,6 +183,9 @@ def test_stop_keeps_the_labels_in_the_history(galaxy_pulsar: LocalGalaxy, histor
     # Pulsar SIGKILLs the job shell, so its `podman kill` never runs; the runtime ends itself
     # once Pulsar has deleted the job's staging directory.
     wait_container_gone(name, 180)
+    # 3. Before it ends, it deletes its pushed copy: the staged output holds the same save, so
+    # the history keeps that save once (collected.py; in MQ mode the copy would stay).
+    assert galaxy.dataset(copy["id"])["deleted"], "the pushed copy repeats the staged output"
     print(f"pulsar destination: Stop -> container gone in {time.monotonic() - stop_at:.1f} s")
 
 

@@ -38,6 +38,7 @@ class GalaxyStandIn:
     uploads: list[dict[str, Any]] = field(default_factory=list)  # {"names": [...], "files": {...}}
     deleted: list[str] = field(default_factory=list)
     delay: float = 0.0  # seconds before answering an upload (a slow Galaxy)
+    staged: dict[str, bytes] = field(default_factory=dict)  # outputs Galaxy collected, by id
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def requests(self) -> int:
@@ -73,6 +74,35 @@ def galaxy_stand_in() -> Iterator[GalaxyStandIn]:
                     "jobs": [{"id": "upload-job"}],
                 }
             )
+
+        def do_GET(self) -> None:
+            if self.headers.get("x-api-key") != KEY:
+                self.answer({"err_msg": "unexpected"}, 400)
+                return
+            with state.lock:  # the pushed copies carry the ids do_POST gave them, in order
+                pushed = [data.encode() for upload in state.uploads for data in upload["files"].values()]
+                contents = {**{f"pushed{i}": data for i, data in enumerate(pushed)}, **state.staged}
+                deleted = set(state.deleted)
+            if self.path.startswith(f"/api/histories/{HISTORY}/contents?"):
+                listing = [
+                    {
+                        "id": i,
+                        "state": "ok",
+                        "deleted": i in deleted,
+                        "file_size": len(data),
+                        "history_content_type": "dataset",
+                    }
+                    for i, data in contents.items()
+                ]
+                self.answer(listing)
+            elif (match := re.fullmatch(r"/api/datasets/(\w+)/display", self.path)) and match.group(1) in contents:
+                data = contents[match.group(1)]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            else:
+                self.answer({"err_msg": "unexpected"}, 400)
 
         def do_DELETE(self) -> None:
             match = re.fullmatch(rf"/api/histories/{HISTORY}/contents/(\w+)", self.path)
@@ -196,3 +226,40 @@ def test_a_viewer_whose_staging_directory_is_gone_exits(runtime, galaxy_stand_in
     assert job.wait(30) == 0
     assert "staging directory is gone" in job.log
     assert galaxy_stand_in.requests() == 0
+
+
+def test_a_collected_job_drops_the_pushed_copy_its_staged_output_repeats(
+    runtime, galaxy_stand_in: GalaxyStandIn
+) -> None:
+    """REST Pulsar after Stop: Galaxy collected the staged output (the last save) and Pulsar
+    deleted the job's directory. The pushed copy holds the same save: it is deleted, and the
+    staged output is what the history keeps."""
+    import shutil
+
+    job = runtime(env=galaxy_env(galaxy_stand_in, staged=True))
+    n = job.client.schema()["dataframe"]["nObs"]
+    assert job.client.put_labels({"remote_cat": labels(n)}).ok
+    wait_until(lambda: galaxy_stand_in.uploads, 30, "the push after a save", job.proc)
+    with galaxy_stand_in.lock:
+        galaxy_stand_in.staged["staged0"] = job.annotations.read_bytes()
+    shutil.rmtree(job.annotations.parent)
+    assert job.wait(60) == 0, job.log
+    assert galaxy_stand_in.deleted == ["pushed0"], job.log
+    assert "copy deleted" in job.log
+
+
+def test_an_uncollected_job_keeps_the_pushed_copy(runtime, galaxy_stand_in: GalaxyStandIn) -> None:
+    """Message-queue Pulsar skips the staging of a stopped job: no history dataset holds the
+    save, so the pushed copy is the only one and stays."""
+    import shutil
+
+    env = {**galaxy_env(galaxy_stand_in, staged=True), "GALAXY_CELLXGENE_REMOTE_SAVE_COLLECT_WAIT": "2"}
+    job = runtime(env=env)
+    n = job.client.schema()["dataframe"]["nObs"]
+    assert job.client.put_labels({"remote_cat": labels(n, shift=1)}).ok
+    wait_until(lambda: galaxy_stand_in.uploads, 30, "the push after a save", job.proc)
+    with galaxy_stand_in.lock:  # a dataset of the same size but other content is no match
+        galaxy_stand_in.staged["other0"] = bytes(len(job.annotations.read_bytes()))
+    shutil.rmtree(job.annotations.parent)
+    assert job.wait(60) == 0, job.log
+    assert galaxy_stand_in.deleted == [], job.log

@@ -32,7 +32,6 @@ and history (galaxy_export.py) nothing can be.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -46,7 +45,8 @@ from typing import Any
 
 import requests
 
-from galaxy_cellxgene import galaxy_export
+from galaxy_cellxgene import collected, galaxy_export
+from galaxy_cellxgene.collected import Content, content_digest
 from galaxy_cellxgene.galaxy_export import ExportError, GalaxyTarget
 
 log = logging.getLogger("galaxy_cellxgene.remote_save")
@@ -62,6 +62,11 @@ RETRY_SECONDS = 60.0
 TERMINATE_BUDGET_SECONDS = 5.0
 # How often the saver looks whether the job's staging directory still exists (see `orphaned`).
 ORPHAN_CHECK_SECONDS = 10.0
+# Once orphaned: how long to look for the staged outputs in the history (Galaxy marks them ok
+# around the time Pulsar deletes the job's directory), and how often.
+ENV_COLLECT_WAIT = "GALAXY_CELLXGENE_REMOTE_SAVE_COLLECT_WAIT"
+COLLECT_WAIT_SECONDS = 60.0
+COLLECT_POLL_SECONDS = 3.0
 KINDS = (("annotations", "cell annotations"), ("gene_sets", "gene sets"))
 # Every saver of this process (one per dataset; several in a view-many session).
 SAVERS: list[RemoteSaver] = []
@@ -77,15 +82,18 @@ def digest(path: Path) -> str | None:
     """A hash of the file's content without its `#` header lines (they carry the save's time, so
     saving the same labels again changes no data); None for a missing or empty file."""
     try:
+        return content_digest(path.read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def observe(path: Path) -> Content | None:
+    try:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
-    if not data:
-        return None
-    lines = data.splitlines(keepends=True)
-    while lines and lines[0].startswith(b"#"):
-        lines.pop(0)
-    return hashlib.sha256(b"".join(lines)).hexdigest()
+    value = content_digest(data)
+    return Content(len(data), value) if value else None
 
 
 def seconds_from_env(env: Mapping[str, str], name: str, default: float) -> float:
@@ -133,12 +141,16 @@ class RemoteSaver:
     retry: float = RETRY_SECONDS
     clock: Callable[[], float] = time.monotonic
     on_orphan: Callable[[], None] | None = None
+    collect_wait: float = COLLECT_WAIT_SECONDS
     pushed: dict[str, Pushed] = field(default_factory=dict)
     baseline: dict[str, str | None] = field(default_factory=dict)
     pushes: int = 0
     last_error: str | None = None
     _last_save: float | None = None
     _first_unpushed: float | None = None
+    # What each output held at the saver's last look after a save (see `collected`).
+    final: dict[str, Content] = field(default_factory=dict)
+    _observed_save: float | None = None
     _not_before: float = 0.0
     _wake: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -274,7 +286,13 @@ class RemoteSaver:
             self._wake.clear()
             if self._stop.is_set():
                 return
+            if self._last_save != self._observed_save:
+                self._observe()
             if self.on_orphan is not None and self.orphaned():
+                try:
+                    self.drop_collected()
+                except Exception as err:  # whatever happens here, the orphan must exit
+                    log.warning("could not look for the staged outputs: %s", err)
                 self.on_orphan()
                 return
             if self.due():
@@ -283,6 +301,32 @@ class RemoteSaver:
                 except Exception as err:  # the viewer must outlive any failure here
                     self.last_error = f"{type(err).__name__}: {err}"
                     log.warning("remote save failed: %s", self.last_error)
+
+    def _observe(self) -> None:
+        with self.lock:  # a whole save, never half of one
+            self._observed_save = self._last_save
+            self.final = {kind: content for path, kind in self.files if (content := observe(path))}
+
+    def drop_collected(self, session: requests.Session | None = None) -> list[str]:
+        """The job was collected: delete each pushed copy whose content a staged output brought
+        into the history (looking for up to `collect_wait` seconds). Returns the kinds dropped."""
+        http = session or requests.Session()
+        deadline = self.clock() + self.collect_wait
+        dropped: list[str] = []
+        while True:
+            wanted = {kind: self.final[kind] for kind in self.pushed if kind in self.final}
+            ours = {pushed.dataset_id for pushed in self.pushed.values()}
+            found = collected.staged_in_history(self.target, wanted, ours, http) if wanted else set()
+            for kind in sorted(found):
+                pushed = self.pushed.pop(kind)
+                self._delete(pushed, http)
+                dropped.append(kind)
+                print(
+                    f"[galaxy-cellxgene] {pushed.name}: the staged output holds the last save; copy deleted", flush=True
+                )
+            if not self.pushed.keys() & self.final.keys() or self.clock() >= deadline:
+                return dropped
+            time.sleep(COLLECT_POLL_SECONDS)
 
     def stop(self) -> None:
         self._stop.set()
@@ -326,6 +370,7 @@ def attach(store: Any, name: str, env: Mapping[str, str] | None = None) -> Remot
         debounce=seconds_from_env(env, ENV_DEBOUNCE, DEBOUNCE_SECONDS),
         interval=seconds_from_env(env, ENV_INTERVAL, INTERVAL_SECONDS),
         on_orphan=_exit_orphaned,
+        collect_wait=seconds_from_env(env, ENV_COLLECT_WAIT, COLLECT_WAIT_SECONDS),
     )
     store.add_save_listener(saver.saved)
     saver.start()
