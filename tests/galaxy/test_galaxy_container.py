@@ -55,14 +55,6 @@ def inspect_container(name: str) -> dict[str, Any]:
     return json.loads(result.stdout)[0]
 
 
-def settle_after_stop(galaxy: LocalGalaxy, job_id: str) -> dict[str, Any]:
-    def settled() -> dict[str, Any] | None:
-        state = galaxy.job(job_id, full=False)["state"]
-        return galaxy.job(job_id) if state in {"ok", "error", "failed", "deleted"} else None
-
-    return poll(f"job {job_id} to end after Stop", settled, JOB_TIMEOUT)
-
-
 @pytest.fixture(scope="module")
 def running(galaxy_container: LocalGalaxy, galaxy_container_demo: dict[str, Any]) -> dict[str, Any]:
     """One viewer on the container destination, open through the proxy (finished by test_finish)."""
@@ -149,7 +141,7 @@ def test_stop_keeps_the_last_save(galaxy_container: LocalGalaxy, galaxy_containe
     poll("the save", lambda: ui.status() if ui.status()["label_saves"] >= 1 else None, 30)
 
     galaxy.stop_entry_point(entry_point["id"])  # the Stop button
-    stopped = settle_after_stop(galaxy, job["id"])
+    stopped = galaxy.settle_after_stop(job["id"], JOB_TIMEOUT)
     assert stopped["state"] == "ok", (stopped["state"], galaxy.job_stderr(job["id"]))
     annotations = galaxy.wait_for_dataset(outputs["annotations"])
     assert [str(v) for v in read_labels_csv(galaxy.dataset_text(annotations["id"]))[CATEGORY]] == labels
@@ -186,4 +178,4 @@ def test_time_to_active_entry_point_without_a_container(
     print(f"no-container destination: submit -> active entry point answering in {active_after:.1f} s")
     record_property("local_submit_to_active_s", round(active_after, 1))
     galaxy.stop_entry_point(entry_point["id"])
-    assert settle_after_stop(galaxy, job["id"])["state"] == "ok"
+    assert galaxy.settle_after_stop(job["id"], JOB_TIMEOUT)["state"] == "ok"

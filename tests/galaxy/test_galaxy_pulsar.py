@@ -91,14 +91,6 @@ def pushed_copies(galaxy: LocalGalaxy, history_id: str) -> list[dict[str, Any]]:
     return [item for item in visible_datasets(galaxy, history_id) if PUSHED.match(item.get("name") or "")]
 
 
-def settle_after_stop(galaxy: LocalGalaxy, job_id: str) -> dict[str, Any]:
-    def settled() -> dict[str, Any] | None:
-        state = galaxy.job(job_id, full=False)["state"]
-        return galaxy.job(job_id) if state in {"ok", "error", "failed", "deleted"} else None
-
-    return poll(f"job {job_id} to end after Stop", settled, JOB_TIMEOUT)
-
-
 @pytest.fixture(scope="module")
 def history(galaxy_pulsar: LocalGalaxy) -> str:
     return galaxy_pulsar.new_history(f"pytest pulsar {time.strftime('%H:%M:%S')}")
@@ -171,7 +163,7 @@ def test_stop_keeps_the_labels_in_the_history(galaxy_pulsar: LocalGalaxy, histor
 
     galaxy.stop_entry_point(entry_point["id"])  # the Stop button
     stop_at = time.monotonic()
-    stopped = settle_after_stop(galaxy, job["id"])
+    stopped = galaxy.settle_after_stop(job["id"], JOB_TIMEOUT)
     print(f"pulsar destination: Stop -> job {stopped['state']} in {time.monotonic() - stop_at:.1f} s")
     assert stopped["state"] == "ok", (stopped["state"], galaxy.job_stderr(job["id"]))
     # 2. REST Pulsar also stages the output of a cancelled job back (measured): the last save

@@ -220,8 +220,12 @@ class GalaxyApi:
         self.delete(f"entry_points/{entry_point_id}")
 
     def stop_and_settle(self, entry_point_id: str, job_id: str, timeout: float = 600) -> dict[str, Any]:
-        """Stop, then wait past the job's `stop` and `stopped` states until Galaxy has finished it."""
+        """Stop, then wait until Galaxy has finished the job (see `settle_after_stop`)."""
         self.stop_entry_point(entry_point_id)
+        return self.settle_after_stop(job_id, timeout)
+
+    def settle_after_stop(self, job_id: str, timeout: float = 600) -> dict[str, Any]:
+        """Wait past the job's `stop` and `stopped` states until Galaxy has finished it."""
 
         def settled() -> dict[str, Any] | None:
             state = self.job(job_id, full=False)["state"]
