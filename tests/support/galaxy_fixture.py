@@ -11,6 +11,7 @@ Register with `pytest_plugins = ["support.galaxy_fixture"]` in tests/conftest.py
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -138,31 +139,43 @@ TOOLSHED_URL = f"http://127.0.0.1:{os.environ.get('TOOLSHED_PORT') or 9009}/"
 CONTAINER_PORT = int(os.environ.get("GALAXY_CONTAINER_PORT") or int(os.environ.get("GALAXY_PORT") or 8080) + 10)
 
 
+@contextlib.contextmanager
+def galaxy_beside(
+    state: Path,
+    port: int,
+    settings: dict[str, str],
+    log: Path,
+    check: Callable[[dict[str, Any]], bool],
+    drop: tuple[str, ...] = (),
+) -> Iterator[dict[str, Any]]:
+    """Credentials of a Galaxy beside the main one: its own state folder and ports (GALAXY_PORT and
+    the two after it), `settings` for scripts/galaxy.sh; stopped at the end if started here."""
+    unwanted = {"GALAXY_WEB_PORT", "GXIT_PROXY_PORT", *drop}
+    env = {name: value for name, value in os.environ.items() if name not in unwanted}
+    env.update({"GALAXY_STATE": str(state), "GALAXY_PORT": str(port), "GALAXY_NO_DEMO": "1", **settings})
+    credentials, by_us = start_or_reuse(state / "credentials.json", env, log, check=check)
+    try:
+        yield credentials
+    finally:
+        if by_us:
+            subprocess.run(["bash", str(GALAXY_SH), "stop"], check=False, timeout=120, env=env)
+
+
 @pytest.fixture(scope="session")
 def galaxy_container(tmp_path_factory: pytest.TempPathFactory, built_image: str) -> Iterator[LocalGalaxy]:
     """A local Galaxy whose job configuration sends every cellxgene tool to a container destination."""
-    env = {
-        **os.environ,
-        "GALAXY_STATE": str(CONTAINER_STATE),
-        "GALAXY_PORT": str(CONTAINER_PORT),
+    settings = {
         "GALAXY_CELLXGENE_DESTINATION": "container",
-        "GALAXY_NO_DEMO": "1",
         # Galaxy core's own cellxgene 1.1.1 beside this repository's tool (test_tool_ids.py).
         "GALAXY_CELLXGENE_CORE_TOOL": "1",
         # The local Tool Shed of test_toolshed_install.py (started only by that test).
         "GALAXY_TOOLSHED_URL": TOOLSHED_URL,
     }
-    env.pop("GALAXY_WEB_PORT", None)
-    env.pop("GXIT_PROXY_PORT", None)
     log = tmp_path_factory.mktemp("galaxy-container") / "galaxy-start.log"
-    credentials, by_us = start_or_reuse(
-        CONTAINER_STATE / "credentials.json", env, log, check=lambda c: c.get("destination") == "container"
-    )
-    try:
+    with galaxy_beside(
+        CONTAINER_STATE, CONTAINER_PORT, settings, log, check=lambda c: c.get("destination") == "container"
+    ) as credentials:
         yield LocalGalaxy(credentials)
-    finally:
-        if by_us:
-            subprocess.run(["bash", str(GALAXY_SH), "stop"], check=False, timeout=120, env=env)
 
 
 @pytest.fixture(scope="session")

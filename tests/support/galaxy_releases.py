@@ -15,14 +15,13 @@ Register with `pytest_plugins = ["support.galaxy_releases"]` in tests/conftest.p
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from support.galaxy_fixture import GALAXY_SH, ROOT, LocalGalaxy, start_or_reuse
+from support.galaxy_fixture import ROOT, LocalGalaxy, galaxy_beside
 
 
 @dataclass(frozen=True)
@@ -51,20 +50,12 @@ def release_port(index: int) -> int:
     return first + 10 * index
 
 
-def release_env(release: Release) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"GALAXY_ROOT", "GALAXY_WEB_PORT", "GXIT_PROXY_PORT"}}
+def release_settings(release: Release) -> dict[str, str]:
+    settings = {"GALAXY_VERSION": release.version}
     main_proxy = Path(os.environ.get("GALAXY_ROOT") or ROOT / ".galaxy") / "proxy"
-    if "GXIT_PROXY_DIR" not in env and (main_proxy / "node_modules").is_dir():
-        env["GXIT_PROXY_DIR"] = str(main_proxy)  # the same gx-it-proxy 0.2.3: no second npm build
-    env.update(
-        {
-            "GALAXY_VERSION": release.version,
-            "GALAXY_STATE": str(release.state),
-            "GALAXY_PORT": str(release_port(RELEASES.index(release))),
-            "GALAXY_NO_DEMO": "1",
-        }
-    )
-    return env
+    if "GXIT_PROXY_DIR" not in os.environ and (main_proxy / "node_modules").is_dir():
+        settings["GXIT_PROXY_DIR"] = str(main_proxy)  # the same gx-it-proxy 0.2.3: no second npm build
+    return settings
 
 
 class ReleaseGalaxy(LocalGalaxy):
@@ -79,16 +70,13 @@ class ReleaseGalaxy(LocalGalaxy):
 @pytest.fixture(scope="module", params=[r.version for r in RELEASES])
 def galaxy_release(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleaseGalaxy]:
     release = BY_VERSION[request.param]
-    env = release_env(release)
     log = tmp_path_factory.mktemp(f"galaxy-{release.version}") / "galaxy-start.log"
-    credentials, by_us = start_or_reuse(
-        release.state / "credentials.json",
-        env,
+    with galaxy_beside(
+        release.state,
+        release_port(RELEASES.index(release)),
+        release_settings(release),
         log,
         check=lambda c: str(c.get("galaxy_version")) == ".".join(release.version.split(".")[:2]),
-    )
-    try:
+        drop=("GALAXY_ROOT",),  # each release has its own installation (.galaxy-<version>)
+    ) as credentials:
         yield ReleaseGalaxy(credentials, release)
-    finally:
-        if by_us:
-            subprocess.run(["bash", str(GALAXY_SH), "stop"], check=False, timeout=120, env=env)

@@ -10,13 +10,12 @@ Pulsar on that +3).
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support.galaxy_fixture import GALAXY_SH, ROOT, LocalGalaxy, start_or_reuse
+from support.galaxy_fixture import ROOT, LocalGalaxy, galaxy_beside
 
 PULSAR_GALAXY_STATE = Path(os.environ.get("GALAXY_PULSAR_STATE") or ROOT / ".galaxy-pulsar")
 PULSAR_GALAXY_PORT = int(os.environ.get("GALAXY_PULSAR_PORT") or int(os.environ.get("GALAXY_PORT") or 8080) + 40)
@@ -26,21 +25,13 @@ PULSAR_STAGING = PULSAR_GALAXY_STATE / "pulsar" / "staging"
 @pytest.fixture(scope="session")
 def galaxy_pulsar(tmp_path_factory: pytest.TempPathFactory, built_image: str) -> Iterator[LocalGalaxy]:
     """A local Galaxy with the `pulsar` destination for every cellxgene tool (and its Pulsar)."""
-    env = {
-        **os.environ,
-        "GALAXY_STATE": str(PULSAR_GALAXY_STATE),
-        "GALAXY_PORT": str(PULSAR_GALAXY_PORT),
-        "GALAXY_CELLXGENE_DESTINATION": "pulsar",
-        "GALAXY_NO_DEMO": "1",
-    }
-    for name in ("GALAXY_WEB_PORT", "GXIT_PROXY_PORT", "PULSAR_PORT", "PULSAR_STATE"):
-        env.pop(name, None)
     log = tmp_path_factory.mktemp("galaxy-pulsar") / "galaxy-start.log"
-    credentials, by_us = start_or_reuse(
-        PULSAR_GALAXY_STATE / "credentials.json", env, log, check=lambda c: c.get("destination") == "pulsar"
-    )
-    try:
+    with galaxy_beside(
+        PULSAR_GALAXY_STATE,
+        PULSAR_GALAXY_PORT,
+        {"GALAXY_CELLXGENE_DESTINATION": "pulsar"},
+        log,
+        check=lambda c: c.get("destination") == "pulsar",
+        drop=("PULSAR_PORT", "PULSAR_STATE"),  # scripts/galaxy.sh derives them from the state and port
+    ) as credentials:
         yield LocalGalaxy(credentials)
-    finally:
-        if by_us:
-            subprocess.run(["bash", str(GALAXY_SH), "stop"], check=False, timeout=120, env=env)
