@@ -21,8 +21,8 @@ import anndata as ad
 import pandas as pd
 import pytest
 from galaxy_cellxgene_testkit.containers import wait_container_gone
-from galaxy_cellxgene_testkit.entry_points import open_viewer
-from support.galaxy_fixture import CONTAINER_STATE, TEST_DATA, VIEWER_TOOL, LocalGalaxy, poll, read_labels_csv
+from galaxy_cellxgene_testkit.entry_points import open_viewer, start_viewer
+from support.galaxy_fixture import CONTAINER_STATE, TEST_DATA, LocalGalaxy, poll, read_labels_csv
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -35,12 +35,6 @@ MONITOR_FILE = "container_runtime.json"
 def labels_for(n_obs: int, shift: int = 0) -> list[str]:
     names = ["T cell", "B cell", "NK cell"]
     return [names[(i * 5 + i // 13 + shift) % 3] for i in range(n_obs)]
-
-
-def launch(galaxy: LocalGalaxy, history_id: str, dataset_id: str) -> tuple[dict[str, Any], dict[str, str]]:
-    inputs = {"input": {"src": "hda", "id": dataset_id}, "mode|mode_select": "view", "mode|idle_timeout": 0}
-    run = galaxy.run_tool(VIEWER_TOOL, history_id, inputs)
-    return run["jobs"][0], galaxy.output_ids(run)
 
 
 def job_directory(galaxy: LocalGalaxy, job_id: str) -> Path:
@@ -60,7 +54,7 @@ def running(galaxy_container: LocalGalaxy, galaxy_container_demo: dict[str, Any]
     """One viewer on the container destination, open through the proxy (finished by test_finish)."""
     submitted = time.monotonic()
     demo = galaxy_container_demo
-    job, outputs = launch(galaxy_container, demo["history_id"], demo["id"])
+    job, outputs = start_viewer(galaxy_container, demo["history_id"], demo["id"])
     entry_point, ui = open_viewer(galaxy_container, job["id"], timeout=ENTRY_POINT_TIMEOUT)
     active_after = time.monotonic() - submitted
     print(f"container destination: submit -> active entry point answering in {active_after:.1f} s")
@@ -131,7 +125,7 @@ def test_label_save_lands_in_the_output_and_finish_writes_the_merged_h5ad(
 
 def test_stop_keeps_the_last_save(galaxy_container: LocalGalaxy, galaxy_container_demo: dict[str, Any]) -> None:
     galaxy = galaxy_container
-    job, outputs = launch(galaxy, galaxy_container_demo["history_id"], galaxy_container_demo["id"])
+    job, outputs = start_viewer(galaxy, galaxy_container_demo["history_id"], galaxy_container_demo["id"])
     entry_point, ui = open_viewer(galaxy, job["id"], timeout=ENTRY_POINT_TIMEOUT)
     name = json.loads((job_directory(galaxy, job["id"]) / "configs" / "container_config.json").read_text())[
         "container_name"
@@ -157,7 +151,7 @@ def test_failing_input_shows_the_runtime_message(
     galaxy = galaxy_container
     history = galaxy_container_demo["history_id"]
     broken = galaxy.upload_test_data(history, "broken_no_embedding.h5ad", ext="h5ad")
-    job, _ = launch(galaxy, history, broken["id"])
+    job, _ = start_viewer(galaxy, history, broken["id"])
     finished = galaxy.wait_for_job(job["id"], timeout=JOB_TIMEOUT)
     assert finished["state"] == "error", finished["state"]
     stderr = galaxy.job_stderr(job["id"])
@@ -172,7 +166,7 @@ def test_time_to_active_entry_point_without_a_container(
 ) -> None:
     """The same measurement on the no-container destination, for the admin guide's comparison."""
     submitted = time.monotonic()
-    job, _ = launch(galaxy, galaxy_history, galaxy_demo["id"])
+    job, _ = start_viewer(galaxy, galaxy_history, galaxy_demo["id"])
     entry_point, _ = open_viewer(galaxy, job["id"], timeout=ENTRY_POINT_TIMEOUT)
     active_after = time.monotonic() - submitted
     print(f"no-container destination: submit -> active entry point answering in {active_after:.1f} s")

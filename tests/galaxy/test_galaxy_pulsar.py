@@ -21,8 +21,9 @@ import anndata as ad
 import pandas as pd
 import pytest
 from galaxy_cellxgene_testkit.containers import wait_container_gone
+from galaxy_cellxgene_testkit.entry_points import open_viewer, start_viewer
 from galaxy_cellxgene_testkit.ui_client import UiClient
-from support.galaxy_fixture import TEST_DATA, VIEWER_TOOL, LocalGalaxy, poll, read_labels_csv
+from support.galaxy_fixture import TEST_DATA, LocalGalaxy, poll, read_labels_csv
 from support.pulsar_fixture import PULSAR_STAGING
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -39,18 +40,9 @@ def labels_for(n_obs: int, shift: int = 0) -> list[str]:
     return [names[(i * 3 + i // 17 + shift) % 3] for i in range(n_obs)]
 
 
-def launch(galaxy: LocalGalaxy, history_id: str, dataset_id: str) -> tuple[dict[str, Any], dict[str, str]]:
-    inputs = {"input": {"src": "hda", "id": dataset_id}, "mode|mode_select": "view", "mode|idle_timeout": 0}
-    run = galaxy.run_tool(VIEWER_TOOL, history_id, inputs)
-    return run["jobs"][0], galaxy.output_ids(run)
-
-
 def open_entry_point(galaxy: LocalGalaxy, job_id: str) -> tuple[dict[str, Any], UiClient]:
-    entry_point = galaxy.wait_for_entry_point(job_id, timeout=ENTRY_POINT_TIMEOUT)
-    url = galaxy.entry_point_url(entry_point)
-    assert url.startswith(galaxy.url + "/interactivetool/ep/"), url  # through gx-it-proxy
-    ui = UiClient(url)
-    poll("cellxgene through gx-it-proxy", lambda: ui.health() if ui.get("health").ok else None, 60)
+    entry_point, ui = open_viewer(galaxy, job_id, timeout=ENTRY_POINT_TIMEOUT)
+    assert ui.base_url.startswith(galaxy.url + "/interactivetool/ep/"), ui.base_url  # through gx-it-proxy
     return entry_point, ui
 
 
@@ -113,7 +105,7 @@ def demo(inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def running(galaxy_pulsar: LocalGalaxy, history: str, demo: dict[str, Any]) -> dict[str, Any]:
     """One viewer on the Pulsar destination, open through the proxy (finished by test_finish)."""
     submitted = time.monotonic()
-    job, outputs = launch(galaxy_pulsar, history, demo["id"])
+    job, outputs = start_viewer(galaxy_pulsar, history, demo["id"])
     entry_point, ui = open_entry_point(galaxy_pulsar, job["id"])
     active_after = time.monotonic() - submitted
     print(f"pulsar destination: submit -> active entry point answering in {active_after:.1f} s")
@@ -146,7 +138,7 @@ def test_viewer_runs_on_pulsar_in_the_image(
 
 def test_stop_keeps_the_labels_in_the_history(galaxy_pulsar: LocalGalaxy, history: str, demo: dict[str, Any]) -> None:
     galaxy = galaxy_pulsar
-    job, outputs = launch(galaxy, history, demo["id"])
+    job, outputs = start_viewer(galaxy, history, demo["id"])
     entry_point, ui = open_entry_point(galaxy, job["id"])
     name, _ = container_of(decoded(galaxy, job["id"]))
     labels = labels_for(ui.schema()["dataframe"]["nObs"], shift=1)
@@ -220,7 +212,7 @@ def test_failing_input_fails_fast_with_the_runtime_message(
     galaxy = galaxy_pulsar
     broken = inputs["broken_no_embedding.h5ad"]
     started = time.monotonic()
-    job, _ = launch(galaxy, history, broken["id"])
+    job, _ = start_viewer(galaxy, history, broken["id"])
     finished = galaxy.wait_for_job(job["id"], timeout=JOB_TIMEOUT)
     print(f"pulsar destination: failing input -> job {finished['state']} in {time.monotonic() - started:.1f} s")
     assert finished["state"] == "error", finished["state"]

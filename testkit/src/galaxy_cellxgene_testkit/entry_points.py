@@ -1,4 +1,5 @@
-"""Open a viewer job's entry point the way a user does: through Galaxy's proxy, once it answers."""
+"""Start the viewer in a Galaxy and open its entry point the way a user does: through Galaxy's
+proxy, once it answers."""
 
 from __future__ import annotations
 
@@ -20,3 +21,12 @@ def open_viewer(
     ui = UiClient(url)
     poll("cellxgene through Galaxy's proxy", lambda: ui if healthy(ui.base_url, timeout=10) else None, health_timeout)
     return entry_point, ui
+
+
+def start_viewer(
+    galaxy: GalaxyApi, history_id: str, dataset_id: str, tool_id: str = "interactive_tool_cellxgene"
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run the viewer on one history dataset with no idle timeout (the test ends it): (job, output ids)."""
+    inputs = {"input": {"src": "hda", "id": dataset_id}, "mode|mode_select": "view", "mode|idle_timeout": 0}
+    run = galaxy.run_tool(tool_id, history_id, inputs)
+    return run["jobs"][0], galaxy.output_ids(run)
