@@ -17,7 +17,7 @@ from browser.cellxgene_ui import create_category, label_selection, runtime_statu
 from browser.cellxgene_ui import wait_until_saved as wait_until_ui_saved
 from browser.galaxy_ui import hide_tool_panel, open_visualization, require_plugin, viewer_frame
 from support.browser_fixture import log_in, switch_to_history
-from support.galaxy_fixture import VIEWER_TOOL, LocalGalaxy, poll, read_labels_csv
+from support.galaxy_fixture import VIEWER_TOOL, LocalGalaxy, poll
 
 DEMO = Path(__file__).resolve().parents[2] / "test-data" / "pbmc_demo.h5ad"
 VIEWER_START_TIMEOUT = 240.0
@@ -52,7 +52,7 @@ def visualize_label_and_stop(galaxy: LocalGalaxy, page: Any, category: str, grou
     poll("the job to end after Stop", lambda: galaxy.job(job_id, full=False)["state"] == "ok" or None, 600)
 
     annotations_id = galaxy.job(job_id)["outputs"]["annotations"]["id"]
-    labels = read_labels_csv(galaxy.dataset_text(galaxy.wait_for_dataset(annotations_id)["id"]))
+    labels = galaxy.labels(annotations_id)
     expected = (obs[group[0]].astype(str) == group[1]).sum()
     assert int((labels[category].astype(str) == group[2]).sum()) == int(expected) == count
     return job_id

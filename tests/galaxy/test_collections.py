@@ -15,7 +15,7 @@ import anndata as ad
 import pytest
 import requests
 from galaxy_cellxgene_testkit.ui_client import UiClient
-from support.galaxy_fixture import LocalGalaxy, poll, read_labels_csv
+from support.galaxy_fixture import LocalGalaxy, poll
 from support.multi_data import make_dataset
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -102,8 +102,8 @@ def test_a_list_of_three_two_labelled_finish_gives_exactly_those_labels(
     annotations = elements_by_name(galaxy, outputs["annotations"])
     # Exactly the two labelled datasets, under the input list's own element identifiers.
     assert sorted(annotations) == sorted(["day0", "day 7 – Müller"]), annotations
-    saved1 = read_labels_csv(galaxy.dataset_text(galaxy.wait_for_dataset(annotations["day0"])["id"]))
-    saved2 = read_labels_csv(galaxy.dataset_text(galaxy.wait_for_dataset(annotations["day 7 – Müller"])["id"]))
+    saved1 = galaxy.labels(annotations["day0"])
+    saved2 = galaxy.labels(annotations["day 7 – Müller"])
     assert list(saved1.columns) == ["cell_type"] and [str(v) for v in saved1["cell_type"]] == labels1
     assert list(saved2.columns) == ["stage"] and [str(v) for v in saved2["stage"]] == labels2
 
@@ -156,6 +156,6 @@ def test_stop_keeps_every_saved_label_and_makes_no_merged_files(
     assert stopped["state"] == "ok", (stopped["state"], galaxy.job_stderr(job["id"]))
     annotations = elements_by_name(galaxy, outputs["annotations"])
     assert sorted(annotations) == ["day14"]
-    frame = read_labels_csv(galaxy.dataset_text(galaxy.wait_for_dataset(annotations["day14"])["id"]))
+    frame = galaxy.labels(annotations["day14"])
     assert [str(v) for v in frame["before_stop"]] == saved
     assert elements_by_name(galaxy, outputs["annotated"]) == {}, "a Stop must not produce merged h5ad files"

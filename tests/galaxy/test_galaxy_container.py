@@ -108,12 +108,9 @@ def test_label_save_lands_in_the_output_and_finish_writes_the_merged_h5ad(
     assert ui.put_labels({CATEGORY: labels}).status_code == 200
     poll("the save", lambda: ui.status() if ui.status()["label_saves"] >= 1 else None, 30)
 
-    response = ui.finish()
-    assert response.status_code == 200, response.text
-    job = galaxy.wait_for_job(running["job"]["id"], timeout=JOB_TIMEOUT)
-    assert job["state"] == "ok", galaxy.job_stderr(job["id"])
+    galaxy.finish_viewer(ui, running["job"]["id"], JOB_TIMEOUT)
 
-    annotations = read_labels_csv(galaxy.dataset_text(galaxy.wait_for_dataset(outputs["annotations"])["id"]))
+    annotations = galaxy.labels(outputs["annotations"])
     assert [str(v) for v in annotations[CATEGORY]] == labels
     elements = galaxy.collection(outputs["annotated"])["elements"]
     assert len(elements) == 1, elements

@@ -14,7 +14,7 @@ from typing import Any
 import anndata as ad
 import pandas as pd
 import pytest
-from support.galaxy_fixture import VIEWER_TOOL, LocalGalaxy, read_labels_csv
+from support.galaxy_fixture import VIEWER_TOOL, LocalGalaxy
 from test_galaxy_interactive import JOB_TIMEOUT, launch_viewer, open_viewer, wait_until_saved
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -71,12 +71,9 @@ def test_newest_anndata_fills_the_selects_and_opens_through_the_proxy(
     labels = [("early", "late", "unassigned")[i % 3] for i in range(n_obs)]
     assert ui.put_labels({CATEGORY: labels}).status_code == 200
     wait_until_saved(ui, label_saves=1)
-    response = ui.finish()
-    assert response.status_code == 200, response.text
-    finished = galaxy.wait_for_job(job["id"], timeout=JOB_TIMEOUT)
-    assert finished["state"] == "ok", galaxy.job_stderr(job["id"])
+    galaxy.finish_viewer(ui, job["id"], JOB_TIMEOUT)
 
-    saved = read_labels_csv(galaxy.dataset_text(galaxy.wait_for_dataset(outputs["annotations"])["id"]))
+    saved = galaxy.labels(outputs["annotations"])
     assert [str(v) for v in saved[CATEGORY]] == labels
     elements = galaxy.collection(outputs["annotated"])["elements"]
     assert len(elements) == 1, elements

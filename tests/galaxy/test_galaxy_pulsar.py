@@ -188,12 +188,9 @@ def test_finish_stages_back_every_output(
         "the pushed save", lambda: [p for p in pushed_copies(galaxy, history) if p["id"] not in before] or None, 120
     )
 
-    response = ui.finish()
-    assert response.status_code == 200, response.text
-    job = galaxy.wait_for_job(running["job"]["id"], timeout=JOB_TIMEOUT)
-    assert job["state"] == "ok", galaxy.job_stderr(job["id"])
+    galaxy.finish_viewer(ui, running["job"]["id"], JOB_TIMEOUT)
 
-    annotations = read_labels_csv(galaxy.dataset_text(galaxy.wait_for_dataset(outputs["annotations"])["id"]))
+    annotations = galaxy.labels(outputs["annotations"])
     assert [str(v) for v in annotations[CATEGORY]] == labels
     assert "pulsar markers" in galaxy.dataset_text(galaxy.wait_for_dataset(outputs["gene_sets"])["id"])
     elements = galaxy.collection(outputs["annotated"])["elements"]

@@ -46,6 +46,18 @@ class LocalGalaxy(GalaxyApi):
         self.user_key: str = credentials["user_key"]
         self.admin = GalaxyApi(self.url, self.admin_key)
 
+    def labels(self, dataset_id: str) -> Any:
+        """A labels CSV output, once Galaxy has it, as pandas reads it (see read_labels_csv)."""
+        return read_labels_csv(self.dataset_text(self.wait_for_dataset(dataset_id)["id"]))
+
+    def finish_viewer(self, ui: Any, job_id: str, timeout: float = 600) -> dict[str, Any]:
+        """The Finish button: the viewer writes its outputs and Galaxy ends the job `ok`."""
+        response = ui.finish()
+        assert response.status_code == 200, response.text
+        job = self.wait_for_job(job_id, timeout=timeout)
+        assert job["state"] == "ok", self.job_stderr(job_id)
+        return job
+
     def upload_test_data(self, history_id: str, name: str, ext: str = "auto") -> dict[str, Any]:
         """Upload test-data/<name> into the history and wait until it is ok (metadata set)."""
         return self.upload_and_wait(history_id, TEST_DATA / name, name=name, ext=ext)
