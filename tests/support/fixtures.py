@@ -35,6 +35,12 @@ __all__ = [
 ]
 
 
+# Where the single tool's XML puts its outputs, relative to the job directory.
+ANNOTATIONS = Path("outputs", "annotations.dat")
+GENE_SETS = Path("outputs", "gene_sets.dat")
+MERGED = Path("working", "merged", "merged.h5ad")
+
+
 @dataclass
 class RuntimeJob(Job):
     """A `view` job with the single tool's outputs where the tool XML puts them."""
@@ -46,15 +52,15 @@ class RuntimeJob(Job):
 
     @property
     def annotations(self) -> Path:
-        return self.job_dir / "outputs" / "annotations.dat"
+        return self.job_dir / ANNOTATIONS
 
     @property
     def gene_sets(self) -> Path:
-        return self.job_dir / "outputs" / "gene_sets.dat"
+        return self.job_dir / GENE_SETS
 
     @property
     def merged(self) -> Path:
-        return self.job_dir / "working" / "merged" / "merged.h5ad"
+        return self.job_dir / MERGED
 
 
 def view_args(input_path: Path, job_dir: Path, *extra: str) -> list[str]:
@@ -62,11 +68,11 @@ def view_args(input_path: Path, job_dir: Path, *extra: str) -> list[str]:
         "view",
         str(input_path),
         "--annotations-out",
-        str(job_dir / "outputs" / "annotations.dat"),
+        str(job_dir / ANNOTATIONS),
         "--gene-sets-out",
-        str(job_dir / "outputs" / "gene_sets.dat"),
+        str(job_dir / GENE_SETS),
         "--merged-out",
-        str(job_dir / "working" / "merged" / "merged.h5ad"),
+        str(job_dir / MERGED),
         *extra,
     ]
 
