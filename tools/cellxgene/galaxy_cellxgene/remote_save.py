@@ -78,16 +78,9 @@ def outputs_are_staged(env: Mapping[str, str] | None = None) -> bool:
     return env.get(ENV_OUTPUTS, "").strip().lower() == STAGED
 
 
-def digest(path: Path) -> str | None:
-    """A hash of the file's content without its `#` header lines (they carry the save's time, so
-    saving the same labels again changes no data); None for a missing or empty file."""
-    try:
-        return content_digest(path.read_bytes())
-    except FileNotFoundError:
-        return None
-
-
 def observe(path: Path) -> Content | None:
+    """Size and digest (`collected.content_digest`, without the `#` header lines, which carry the
+    save's time) of an output; None for a missing or empty file."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -159,7 +152,7 @@ class RemoteSaver:
 
     def __post_init__(self) -> None:
         # What the outputs hold at start (earlier work, or nothing): already in the history.
-        self.baseline = {kind: digest(path) for path, kind in self.files}
+        self.baseline = {kind: content.digest for path, kind in self.files if (content := observe(path))}
 
     def saved(self) -> None:
         """A save completed (called inside the save, so it must not block)."""
@@ -184,14 +177,19 @@ class RemoteSaver:
         until = min(self._last_save + self.debounce, self._first_unpushed + self.interval)
         return max(0.05, max(until, self._not_before) - now)
 
-    def changed(self) -> list[tuple[Path, str, str]]:
-        """(path, kind, digest) of the outputs whose content differs from what the history has."""
+    def changed(self) -> list[tuple[str, bytes, str]]:
+        """(kind, content, digest) of the outputs whose data differs from what the history has:
+        each file read once, so what is uploaded is exactly what was hashed."""
         out = []
         for path, kind in self.files:
-            current = digest(path)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            current = content_digest(data)
             known = self.pushed[kind].digest if kind in self.pushed else self.baseline.get(kind)
             if current is not None and current != known:
-                out.append((path, kind, current))
+                out.append((kind, data, current))
         return out
 
     def push(self, reason: str, session: requests.Session | None = None, wait: float = -1) -> list[Pushed]:
@@ -209,7 +207,7 @@ class RemoteSaver:
         if not self.lock.acquire(timeout=wait):
             return []
         try:  # a consistent snapshot: no save is half done
-            snapshot = [(kind, path.read_bytes(), value) for path, kind, value in self.changed()]
+            snapshot = self.changed()
         finally:
             self.lock.release()
         self._first_unpushed = None
