@@ -10,7 +10,6 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from galaxy_cellxgene.containment import FIX as CONTAINMENT_FIX
 from galaxy_cellxgene.containment import outside_references
 from galaxy_cellxgene.labels import LabelsError, read_gene_sets, read_labels
 from galaxy_cellxgene.problems import Inspection, Problem, Summary
@@ -34,7 +33,8 @@ def not_hdf5_problem(path: Path) -> Problem:
 
 
 def outside_data_problems(path: str | Path, role: str) -> list[Problem]:
-    """One error per object of an HDF5 file whose bytes live in another file (containment.py)."""
+    """One error per refused object of an HDF5 file (containment.py): parts in other files, and
+    whatever else the scan refuses."""
     try:
         references = outside_references(path)
     except (OSError, KeyError, RuntimeError, ValueError) as err:
@@ -46,7 +46,7 @@ def outside_data_problems(path: str | Path, role: str) -> list[Problem]:
                 "Re-upload the dataset or re-run the tool that made it.",
             )
         ]
-    return [Problem("error", r.describe(role), CONTAINMENT_FIX) for r in references]
+    return [Problem("error", r.describe(role), r.fix) for r in references]
 
 
 def previous_file_problems(path: str | Path, role: str) -> list[Problem]:
