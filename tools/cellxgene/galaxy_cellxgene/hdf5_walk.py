@@ -39,6 +39,19 @@ MAX_LINKS = 200_000  # an h5ad has a few per column and uns entry; each costs ~2
 SMALL_BYTES = 1 << 20
 UNFILTERED_RATIO = 2
 FILTERED_RATIO = 1100
+# Registered filter ids (HDF Group's list) of plugins h5ad writers use: named in the refusal even
+# when the file stores no name.
+FILTER_NAMES = {
+    307: "bzip2",
+    32000: "lzf",
+    32001: "blosc",
+    32004: "lz4",
+    32008: "bitshuffle",
+    32013: "zfp",
+    32015: "zstd",
+    32017: "sz",
+    32026: "blosc2",
+}
 ATTR_REFERENCE_NAME = b"categories"
 LEGACY_CATEGORIES = b"__categories"
 
@@ -172,7 +185,11 @@ class _Walker:
             return
         if dcpl.get_layout() == h5py.h5d.VIRTUAL:
             count = dcpl.get_virtual_count()
-            self.add(Finding(path, "virtual dataset", ", ".join(sorted({dcpl.get_virtual_filename(i) for i in range(count)}))))
+            self.add(
+                Finding(
+                    path, "virtual dataset", ", ".join(sorted({dcpl.get_virtual_filename(i) for i in range(count)}))
+                )
+            )
             return
         filtered = False
         for i in range(dcpl.get_nfilters()):
@@ -180,7 +197,8 @@ class _Walker:
             filtered = True
             if not h5py.h5z.filter_avail(code):
                 label = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
-                self.add(Finding(path, "filter", f"'{label or 'unnamed'}' (id {code})"))
+                label = FILTER_NAMES.get(code) or label or "unnamed"
+                self.add(Finding(path, "filter", f"'{label}' (id {code})"))
                 return
         space = dataset.get_space()
         declared = int(space.get_simple_extent_npoints()) * int(dtype.get_size())

@@ -1,0 +1,145 @@
+"""Crafted datasets of issue 22: every command refuses them in seconds, in one line naming the
+problem, with exit code 2, no traceback and no death by a signal; nothing of the outside file
+reaches any output.
+
+Each file is made by the test (hostile_h5ad.py) from the good twin, changed in one part. The
+bound "within seconds" is the subprocess timeout (a hang fails the test), not a timed assertion.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hostile_h5ad import (
+    CANARY,
+    SPARSE_FAULTS,
+    USER_DEFINED_LINK_TYPE,
+    make,
+    make_codes_out_of_range,
+    make_deep,
+    make_huge_dense,
+    make_huge_sparse,
+    make_legacy,
+    make_sparse,
+    make_unavailable_filter,
+    make_user_defined_link,
+)
+from safety_helpers import uncaught
+from support.fixtures import TOOL_DIR, start_job
+
+ENV = {"PYTHONPATH": str(TOOL_DIR), "PATH": "/usr/bin:/bin"}
+SECONDS = 30  # every refusal comes from metadata: a hang or a watchdog ends the test red
+
+
+def cli(*args, env: dict | None = None, timeout: float = SECONDS) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "galaxy_cellxgene", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**ENV, **(env or {})},
+    )
+
+
+def error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("ERROR:")]
+
+
+def assert_refusal(returncode: int, stderr: str, *phrases: str) -> str:
+    """Exit 2 (not a signal, not 70), one ERROR line holding every phrase, no traceback, no canary."""
+    assert returncode == 2, f"exit {returncode}:\n{stderr}"
+    lines = error_lines(stderr)
+    assert len(lines) == 1, stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+    assert "internal error" not in stderr
+    assert uncaught(stderr) == [], stderr
+    assert CANARY not in stderr
+    return lines[0]
+
+
+def check_merge_view(path: Path, tmp_path: Path, *phrases: str, env: dict | None = None) -> None:
+    result = cli("check", path, "--report", tmp_path / "report.md", env=env)
+    assert_refusal(result.returncode, result.stderr, *phrases)
+    out = tmp_path / "merged.h5ad"
+    result = cli("merge", path, "--output", out, env=env)
+    assert_refusal(result.returncode, result.stderr, *phrases)
+    assert not out.exists()
+    job = start_job(tmp_path, path, env=env, wait_ready=False)
+    rc = job.wait(SECONDS)
+    assert_refusal(rc, job.log, *phrases)
+    assert not (job.job_dir / "container_runtime.json").exists()  # never served
+
+
+# 1. Objects no link reaches, dereferenced through anndata 0.7's categories reference.
+
+
+def test_legacy_categories_inside_their_frame_pass(tmp_path: Path) -> None:
+    """The one reference anndata writes (0.7: codes -> obs/__categories/<column>) is not refused."""
+    path = make_legacy(tmp_path, None)
+    result = cli("check", path, "--report", tmp_path / "r.md")
+    assert result.returncode == 0, result.stderr
+    assert "categorical, 3 values" in (tmp_path / "r.md").read_text()
+
+
+@pytest.mark.parametrize("target", ["external storage", "virtual dataset", "var frame"])
+def test_a_reference_out_of_its_frame_is_refused(tmp_path: Path, target: str) -> None:
+    path = make_legacy(tmp_path, target)
+    phrase = "obs column 'cell_type': its categories point to an object outside the obs frame"
+    check_merge_view(path, tmp_path, phrase)
+    result = cli("check", path, "--obs-names", "cell_type")
+    assert_refusal(result.returncode, result.stderr, phrase)
+
+
+def test_view_many_refuses_a_reference_out_of_its_frame(tmp_path: Path) -> None:
+    path = make_legacy(tmp_path, "external storage")
+    result = cli(
+        "view-many", "--dataset", f"crafted={path}", "--annotations-dir", tmp_path / "a",
+        "--gene-sets-dir", tmp_path / "g", "--work-dir", tmp_path / "w", "--register", "never",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "its categories point to an object outside the obs frame" in result.stderr
+    assert CANARY not in result.stdout + result.stderr
+
+
+# 3. Deep nesting.
+
+
+def test_deep_nesting_is_refused_in_seconds(tmp_path: Path) -> None:
+    path = make_deep(tmp_path)
+    check_merge_view(path, tmp_path, "nests groups more than 64 levels deep")
+
+
+# 4. A small file declaring a huge X (unwritten chunks read as zeros).
+
+
+def test_declared_size_the_file_does_not_store_is_refused(tmp_path: Path) -> None:
+    path = make_huge_dense(tmp_path, stored=False)
+    assert path.stat().st_size < 4 << 20  # the file is small; the X it declares is not
+    check_merge_view(path, tmp_path, "X declares 2.2 GiB of values but stores 0 bytes of them")
+
+
+# 5. Filters HDF5 lacks.
+
+
+def test_an_unavailable_filter_is_refused_by_name(tmp_path: Path) -> None:
+    path = make_unavailable_filter(tmp_path)
+    check_merge_view(path, tmp_path, "uns entry 'packed'", "HDF5 filter 'blosc' (id 32001)")
+
+
+# 6. User-defined links.
+
+
+def test_a_user_defined_link_is_a_named_refusal(tmp_path: Path) -> None:
+    path = make_user_defined_link(tmp_path)
+    check_merge_view(
+        path, tmp_path, f"obs column 'louvain' is a user-defined HDF5 link (link type {USER_DEFINED_LINK_TYPE})"
+    )
+
+
+def test_the_good_twin_of_every_crafted_file_passes(tmp_path: Path) -> None:
+    result = cli("check", make(tmp_path, "good"))
+    assert result.returncode == 0, result.stderr
