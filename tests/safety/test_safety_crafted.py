@@ -143,3 +143,83 @@ def test_a_user_defined_link_is_a_named_refusal(tmp_path: Path) -> None:
 def test_the_good_twin_of_every_crafted_file_passes(tmp_path: Path) -> None:
     result = cli("check", make(tmp_path, "good"))
     assert result.returncode == 0, result.stderr
+
+
+# 2. Malformed sparse X: refused before scipy (tocsc, slicing) runs on it; view never falls back.
+
+SPARSE_PHRASES = {
+    "index-out-of-range": "X is not a well-formed CSR sparse matrix: it names column 1000000, outside 0..29",
+    "negative-index": "X is not a well-formed CSR sparse matrix: it names column -5, outside 0..29",
+    "indptr-decreasing": "X is not a well-formed CSR sparse matrix: its index pointer decreases at entry",
+    "indptr-past-data": "X is not a well-formed CSR sparse matrix: its index pointer ends at",
+}
+POINTER_FAULTS = ("indptr-decreasing", "indptr-past-data")  # found by every check, in O(cells)
+
+
+@pytest.mark.parametrize("fault", POINTER_FAULTS)
+def test_a_malformed_index_pointer_is_refused_by_every_check(tmp_path: Path, fault: str) -> None:
+    path = make_sparse(tmp_path, fault)
+    result = cli("check", path)
+    assert_refusal(result.returncode, result.stderr, SPARSE_PHRASES[fault])
+    job = start_job(tmp_path, path, wait_ready=False)
+    assert_refusal(job.wait(SECONDS), job.log, SPARSE_PHRASES[fault])
+
+
+@pytest.mark.parametrize("store", ["memory", "disk"])
+@pytest.mark.parametrize("fault", sorted(SPARSE_FAULTS))
+def test_view_refuses_a_malformed_x_before_any_compiled_routine(tmp_path: Path, fault: str, store: str) -> None:
+    """Column numbers are checked in the copy's own pass (memory blocks or the disk copy): view
+    ends with exit 2 naming X, not SIGSEGV in scipy, and is never served."""
+    path = make_sparse(tmp_path, fault)
+    job = start_job(tmp_path, path, "--x-store", store, wait_ready=False)
+    rc = job.wait(SECONDS)
+    assert rc >= 0, f"killed by signal {-rc}:\n{job.log}"
+    assert_refusal(rc, job.log, SPARSE_PHRASES[fault])
+    assert not (job.job_dir / "container_runtime.json").exists()
+
+
+def test_view_with_cellxgene_reading_a_malformed_x_itself_is_refused(tmp_path: Path) -> None:
+    """An integer X is read by cellxgene itself (no copy pass): the column numbers are checked first."""
+    path = make_sparse(tmp_path, "index-out-of-range")
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        data = f["X/data"][()].astype("int32")
+        del f["X/data"]
+        f["X/data"] = data
+    job = start_job(tmp_path, path, wait_ready=False)
+    assert_refusal(job.wait(SECONDS), job.log, SPARSE_PHRASES["index-out-of-range"])
+
+
+# 4b. A well-formed X of 150 M stored zeros in under a megabyte, and a 2.2 GiB dense X of stored
+# (deflated) zeros: bounded by the job's memory and the copy's disk cap, refused with the figures.
+
+
+def test_a_huge_stored_sparse_x_is_refused_by_the_copy_disk_cap(tmp_path: Path) -> None:
+    path = make_huge_sparse(tmp_path)
+    assert path.stat().st_size < 4 << 20
+    job = start_job(tmp_path, path, env={"GALAXY_MEMORY_MB": "512"}, wait_ready=False)
+    line = assert_refusal(job.wait(SECONDS), job.log, "X stores 150,000,000 values", "over this job's cap")
+    assert "GALAXY_CELLXGENE_COPY_DISK_MB" in line
+    assert not list((job.job_dir / "working").rglob("*.columns.h5*"))
+
+
+def test_a_huge_stored_dense_x_is_refused_within_the_memory_budget(tmp_path: Path) -> None:
+    path = make_huge_dense(tmp_path, stored=True)
+    assert path.stat().st_size < 8 << 20
+    job = start_job(tmp_path, path, env={"GALAXY_MEMORY_MB": "512"}, wait_ready=False)
+    assert_refusal(job.wait(SECONDS), job.log, "takes 2,289 MiB in memory, over 50% of the job's 512 MiB")
+
+
+# 6b. Categorical codes out of range.
+
+
+@pytest.mark.parametrize("code", [7, -5])
+def test_categorical_codes_out_of_range_are_refused_at_check(tmp_path: Path, code: int) -> None:
+    path = make_codes_out_of_range(tmp_path, code)
+    result = cli("check", path)
+    assert_refusal(
+        result.returncode,
+        result.stderr,
+        f"obs column 'cell_type' has the category code {code}, but it has 3 categories",
+    )

@@ -16,6 +16,7 @@ from galaxy_cellxgene.options import (
     add_session_options,
     add_view_options,
     fail,
+    input_error,
     options_from_args,
     server_from_args,
     setup_logging,
@@ -107,7 +108,9 @@ def run_check(args: argparse.Namespace) -> int:
 def run_view(args: argparse.Namespace) -> int:
     from galaxy_cellxgene.columns import start_column_copy
     from galaxy_cellxgene.prepare import prepare
+    from galaxy_cellxgene.sparse_structure import SparseStructureError
     from galaxy_cellxgene.validate import inspect
+    from galaxy_cellxgene.x_bounds import XTooLarge
 
     started = time.monotonic()
     options = options_from_args(args)
@@ -120,7 +123,10 @@ def run_view(args: argparse.Namespace) -> int:
     prepared = prepare(args.input, args.work_dir, options)
     # Before the heavy imports below: the copy's file reads and conversions release the GIL,
     # so it is built on the second core while this thread imports and loads cellxgene.
-    columns = start_column_copy(prepared.path, options)
+    try:
+        columns = start_column_copy(prepared.path, options)
+    except (XTooLarge, SparseStructureError) as err:
+        return input_error(str(err))
 
     from galaxy_cellxgene.app import build_session
     from galaxy_cellxgene.cellxgene_internals import StartupError
@@ -157,6 +163,11 @@ def run_view(args: argparse.Namespace) -> int:
             return fail(thorough.errors)
         print(f"ERROR: cellxgene refused the dataset: {err}", file=sys.stderr)
         return EXIT_INPUT
+    if columns is not None:
+        # A malformed X is found in the copy's own pass: no request may be answered from it.
+        columns.ready.wait()
+        if columns.refusal:
+            return input_error(columns.refusal)
     say(f"cellxgene loaded {inspection.summary.n_obs} cells in {time.monotonic() - started:.2f} s")
     del inspection  # cell names can be tens of MiB; the server lives for hours
     return run_server(session, server_from_args(args), idle_timeout_seconds(options))

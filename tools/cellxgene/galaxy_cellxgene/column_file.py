@@ -34,6 +34,7 @@ from scipy import sparse
 
 from galaxy_cellxgene.frames import encoding_of
 from galaxy_cellxgene.selections import as_indices, runs
+from galaxy_cellxgene.sparse_structure import check_block, refused, structure_problem
 
 NNZ_PER_BLOCK = 1 << 22  # 4 Mi non-zeros: 32 MiB of float32 values and int32 rows per block
 # Row reads for differential expression: neighbouring selected rows closer than this many
@@ -121,6 +122,9 @@ def build_column_file(
             if not isinstance(node, h5py.Group) or encoding_of(node) != "csr_matrix":
                 raise ColumnFileError(f"{matrix} is not a CSR matrix")
             n_rows, n_cols = (int(s) for s in node.attrs["shape"])
+            problem = structure_problem(node, (n_rows, n_cols))
+            if problem:
+                raise refused(problem)
             indptr = node["indptr"][()].astype(np.int64, copy=False)
             dtype = node["data"].dtype
             row_dtype = _row_dtype(n_rows)
@@ -150,8 +154,10 @@ def _spill_blocks(
     with open(spills[0], "wb") as values_out, open(spills[1], "wb") as rows_out, open(spills[2], "wb") as ptr_out:
         for start, stop in itertools.pairwise(bounds):
             lo, hi = int(indptr[start]), int(indptr[stop])
+            columns = indices[lo:hi]
+            check_block(columns, shape[1])  # scipy's tocsc writes where these numbers say: checked first
             block = sparse.csr_matrix(
-                (data[lo:hi], indices[lo:hi], indptr[start : stop + 1] - lo), shape=(stop - start, shape[1])
+                (data[lo:hi], columns, indptr[start : stop + 1] - lo), shape=(stop - start, shape[1])
             ).tocsc()  # scipy's CSR -> CSC walks rows in order: rows come out sorted in each column
             low, high = _finite_range(block.data, low, high)
             block.data.tofile(values_out)

@@ -38,7 +38,15 @@ from galaxy_cellxgene.frames import encoding_of
 from galaxy_cellxgene.joblog import say
 from galaxy_cellxgene.selections import as_indices
 from galaxy_cellxgene.settings import ViewerOptions
+from galaxy_cellxgene.sparse_structure import (
+    SparseStructureError,
+    check_all_indices,
+    check_block,
+    refused,
+    structure_problem,
+)
 from galaxy_cellxgene.store_choice import StoreChoice, XLayout, choose_store
+from galaxy_cellxgene.x_bounds import XTooLarge, refusal
 
 NNZ_PER_BLOCK = 1 << 22  # 32 MiB of float32 values and int32 rows in flight per block
 MANY_COLUMNS = 64  # above this many genes per request, scipy's stacking beats our loop
@@ -120,14 +128,19 @@ def read_row_blocks(path: str, matrix: str = "X", nnz_per_block: int = NNZ_PER_B
         if not isinstance(node, h5py.Group) or encoding_of(node) != "csr_matrix":
             raise ValueError(f"{matrix} is not a CSR matrix")
         shape = tuple(int(s) for s in node.attrs["shape"])
+        problem = structure_problem(node, shape)
+        if problem:
+            raise refused(problem)
         indptr = node["indptr"][()].astype(np.int64, copy=False)
         indices, values = node["indices"], node["data"]
         bounds = row_block_bounds(indptr, nnz_per_block) if shape[0] else [0]
         blocks = []
         for start, stop in itertools.pairwise(bounds):
             lo, hi = int(indptr[start]), int(indptr[stop])
+            columns = indices[lo:hi]
+            check_block(columns, shape[1])  # before scipy's tocsc writes where these numbers say
             block = sparse.csr_matrix(
-                (values[lo:hi], indices[lo:hi], indptr[start : stop + 1] - lo), shape=(stop - start, shape[1])
+                (values[lo:hi], columns, indptr[start : stop + 1] - lo), shape=(stop - start, shape[1])
             ).tocsc()
             block.has_sorted_indices = True  # scipy's CSR -> CSC walks rows in order
             blocks.append(block)
@@ -147,6 +160,7 @@ class ColumnStore:
         self.error: str | None = None
         self.seconds: float | None = None
         self.store_bytes = 0  # disk used by a built column file
+        self.refusal: str | None = None  # X is malformed: the view must end, nothing may read X
         self._original: Callable | None = None
 
     def start(self) -> ColumnStore:
@@ -164,7 +178,9 @@ class ColumnStore:
             self.seconds = time.monotonic() - started
             built = f", {self.store_bytes / 2**20:,.0f} MiB in {self.store_path.name}" if self.store_bytes else ""
             say(f"X store ready ({self.choice.kind}) in {self.seconds:.2f} s{built}")
-        except Exception as err:  # keep serving from the file; say why
+        except SparseStructureError as err:
+            self.error = self.refusal = str(err)
+        except Exception as err:  # say why; gene requests then fail (no whole-X fallback)
             self.error = f"{type(err).__name__}: {err}"
             say(f"the column-major copy of X failed, genes are read from the file (slower): {self.error}")
         finally:
@@ -195,9 +211,9 @@ class ColumnStore:
         self.ready.wait(wait)
         matrix = self.matrix
         if matrix is None:
-            if self._original is None:
-                raise RuntimeError("column store used before attach()")
-            return self._original(obs_mask, var_mask)
+            # cellxgene's own reader would read all of X per request (and run scipy on a matrix the
+            # copy may have refused): never after the copy failed.
+            raise RuntimeError(f"the expression values cannot be read: {self.error or 'the copy of X is not ready'}")
         return matrix.select(obs_mask, var_mask)
 
 
@@ -233,8 +249,28 @@ def memory_budget_mb(options: ViewerOptions, environ: dict | None = None) -> int
 def start_column_copy(prepared: Path | str, options: ViewerOptions) -> ColumnStore | None:
     """Choose the store (store_choice.py), say which and why, and start building it now, so it
     overlaps cellxgene's imports and load. None: cellxgene reads X itself."""
-    choice = choose_store(x_layout(prepared), options.x_store, options.backed, memory_budget_mb(options))
+    layout = x_layout(prepared)
+    budget = memory_budget_mb(options)
+    choice = choose_store(layout, options.x_store, options.backed, budget)
     say(f"X store: {choice.kind} ({choice.reason})")
+    too_large = refusal(layout, choice, budget, _x_file_bytes(prepared))
+    if too_large:
+        raise XTooLarge(too_large)
+    if choice.kind == "cellxgene" or not choice.build:
+        _check_indices(prepared)  # no copy pass will see X's column numbers before scipy does
     if choice.kind == "cellxgene":
         return None
     return ColumnStore(str(prepared), choice).start()
+
+
+def _x_file_bytes(path: Path | str) -> int:
+    """Size of the file that stores X (the prepared file links X to the input)."""
+    with h5py.File(path, "r") as f:
+        return os.path.getsize(f["X"].file.filename)
+
+
+def _check_indices(path: Path | str) -> None:
+    with h5py.File(path, "r") as f:
+        node = f["X"]
+        if isinstance(node, h5py.Group) and encoding_of(node) in ("csr_matrix", "csc_matrix"):
+            check_all_indices(node)

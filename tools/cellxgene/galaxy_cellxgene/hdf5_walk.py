@@ -26,6 +26,7 @@ zeros: a 1 MB file declaring gigabytes).
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from dataclasses import dataclass
 
@@ -72,10 +73,8 @@ class _Stop(Exception):
 def walk(file_id: h5py.h5f.FileID, limit: int = 20) -> list[Finding]:
     """Every Finding of the open file (up to `limit`)."""
     walker = _Walker(file_id, limit)
-    try:
+    with contextlib.suppress(_Stop):
         walker.run()
-    except _Stop:
-        pass
     return walker.found[:limit]
 
 

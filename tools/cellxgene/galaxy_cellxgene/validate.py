@@ -13,10 +13,12 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from galaxy_cellxgene.codes_range import code_problems
 from galaxy_cellxgene.frames import FrameError, column_kind, encoding_of, read_frame
 from galaxy_cellxgene.input_files import check_previous, not_hdf5_problem, outside_data_problems
 from galaxy_cellxgene.problems import Embedding, Inspection, Problem, Summary
 from galaxy_cellxgene.settings import ViewerOptions, embedding_name
+from galaxy_cellxgene.sparse_structure import matrix_problems
 
 
 def _read_frame(group: h5py.Group):
@@ -112,6 +114,8 @@ def _inspect_file(
             )
         )
     _inspect_x(f, options, summary, problems)
+    # Before any reader hands X or a column's codes to compiled code (issue 22).
+    problems.extend(matrix_problems(f, options.layer, summary.n_obs, summary.n_vars) + code_problems(f))
     need_obs_names = thorough or options.obs_names or options.previous_annotations
     obs_names = _inspect_names(obs, "obs", options.obs_names, False, problems) if need_obs_names else None
     _inspect_names(var, "var", options.var_names, options.make_var_names_unique, problems)
