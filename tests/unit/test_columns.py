@@ -158,7 +158,9 @@ def test_requests_wait_for_the_copy_then_never_touch_the_file(stored) -> None:
     assert adaptor.calls == 0
 
 
-def test_a_failed_copy_falls_back_to_the_file_and_says_why(tmp_path) -> None:
+def test_a_failed_copy_never_reads_all_of_x_from_the_file_and_says_why(tmp_path) -> None:
+    """After a failed copy, cellxgene's own reader would read all of X per request (and run scipy on
+    a matrix the copy may have refused, issue 22): requests fail with the reason instead."""
     path = tmp_path / "broken.h5ad"
     write_h5ad(path, random_csr(2, 30, 4, 0.3))
     with h5py.File(path, "r+") as f:
@@ -168,5 +170,7 @@ def test_a_failed_copy_falls_back_to_the_file_and_says_why(tmp_path) -> None:
     store.attach(adaptor)
     store.build()
     assert store.error and "indices" in store.error
-    assert adaptor.get_X_array(None, np.array([1])) == "from the file"
-    assert adaptor.calls == 1
+    assert store.refusal and store.refusal.startswith("X is not a well-formed CSR sparse matrix")
+    with pytest.raises(RuntimeError, match="cannot be read: X is not a well-formed"):
+        adaptor.get_X_array(None, np.array([1]))
+    assert adaptor.calls == 0

@@ -13,9 +13,8 @@ Writing from a row-major (CSR) X needs a transpose, which is done in two streami
 2. Column ranges of about `nnz_per_block` non-zeros are assembled from every block's piece
    (one contiguous read per block and range) and written once, in order, to the HDF5 file.
 
-Memory stays at a few blocks whatever the size of X (385 MiB peak RSS for 816 M non-zeros,
-imports included); disk use peaks at two copies of X's non-zeros (spill + result) and ends at
-one. All writes are sequential.
+Memory stays at a few blocks whatever the size of X (385 MiB peak RSS for 816 M non-zeros, imports
+included); disk use peaks at two copies of X's non-zeros (spill + result), ends at one; writes are sequential.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from scipy import sparse
 
 from galaxy_cellxgene.frames import encoding_of
 from galaxy_cellxgene.selections import as_indices, runs
-from galaxy_cellxgene.sparse_structure import check_block, refused, structure_problem
+from galaxy_cellxgene.sparse_structure import check_block, require_well_formed
 
 NNZ_PER_BLOCK = 1 << 22  # 4 Mi non-zeros: 32 MiB of float32 values and int32 rows per block
 # Row reads for differential expression: neighbouring selected rows closer than this many
@@ -122,9 +121,7 @@ def build_column_file(
             if not isinstance(node, h5py.Group) or encoding_of(node) != "csr_matrix":
                 raise ColumnFileError(f"{matrix} is not a CSR matrix")
             n_rows, n_cols = (int(s) for s in node.attrs["shape"])
-            problem = structure_problem(node, (n_rows, n_cols))
-            if problem:
-                raise refused(problem)
+            require_well_formed(node, (n_rows, n_cols))
             indptr = node["indptr"][()].astype(np.int64, copy=False)
             dtype = node["data"].dtype
             row_dtype = _row_dtype(n_rows)
@@ -154,8 +151,7 @@ def _spill_blocks(
     with open(spills[0], "wb") as values_out, open(spills[1], "wb") as rows_out, open(spills[2], "wb") as ptr_out:
         for start, stop in itertools.pairwise(bounds):
             lo, hi = int(indptr[start]), int(indptr[stop])
-            columns = indices[lo:hi]
-            check_block(columns, shape[1])  # scipy's tocsc writes where these numbers say: checked first
+            check_block(columns := indices[lo:hi], shape[1])  # scipy's tocsc writes where these say
             block = sparse.csr_matrix(
                 (data[lo:hi], columns, indptr[start : stop + 1] - lo), shape=(stop - start, shape[1])
             ).tocsc()  # scipy's CSR -> CSC walks rows in order: rows come out sorted in each column

@@ -42,8 +42,7 @@ from galaxy_cellxgene.sparse_structure import (
     SparseStructureError,
     check_all_indices,
     check_block,
-    refused,
-    structure_problem,
+    require_well_formed,
 )
 from galaxy_cellxgene.store_choice import StoreChoice, XLayout, choose_store
 from galaxy_cellxgene.x_bounds import XTooLarge, refusal
@@ -128,9 +127,7 @@ def read_row_blocks(path: str, matrix: str = "X", nnz_per_block: int = NNZ_PER_B
         if not isinstance(node, h5py.Group) or encoding_of(node) != "csr_matrix":
             raise ValueError(f"{matrix} is not a CSR matrix")
         shape = tuple(int(s) for s in node.attrs["shape"])
-        problem = structure_problem(node, shape)
-        if problem:
-            raise refused(problem)
+        require_well_formed(node, shape)
         indptr = node["indptr"][()].astype(np.int64, copy=False)
         indices, values = node["indices"], node["data"]
         bounds = row_block_bounds(indptr, nnz_per_block) if shape[0] else [0]

@@ -78,6 +78,13 @@ def structure_problem(node: h5py.Group, shape: tuple[int, int], name: str = "X")
     return None
 
 
+def require_well_formed(node: h5py.Group, shape: tuple[int, int], name: str = "X") -> None:
+    """structure_problem as an exception (SparseStructureError), for the readers of X."""
+    problem = structure_problem(node, shape, name)
+    if problem:
+        raise refused(problem)
+
+
 def check_block(indices: np.ndarray, n_minor: int, name: str = "X", encoding: str = "csr_matrix") -> None:
     """Raise SparseStructureError if a column (row, for CSC) number of this block is out of range."""
     if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n_minor):
