@@ -176,13 +176,13 @@ def run_view(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     import h5py
 
-    from galaxy_cellxgene.input_files import not_hdf5_problem, outside_data_problems, previous_file_problems
+    from galaxy_cellxgene.input_files import merge_input_problems, not_hdf5_problem, previous_file_problems
     from galaxy_cellxgene.labels import LabelsError
     from galaxy_cellxgene.merge import merge_files
 
     if not h5py.is_hdf5(args.input):
         return fail([not_hdf5_problem(args.input)])
-    refused = outside_data_problems(args.input, "The dataset")
+    refused = merge_input_problems(args.input)
     if args.annotations:
         refused += previous_file_problems(args.annotations, "The annotations")
     if args.gene_sets:

@@ -138,6 +138,8 @@ def part_name(hdf5_path: str) -> str:
         "uns": "uns entry",
     }
     if top in kinds:
+        if len(parts) > 6:  # deep nesting: the full path would fill the line
+            return f"{kinds[top]} {name!r} (/{'/'.join(parts[:4])}/.../{parts[-1]}, {len(parts)} levels)"
         rest = "/".join(parts[2:])
         return f"{kinds[top]} {name!r}" + (f" (/{'/'.join(parts)})" if rest else "")
     return "/" + "/".join(parts)

@@ -120,7 +120,7 @@ class _Walker:
                 if isinstance(child, h5py.h5d.DatasetID):
                     self._dataset(child, child_path)
                 elif isinstance(child, h5py.h5g.GroupID):
-                    if depth + 1 >= MAX_DEPTH:
+                    if depth + 1 > MAX_DEPTH:
                         self.add(Finding(child_path, "nesting", str(MAX_DEPTH)), stop=True)
                     queue.append((child, child_path, depth + 1))
 

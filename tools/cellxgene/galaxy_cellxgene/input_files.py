@@ -10,10 +10,12 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from galaxy_cellxgene.codes_range import code_problems
 from galaxy_cellxgene.containment import outside_references
 from galaxy_cellxgene.labels import LabelsError, read_gene_sets, read_labels
 from galaxy_cellxgene.problems import Inspection, Problem, Summary
 from galaxy_cellxgene.settings import ViewerOptions
+from galaxy_cellxgene.sparse_structure import matrix_problems
 
 
 def not_hdf5_problem(path: Path) -> Problem:
@@ -47,6 +49,21 @@ def outside_data_problems(path: str | Path, role: str) -> list[Problem]:
             )
         ]
     return [Problem("error", r.describe(role), r.fix) for r in references]
+
+
+def merge_input_problems(path: str | Path) -> list[Problem]:
+    """What the merge refuses in its input: refused objects (the scan), then, in a readable file,
+    a malformed sparse X or categorical codes out of range (the merged copy would carry them)."""
+    refused = outside_data_problems(path, "The dataset")
+    if refused:
+        return refused
+    with h5py.File(path, "r") as f:
+        x = f.get("X")
+        shape = x.attrs.get("shape") if isinstance(x, h5py.Group) else None
+        found = code_problems(f)
+        if shape is not None and len(shape) == 2:
+            found = matrix_problems(f, None, int(shape[0]), int(shape[1])) + found
+    return found
 
 
 def previous_file_problems(path: str | Path, role: str) -> list[Problem]:

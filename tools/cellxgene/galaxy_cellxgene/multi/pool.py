@@ -22,6 +22,8 @@ from galaxy_cellxgene.joblog import say
 from galaxy_cellxgene.layout import OutputDirs, Paths
 from galaxy_cellxgene.multi.datasets import Dataset, DatasetUnavailable
 from galaxy_cellxgene.settings import ViewerOptions
+from galaxy_cellxgene.sparse_structure import SparseStructureError
+from galaxy_cellxgene.x_bounds import XTooLarge
 
 log = logging.getLogger("galaxy_cellxgene.multi")
 
@@ -105,7 +107,7 @@ class DatasetPool:
             prepared = prepare(entry.source, paths.work_dir, options)
             paths = dataclasses.replace(paths, prepared=prepared.path)
             session = self._loader(paths, options)
-        except StartupError as err:
+        except (StartupError, XTooLarge, SparseStructureError) as err:  # the dataset's fault, said as such
             entry.load_error = str(err)
             raise DatasetUnavailable(409, f"cellxgene could not open this dataset: {err}") from err
         except Exception as err:
