@@ -73,8 +73,10 @@ def run(args: list[str], env: dict, cwd: Path, cap: float, served: Path | None) 
     seconds = time.monotonic() - started
     text = log.read_text(errors="replace")
     first = next((line for line in text.splitlines() if line.startswith("ERROR:")), "")
-    if not first and "Traceback" in text:
-        first = "traceback / watchdog dump"
+    if not first and "most recent call first" in text:
+        first = "(faulthandler watchdog: thread dump)"
+    elif not first and "Traceback" in text:
+        first = "(traceback)"
     verdict = outcome or str(code)
     return verdict, seconds, usage.ru_maxrss / 1024, first
 

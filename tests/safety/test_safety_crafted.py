@@ -271,3 +271,25 @@ def test_diffexp_table_quotes_names_a_spreadsheet_would_run() -> None:
     for row in parsed[1:]:
         for cell in row[:1] + row[4:]:
             assert not cell.lstrip(" ").startswith(("=", "+", "-", "@")), cell
+
+
+def test_the_walk_refuses_nothing_in_pre_07_files_and_files_without_x(tmp_path: Path) -> None:
+    """anndata < 0.7 stored obs/var as structured arrays (compound types, no references), and
+    anndata writes no X when X is None: both are legitimate and pass the scan."""
+    import h5py
+    import numpy as np
+    from galaxy_cellxgene.containment import outside_references
+
+    old = tmp_path / "pre07.h5ad"
+    rows = np.array([(b"c1", 1.0), (b"c2", 2.0)], dtype=[("index", "S8"), ("n_genes", "<f4")])
+    with h5py.File(old, "w") as f:
+        f.create_dataset("obs", data=rows)
+        f.create_dataset("var", data=np.array([(b"g1",)], dtype=[("index", "S8")]))
+        f.create_dataset("X", data=np.ones((2, 1), dtype="<f4"))
+        f.create_dataset("obsm", data=np.zeros(2, dtype=[("X_umap", "<f4", (2,))]))
+    no_x = make(tmp_path, "good")
+    with h5py.File(no_x, "r+") as f:
+        f.require_group("layers").create_dataset("counts", data=f["X"][()])
+        del f["X"]
+    assert outside_references(old) == []
+    assert outside_references(no_x) == []
