@@ -293,3 +293,52 @@ def test_the_walk_refuses_nothing_in_pre_07_files_and_files_without_x(tmp_path: 
         del f["X"]
     assert outside_references(old) == []
     assert outside_references(no_x) == []
+
+
+PLUGIN = r"""
+#include <stdio.h>
+__attribute__((constructor)) static void loaded(void) {
+    FILE *f = fopen(MARKER, "w");
+    if (f) { fputs("plugin code ran", f); fclose(f); }
+}
+"""
+READ_FILTERED = """
+import sys
+if sys.argv[2] == "runtime":
+    import galaxy_cellxgene.__main__  # the tool's entry module, without running a command
+import h5py
+with h5py.File(sys.argv[1], "r") as f:
+    try:
+        f["uns/packed"][()]
+    except OSError as err:
+        print("refused:", type(err).__name__)
+"""
+
+
+@pytest.mark.parametrize("entry_module", ["runtime", "plain-h5py"])
+def test_no_plugin_library_is_loaded_for_a_missing_filter(tmp_path: Path, entry_module: str) -> None:
+    """A job inherits HDF5_PLUGIN_PATH (conda activation sets it). Under the runtime's entry module
+    HDF5 loads no library from it when a dataset names a filter it lacks; under plain h5py the same
+    read runs the library's code, which shows what the entry module stops."""
+    import shutil
+
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc to build the stand-in plugin library")
+    marker = tmp_path / "plugin-ran"
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    source = tmp_path / "plugin.c"
+    source.write_text(PLUGIN.replace("MARKER", f'"{marker}"'))
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-o", str(plugins / "libh5evil.so"), str(source)], check=True, timeout=60
+    )
+    path = make_unavailable_filter(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", READ_FILTERED, str(path), entry_module],
+        capture_output=True,
+        text=True,
+        timeout=SECONDS,
+        env={**ENV, "HDF5_PLUGIN_PATH": str(plugins)},
+    )
+    assert "refused:" in result.stdout, result.stdout + result.stderr
+    assert marker.exists() == (entry_module == "plain-h5py")
