@@ -339,3 +339,15 @@ def make_codes_out_of_range(folder: Path, code: int) -> Path:
     with h5py.File(path, "r+") as f:
         f["obs/cell_type/codes"][3] = code
     return path
+
+
+def make_huge_uns(folder: Path) -> Path:
+    """An uns entry of 1 GiB of stored (deflated) zeros in about a megabyte."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "huge-uns.h5ad"
+    base_adata().write_h5ad(path)
+    with h5py.File(path, "r+") as f:
+        big = f["uns"].create_dataset("big", (1 << 28,), "<f4", chunks=(1 << 20,), compression="gzip")
+        big.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+        _zero_chunks(big)
+    return path

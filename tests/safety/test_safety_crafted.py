@@ -24,6 +24,7 @@ from hostile_h5ad import (
     make_deep,
     make_huge_dense,
     make_huge_sparse,
+    make_huge_uns,
     make_legacy,
     make_sparse,
     make_unavailable_filter,
@@ -231,6 +232,13 @@ def test_a_huge_stored_dense_x_is_refused_within_the_memory_budget(tmp_path: Pat
     assert path.stat().st_size < 8 << 20
     job = view(tmp_path, path, env={"GALAXY_MEMORY_MB": "512"})
     assert_refusal(job.wait(SECONDS), job.log, "takes 2,289 MiB in memory, over 50% of the job's 512 MiB")
+
+
+def test_a_huge_stored_uns_is_refused_within_the_memory_budget(tmp_path: Path) -> None:
+    path = make_huge_uns(tmp_path)
+    assert path.stat().st_size < 4 << 20
+    job = view(tmp_path, path, env={"GALAXY_MEMORY_MB": "512"})
+    assert_refusal(job.wait(SECONDS), job.log, "uns holds 1,024 MiB of values, over 25% of the job's 512 MiB")
 
 
 # 6b. Categorical codes out of range.

@@ -45,7 +45,7 @@ from galaxy_cellxgene.sparse_structure import (
     require_well_formed,
 )
 from galaxy_cellxgene.store_choice import StoreChoice, XLayout, choose_store
-from galaxy_cellxgene.x_bounds import XTooLarge, refusal
+from galaxy_cellxgene.x_bounds import XTooLarge, refusal, uns_refusal
 
 NNZ_PER_BLOCK = 1 << 22  # 32 MiB of float32 values and int32 rows in flight per block
 MANY_COLUMNS = 64  # above this many genes per request, scipy's stacking beats our loop
@@ -250,7 +250,7 @@ def start_column_copy(prepared: Path | str, options: ViewerOptions) -> ColumnSto
     budget = memory_budget_mb(options)
     choice = choose_store(layout, options.x_store, options.backed, budget)
     say(f"X store: {choice.kind} ({choice.reason})")
-    too_large = refusal(layout, choice, budget, _x_file_bytes(prepared))
+    too_large = refusal(layout, choice, budget, _x_file_bytes(prepared)) or uns_refusal(str(prepared), budget)
     if too_large:
         raise XTooLarge(too_large)
     if choice.kind == "cellxgene" or not choice.build:

@@ -11,6 +11,7 @@ metadata and compared, before anything is read:
 - disk: the column-major copy (column_file.py) writes two copies of X's non-zeros while it is
   built. It may use at most COPY_DISK_FACTOR times the size of the file holding X (at least
   COPY_DISK_FLOOR_MB), or what the admin sets in GALAXY_CELLXGENE_COPY_DISK_MB (docs/admin.md).
+- uns: cellxgene reads it whole; its datasets may declare at most UNS_SHARE of the job's memory.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+import h5py
 import numpy as np
 
 from galaxy_cellxgene.store_choice import MIB, X_SHARE, StoreChoice, XLayout, copy_bytes
@@ -25,6 +27,7 @@ from galaxy_cellxgene.store_choice import MIB, X_SHARE, StoreChoice, XLayout, co
 COPY_DISK_FACTOR = 64  # real h5ad values deflate 2-5 fold: the copy needs ~10x the stored X
 COPY_DISK_FLOOR_MB = 256
 COPY_DISK_VARIABLE = "GALAXY_CELLXGENE_COPY_DISK_MB"
+UNS_SHARE = 0.25
 
 
 class XTooLarge(ValueError):
@@ -80,3 +83,30 @@ def refusal(
                 f"your Galaxy administrator to raise {COPY_DISK_VARIABLE}."
             )
     return None
+
+
+def uns_bytes(path: str) -> int:
+    """Bytes uns's datasets declare (the scan has bounded its depth and size: hdf5_walk.py)."""
+    total = 0
+    with h5py.File(path, "r") as f:
+        pending = [f["uns"]] if isinstance(f.get("uns"), h5py.Group) else []
+        while pending:
+            for node in pending.pop().values():
+                if isinstance(node, h5py.Group):
+                    pending.append(node)
+                elif isinstance(node, h5py.Dataset):
+                    total += int(node.id.get_space().get_simple_extent_npoints()) * node.id.get_type().get_size()
+    return total
+
+
+def uns_refusal(path: str, budget_mb: int) -> str | None:
+    if budget_mb <= 0:
+        return None
+    need = uns_bytes(path)
+    if need <= budget_mb * UNS_SHARE * MIB:
+        return None
+    return (
+        f"uns holds {need / MIB:,.0f} MiB of values, over {UNS_SHARE:.0%} of the job's {budget_mb:,} MiB; cellxgene "
+        "reads uns whole, so the viewer would be killed. Fix: remove the large uns entries "
+        "(e.g. `del adata.uns[name]`) and re-save, or give the job more memory."
+    )
