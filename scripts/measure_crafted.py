@@ -4,7 +4,8 @@
 Builds each crafted file with tests/safety/hostile_h5ad.py, runs `check`, `view` (under
 GALAXY_MEMORY_MB, 512 by default) and `merge` on it as the tool does, and prints one Markdown
 row per run: exit code (negative: killed by that signal; "served" if the view started), wall
-time, peak RSS of the command's process (os.wait4), and the first ERROR line.
+time, peak RSS of the command's process (VmHWM, polled every 20 ms: wait4's ru_maxrss would
+include this script's own RSS, which Linux carries over fork), and the first ERROR line.
 
     .venv/bin/python scripts/measure_crafted.py                       # this checkout's runtime
     .venv/bin/python scripts/measure_crafted.py --tool-dir /tmp/base  # another runtime (before)
@@ -34,6 +35,7 @@ CASES = {
     "huge dense X, chunks unwritten (2.2 GiB declared)": lambda d: crafted.make_huge_dense(d, stored=False),
     "huge dense X, deflated zeros stored (2.2 GiB)": lambda d: crafted.make_huge_dense(d, stored=True),
     "sparse X of 150 M stored zeros": crafted.make_huge_sparse,
+    "uns entry of 1 GiB stored zeros": crafted.make_huge_uns,
     "sparse X, column index out of range": lambda d: crafted.make_sparse(d, "index-out-of-range"),
     "sparse X, index pointer decreasing": lambda d: crafted.make_sparse(d, "indptr-decreasing"),
     "unavailable filter (Blosc)": crafted.make_unavailable_filter,
@@ -55,8 +57,10 @@ def run(args: list[str], env: dict, cwd: Path, cap: float, served: Path | None) 
             start_new_session=True,
         )
     outcome = None
+    peak_kib = 0
     while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        peak_kib = max(peak_kib, _hwm_kib(proc.pid))
+        pid, status, _usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             code = os.waitstatus_to_exitcode(status)
             break
@@ -66,10 +70,10 @@ def run(args: list[str], env: dict, cwd: Path, cap: float, served: Path | None) 
             outcome = f"still running at {cap:.0f} s"
         if outcome:
             os.killpg(proc.pid, signal.SIGKILL)
-            pid, status, usage = os.wait4(proc.pid, 0)
+            pid, status, _usage = os.wait4(proc.pid, 0)
             code = None
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     seconds = time.monotonic() - started
     text = log.read_text(errors="replace")
     first = next((line for line in text.splitlines() if line.startswith("ERROR:")), "")
@@ -78,7 +82,18 @@ def run(args: list[str], env: dict, cwd: Path, cap: float, served: Path | None) 
     elif not first and "Traceback" in text:
         first = "(traceback)"
     verdict = outcome or str(code)
-    return verdict, seconds, usage.ru_maxrss / 1024, first
+    return verdict, seconds, peak_kib / 1024, first
+
+
+def _hwm_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def main() -> None:
