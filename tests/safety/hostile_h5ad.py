@@ -351,3 +351,17 @@ def make_huge_uns(folder: Path) -> Path:
         big.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
         _zero_chunks(big)
     return path
+
+
+def make_wide(folder: Path, links: int = 210_000) -> Path:
+    """uns holding more links than any h5ad has (soft links to one group: quick to write, and
+    the walk counts every link, followed or not)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "wide.h5ad"
+    base_adata().write_h5ad(path)
+    with h5py.File(path, "r+") as f:
+        many = f["uns"].create_group("many")
+        target = f["uns"].create_group("one")
+        for i in range(links):
+            many[f"l{i}"] = h5py.SoftLink(target.name)
+    return path

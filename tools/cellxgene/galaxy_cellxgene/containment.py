@@ -69,7 +69,7 @@ SENTENCES = {
         "store the data with fewer levels of groups (an h5ad nests a few levels); " + RESAVE,
     ),
     "too many links": (
-        "holds more than {target} HDF5 links (objects), far more than an h5ad has",
+        "holds more than {target} HDF5 links and attributes, far more than an h5ad has",
         "remove the unneeded entries (often in uns) and re-save the dataset.",
     ),
     "filter": (

@@ -34,7 +34,7 @@ import h5py
 import numpy as np
 
 MAX_DEPTH = 64  # anndata nests uns dicts a few levels; cellxgene and anndata recurse per level
-MAX_LINKS = 200_000  # an h5ad has a few per column and uns entry; each costs ~20 us to judge
+MAX_LINKS = 200_000  # links and attributes: an h5ad has a few per column and uns entry; each ~20 us
 # Declared versus stored bytes: a dataset without filters stores what it declares (unwritten
 # chunks are what differs); deflate, the strongest filter HDF5 ships, cannot exceed ~1032:1.
 SMALL_BYTES = 1 << 20
@@ -141,7 +141,11 @@ class _Walker:
         return [(name, group.links.get_info(name)) for name in names]
 
     def _attributes(self, obj: h5py.h5o.ObjectID, path: str, parent: h5py.h5g.GroupID | None) -> None:
-        for index in range(h5py.h5a.get_num_attrs(obj)):
+        count = h5py.h5a.get_num_attrs(obj)
+        self.links += count  # attributes count toward the same cap: each is opened and judged
+        if self.links > MAX_LINKS:
+            self.add(Finding(path or "/", "too many links", str(MAX_LINKS)), stop=True)
+        for index in range(count):
             attr = h5py.h5a.open(obj, index=index)
             if not holds_references(attr.get_type()):
                 continue
