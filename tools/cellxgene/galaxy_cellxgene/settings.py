@@ -5,7 +5,7 @@ Nothing here touches files or imports cellxgene, so every rule is a one-line uni
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Distribution = Literal["normal", "count"]  # cellxgene's X distribution; distribution.py measures it
@@ -45,6 +45,20 @@ class ViewerOptions:
     diffexp_memory_mb: int = 4096
     diffexp_concurrency: int = 1
     extra_scripts: tuple[str, ...] = field(default=())
+
+
+# The tool form's explicit "gene names: the var index" choice, beside the var columns (macros.xml).
+INDEX_CHOICE = "__index__"
+
+
+def with_dataset_defaults(options: ViewerOptions, default_var_names: str | None) -> ViewerOptions:
+    """The options the viewer runs with: an empty gene-name choice takes the dataset's default
+    (gene_names.py), the explicit index choice means the index, anything else is kept."""
+    if options.var_names == INDEX_CHOICE:
+        return replace(options, var_names=None)
+    if not options.var_names and default_var_names:
+        return replace(options, var_names=default_var_names)
+    return options
 
 
 def embedding_name(name: str) -> str:
