@@ -94,7 +94,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     options = options_from_args(args)
     inspection = guarded_inspect(args.input, options)
-    options = with_dataset_defaults(options, inspection.summary.default_var_names)
+    options = with_dataset_defaults(options, inspection.summary.default_var_names, inspection.summary.default_embedding)
     text = render(options.title or args.input.name, inspection, options)
     if args.report:
         args.report.write_text(text)
@@ -118,7 +118,7 @@ def run_view(args: argparse.Namespace) -> int:
     if inspection.errors:
         return fail(inspection.errors)
     # An empty gene-name choice on a file indexed by gene IDs: its symbol column (gene_names.py).
-    options = with_dataset_defaults(options, inspection.summary.default_var_names)
+    options = with_dataset_defaults(options, inspection.summary.default_var_names, inspection.summary.default_embedding)
 
     prepared = prepare(args.input, args.work_dir, options)
     # Before the heavy imports below: the copy's file reads and conversions release the GIL,

@@ -65,6 +65,7 @@ def choose_gene_names(var, options: ViewerOptions, summary: Summary) -> ViewerOp
         )
         column = None
     elif column is not None:
-        summary.var_names_note = f"var column '{column}' (gene symbols; the var index holds gene IDs)"
+        summary.var_names_note = "var column of gene symbols; the var index holds gene IDs"
     summary.default_var_names = column
+    summary.var_names_defaulted = column is not None and not options.var_names
     return with_dataset_defaults(options, column)

@@ -60,6 +60,7 @@ class Summary:
     # Gene names when the user chose none (gene_names.py): a symbol column when the index is IDs.
     default_var_names: str | None = None
     var_names_note: str = ""
+    var_names_defaulted: bool = False  # the form left the choice empty and the symbols are used
     # uns["default_embedding"] (CELLxGENE Discover): the embedding shown first, when it is usable.
     default_embedding: str = ""
 

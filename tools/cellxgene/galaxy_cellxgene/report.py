@@ -64,8 +64,10 @@ def render(name: str, inspection: Inspection, options: ViewerOptions) -> str:
 
 
 def _gene_names(options: ViewerOptions, s) -> str:
-    if options.var_names and options.var_names == s.default_var_names:
-        return f"{s.var_names_note}, chosen because no gene-symbol column was selected"
+    if options.var_names and s.var_names_defaulted:
+        return f"{options.var_names} ({s.var_names_note}; chosen because no gene-symbol column was selected)"
     if options.var_names:
-        return f"var column '{options.var_names}'"
+        return options.var_names
+    if s.default_var_names and options.var_names is None and not s.var_names_defaulted:  # the index, chosen
+        return f"var index, as chosen (the gene symbols are in var column '{s.default_var_names}')"
     return "var index" + (f" ({s.var_names_note})" if s.var_names_note else "")

@@ -108,7 +108,6 @@ def _inspect_file(
     _inspect_x(f, options, summary, problems, known_shape=obs is not None and var is not None)
     _inspect_layer(f, options, summary, problems)
     _inspect_embeddings(f, options, summary, problems, known_rows=obs is not None)
-    read_default_embedding(f, summary)
     if obs is None or var is None:
         return False, None
     options = choose_gene_names(var, options, summary)
@@ -344,6 +343,7 @@ def _inspect_embeddings(
                     f"Choose among the usable embeddings: {', '.join(sorted(usable)) or 'none'}.",
                 )
             )
+    read_default_embedding(f, summary)
     if wanted:
         for embedding in summary.embeddings:
             if embedding.shown and embedding.viewer_name not in wanted:
