@@ -118,3 +118,37 @@ def test_spatial_coordinates_are_drawn_as_the_tissue(corpus, runtime) -> None:
         import hashlib
 
         assert hashlib.sha256(handle.read()).hexdigest() == entry["sha256"]
+
+
+@pytest.mark.slow
+def test_the_list_tool_opens_them_all_in_one_session(corpus, tmp_path: Path) -> None:
+    """`view-many` (the list tool): each file serves its embeddings and merges on Finish."""
+    import contextlib
+    import signal
+    import subprocess
+
+    import anndata
+    from galaxy_cellxgene.multi.names import unique_safe_names
+    from multi.multi_support import start_many
+
+    names = [e["name"] for e in OPENS]
+    job = start_many(tmp_path, {e["name"]: corpus[e["sha256"]] for e in OPENS})
+    try:
+        slugs = dict(zip(names, unique_safe_names(names), strict=True))
+        for entry in OPENS:
+            client = job.client(slugs[entry["name"]])
+            schema = client.schema()
+            assert sorted(layout["name"] for layout in schema["layout"]["obs"]) == entry["embeddings"]
+            assert client.put_labels({LABEL: ["x"] * schema["dataframe"]["nObs"]}).ok
+        status = job.finish()
+        assert status["finished"] and status["finish_error"] is None, status
+        assert job.wait(120) == 0, job.log
+        for entry in OPENS:
+            merged = anndata.read_h5ad(job.merged_dir / f"{slugs[entry['name']]}.h5ad")
+            original = anndata.read_h5ad(corpus[entry["sha256"]])
+            assert set(original.obs.columns) | {LABEL} == set(merged.obs.columns)
+        assert "Traceback" not in job.log
+    finally:
+        job.send(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            job.wait(10)
