@@ -177,9 +177,16 @@ def test_duplicate_cell_names(duplicate_obs_h5ad: Path) -> None:
 
 
 def test_duplicate_gene_names(duplicate_var_h5ad: Path) -> None:
-    problem = only_error(run(duplicate_var_h5ad))
+    # The index (Ensembl IDs) chosen explicitly: left empty, the unique symbols would be used.
+    problem = only_error(run(duplicate_var_h5ad, var_names="__index__"))
     assert "2 gene names in the var index (var_names) are duplicated" in problem.what
     assert "make gene names unique" in problem.fix
+
+
+def test_gene_ids_index_defaults_to_the_symbol_column(duplicate_var_h5ad: Path) -> None:
+    inspection = run(duplicate_var_h5ad)
+    assert inspection.errors == []
+    assert inspection.summary.default_var_names == "gene_symbols" and inspection.summary.var_names_defaulted
 
 
 def test_duplicate_gene_names_are_fine_when_made_unique(duplicate_var_h5ad: Path) -> None:
@@ -394,7 +401,7 @@ def test_three_problems_three_messages(make_h5ad: Callable[..., Path]) -> None:
     adata.var_names = names
     adata.obs_names = ["cell0", *adata.obs_names[:-1]]
     path = make_h5ad(with_obsm(adata))
-    assert len(run(path).errors) == 3
+    assert len(run(path, var_names="__index__").errors) == 3  # the repeated IDs chosen as gene names
 
 
 def test_check_command_prints_one_line_per_problem(make_h5ad: Callable[..., Path], tmp_path: Path, capsys) -> None:

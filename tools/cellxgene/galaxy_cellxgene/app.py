@@ -192,7 +192,7 @@ def build_session(paths: Paths, options: ViewerOptions, columns: ColumnStore | N
 
     app = cx.launch_app(app_config)
     limits.install(app, n_obs)
-    page_fixes.install(app)
+    page_fixes.install(app, options.first_embedding)
     session = Session(app, store, paths, options, data_adaptor, distribution_known=distribution_known, columns=columns)
     session.diffexp = DiffexpLog(paths.work_dir)
     _add_galaxy_routes(app, session)

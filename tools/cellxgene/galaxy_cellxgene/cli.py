@@ -21,7 +21,7 @@ from galaxy_cellxgene.options import (
     server_from_args,
     setup_logging,
 )
-from galaxy_cellxgene.settings import ViewerOptions, idle_timeout_seconds
+from galaxy_cellxgene.settings import ViewerOptions, idle_timeout_seconds, with_dataset_defaults
 
 # The checks read metadata only (under a second at 500k cells); far longer means h5py is stuck.
 WATCHDOG_SECONDS = 60
@@ -95,6 +95,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     options = options_from_args(args)
     inspection = guarded_inspect(args.input, options)
+    options = with_dataset_defaults(options, inspection.summary.default_var_names, inspection.summary.default_embedding)
     text = render(options.title or args.input.name, inspection, options)
     if args.report:
         args.report.write_text(text)
@@ -119,6 +120,8 @@ def run_view(args: argparse.Namespace) -> int:
         print(str(problem), file=sys.stderr)
     if inspection.errors:
         return fail(inspection.errors)
+    # An empty gene-name choice on a file indexed by gene IDs: its symbol column (gene_names.py).
+    options = with_dataset_defaults(options, inspection.summary.default_var_names, inspection.summary.default_embedding)
 
     prepared = prepare(args.input, args.work_dir, options)
     # Before the heavy imports below: the copy's file reads and conversions release the GIL,

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from galaxy_cellxgene.labels import GENE_SETS_HEADER, LabelsError, read_gene_sets, read_labels
+from galaxy_cellxgene.legacy_frame import is_structured
 
 GENE_SETS_UNS_KEY = "cellxgene_gene_sets"
 
@@ -181,7 +182,6 @@ def merge_into_h5ad(
     the original columns, which stay as their writer stored them, so the anndata version that
     wrote the input reads the output. `output` appears atomically: it is either absent or complete.
     """
-    from anndata.io import write_elem
 
     from galaxy_cellxgene.containment import require_self_contained
     from galaxy_cellxgene.durable import fsync_dir
@@ -195,19 +195,48 @@ def merge_into_h5ad(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        shutil.copyfile(source, tmp)
-        with h5py.File(tmp, "r+") as f:
-            if labels is not None and len(labels.columns):
-                add_label_columns(f["obs"], labels, overwrite=overwrite)
-            plain_strings(f)
-            if gene_sets:
-                uns = f.require_group("uns")
-                if GENE_SETS_UNS_KEY in uns:
-                    del uns[GENE_SETS_UNS_KEY]
-                write_elem(uns, GENE_SETS_UNS_KEY, gene_sets_frame(gene_sets))
+        with h5py.File(source, "r") as f:
+            structured = "obs" in f and is_structured(f["obs"])
+        if structured:
+            _merge_rewritten(source, tmp, labels, gene_sets, overwrite)
+        else:
+            _merge_in_place(source, tmp, labels, gene_sets, overwrite)
         require_self_contained(tmp, "The merged dataset")
         os.replace(tmp, output)
         fsync_dir(output.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return output
+
+
+def _merge_in_place(
+    source: str | Path, tmp: Path, labels: pd.DataFrame | None, gene_sets: Mapping[str, dict] | None, overwrite: bool
+) -> None:
+    from anndata.io import write_elem
+
+    shutil.copyfile(source, tmp)
+    with h5py.File(tmp, "r+") as f:
+        if labels is not None and len(labels.columns):
+            add_label_columns(f["obs"], labels, overwrite=overwrite)
+        plain_strings(f)
+        if gene_sets:
+            uns = f.require_group("uns")
+            if GENE_SETS_UNS_KEY in uns:
+                del uns[GENE_SETS_UNS_KEY]
+            write_elem(uns, GENE_SETS_UNS_KEY, gene_sets_frame(gene_sets))
+
+
+def _merge_rewritten(
+    source: str | Path, tmp: Path, labels: pd.DataFrame | None, gene_sets: Mapping[str, dict] | None, overwrite: bool
+) -> None:
+    """anndata < 0.7 stored obs/var as structured arrays, which no current anndata writes (nor adds a
+    column to). Such files are small and old: read whole by the runtime's anndata and written in the
+    current layout, which every anndata from 0.8 on reads. The only merge that loads X."""
+    import anndata
+
+    adata = anndata.read_h5ad(source)
+    if labels is not None and len(labels.columns):
+        adata.obs = add_labels_to_obs(adata.obs, labels, overwrite=overwrite)
+    if gene_sets:
+        adata.uns[GENE_SETS_UNS_KEY] = gene_sets_frame(gene_sets)
+    adata.write_h5ad(tmp)

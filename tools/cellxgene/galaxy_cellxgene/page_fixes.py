@@ -10,6 +10,11 @@ No fork and no rebuilt frontend: the packaged files stay as they are.
   "static" as the token: 502; outside our path prefix: 404), and the alt text shows instead.
   We serve the bundle with that one reference made relative to the page (`static/assets/...`,
   where cellxgene's own static route serves the file). Only that exact string changes.
+- The embedding shown first. The bundle opens on the first of `["umap","tsne","pca"]` the dataset
+  has, else on the first name in sorted order: a CELLxGENE Discover dataset's
+  `uns['default_embedding']` (say `X_tsne`), or the embedding the user chose first (say the tissue
+  coordinates, `spatial`), would not be the one shown. That list is served with the chosen name in
+  front (JSON-encoded: a name from the dataset cannot end the string); only that list changes.
 - `obsolete.js`. The page template loads it (the browser-support warning of the
   obsolete-webpack-plugin) but the package does not ship it, so it is a 404 with an HTML body
   that the browser refuses to run. We answer it with an empty script: what the page gets from
@@ -19,6 +24,7 @@ No fork and no rebuilt frontend: the packaged files stay as they are.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from pathlib import Path
 
@@ -29,26 +35,32 @@ from galaxy_cellxgene import cellxgene_internals as cx
 BUNDLE = re.compile(r"main-[0-9a-f]+\.js")
 LOGO_ABOVE = b'"../static/assets/'
 LOGO_HERE = b'"static/assets/'
+PREFERRED = b'["umap","tsne","pca"]'
 OBSOLETE_JS = b"/* galaxy-cellxgene: cellxgene 1.3.0 does not ship obsolete.js; nothing to warn about. */\n"
 
 
 @functools.lru_cache(maxsize=4)
-def corrected_bundle(path: Path) -> bytes | None:
-    """The bundle with the logo's reference made relative; None when there is nothing to fix."""
+def corrected_bundle(path: Path, first_embedding: str = "") -> bytes | None:
+    """The bundle with the logo's reference made relative (and the embedding shown first in front);
+    None when there is nothing to fix."""
     data = path.read_bytes()
     if data.count(LOGO_ABOVE) != 1:
         return None
-    return data.replace(LOGO_ABOVE, LOGO_HERE)
+    data = data.replace(LOGO_ABOVE, LOGO_HERE)
+    if first_embedding and data.count(PREFERRED) == 1:
+        data = data.replace(PREFERRED, b"[" + json.dumps(first_embedding).encode() + b"," + PREFERRED[1:])
+    return data
 
 
-def install(app: Flask) -> None:
+def install(app: Flask, first_embedding: str = "") -> None:
     """Wrap cellxgene's static route (the bundle) and add `/obsolete.js`."""
     folder = cx.static_dir()
 
     def wrap(original):
         def static_assets(filename: str):
             if BUNDLE.fullmatch(filename):
-                fixed = corrected_bundle(folder / filename) if (folder / filename).is_file() else None
+                bundle = folder / filename
+                fixed = corrected_bundle(bundle, first_embedding) if bundle.is_file() else None
                 if fixed is not None:
                     return Response(fixed, mimetype="text/javascript")
             return original(filename=filename)

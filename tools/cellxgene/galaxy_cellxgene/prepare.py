@@ -18,7 +18,8 @@ from pathlib import Path
 import h5py
 
 from galaxy_cellxgene.containment import require_self_contained
-from galaxy_cellxgene.frames import LazyFrame
+from galaxy_cellxgene.legacy_frame import frame_of, is_structured
+from galaxy_cellxgene.obsm import SPATIAL_KEY, coordinates, entries, has_spatial, spatial_name, tissue_view
 from galaxy_cellxgene.settings import ViewerOptions, must_rewrite_metadata
 
 # Groups cellxgene reads, linked rather than copied; layers, raw, obsp, varm, varp are left out.
@@ -34,28 +35,30 @@ class Prepared:
 
 def _wide_embeddings(f: h5py.File) -> list[str]:
     """Embeddings with more than the two dimensions cellxgene draws (X_pca: often 50)."""
-    if "obsm" not in f:
-        return []
-    return [k for k, v in f["obsm"].items() if isinstance(v, h5py.Dataset) and v.ndim == 2 and v.shape[1] > 2]
+    return [e.key for e in entries(f) if e.is_array and e.shape[1] > 2]
 
 
 def _not_arrays(f: h5py.File) -> list[str]:
     """obsm entries cellxgene never draws and may not load: dataframes, awkward and sparse arrays."""
-    if "obsm" not in f:
-        return []
-    return [k for k, v in f["obsm"].items() if not isinstance(v, h5py.Dataset) or v.ndim != 2]
+    return [e.key for e in entries(f) if not e.is_array]
 
 
 def presented_frames(f: h5py.File) -> list[str]:
-    """obs/var, if cellxgene 1.3.0 cannot load them as written (see frames.LazyFrame.presentation)."""
-    return [axis for axis in ("obs", "var") if LazyFrame(f[axis]).needs_presenting()]
+    """obs/var, if cellxgene 1.3.0 cannot load them as written (see frames.LazyFrame.presentation;
+    anndata < 0.7's structured arrays: always, so cellxgene reads the current layout)."""
+    return [axis for axis in ("obs", "var") if frame_of(f[axis]).needs_presenting()]
+
+
+def _obsm_rewritten(f: h5py.File) -> bool:
+    """obsm must be written anew: a pre-0.7 structured array, or tissue coordinates to offer."""
+    return ("obsm" in f and is_structured(f["obsm"])) or has_spatial(f)
 
 
 def leaves_out_something(source: Path) -> bool:
-    """True if the file has parts cellxgene would load into memory in vain."""
+    """True if the file has parts cellxgene would load into memory in vain (or obsm to write anew)."""
     with h5py.File(source, "r") as f:
         unused = any(key in f and len(f[key]) > 0 for key in ("layers", "raw", "obsp", "varm", "varp"))
-        return unused or bool(_wide_embeddings(f)) or bool(_not_arrays(f))
+        return unused or bool(_wide_embeddings(f)) or bool(_not_arrays(f)) or _obsm_rewritten(f)
 
 
 def prepare(source: str | Path, work_dir: str | Path, options: ViewerOptions, name: str = "dataset") -> Prepared:
@@ -81,7 +84,11 @@ def prepare(source: str | Path, work_dir: str | Path, options: ViewerOptions, na
         return Prepared(target, True, ", ".join(reasons))
     if leaves_out_something(source):
         write_linked(source, target, options)
-        return Prepared(target, True, "leaving out what cellxgene does not show: layers, raw, extra dimensions")
+        with h5py.File(source, "r") as f:
+            spatial = f", tissue coordinates as '{spatial_name(list(f['obsm']))}'" if has_spatial(f) else ""
+        return Prepared(
+            target, True, f"leaving out what cellxgene does not show: layers, raw, extra dimensions{spatial}"
+        )
     os.symlink(source, target)
     return Prepared(target, False, "read in place")
 
@@ -114,14 +121,16 @@ def _write_links(source: Path, tmp: Path, matrix: str, options: ViewerOptions) -
         for group in LINKED_GROUPS:
             if group not in src or (group == "var" and rewrite_var) or (group == "obs" and "obs" in presented):
                 continue
-            if group == "obsm" and skip:
+            if group == "obsm" and (skip or _obsm_rewritten(src)):
                 _write_obsm(src, dst, source)
+            elif group == "uns" and is_structured(src["obs"]):
+                _link_legacy_uns(src, dst, source)
             else:
                 dst[group] = h5py.ExternalLink(str(source), f"/{group}")
         if "obs" in presented:
-            write_elem(dst, "obs", LazyFrame(src["obs"]).presented())
+            write_elem(dst, "obs", frame_of(src["obs"]).presented())
         if rewrite_var:
-            var = LazyFrame(src["var"]).presented()
+            var = frame_of(src["var"]).presented()
             if options.make_var_names_unique:
                 names = var[options.var_names].astype(str) if options.var_names else var.index.astype(str)
                 var.index = pd.Index(unique_names(names), dtype=object)
@@ -131,21 +140,36 @@ def _write_links(source: Path, tmp: Path, matrix: str, options: ViewerOptions) -
 
 def _write_obsm(src: h5py.File, dst: h5py.File, source: Path) -> None:
     """Links for narrow embeddings; the two drawn columns of wide ones (n_cells x 2 each); nothing
-    for entries that are not arrays (dataframes, awkward arrays: cellxgene never draws them)."""
+    for entries that are not arrays (dataframes, awkward arrays: cellxgene never draws them).
+    Tissue coordinates become `X_spatial`, y flipped (obsm.py); a pre-0.7 structured obsm is
+    written out entry by entry (its entries cannot be linked)."""
     obsm = dst.create_group("obsm")
-    for key, value in src["obsm"].attrs.items():
-        obsm.attrs[key] = value
-    wide, not_arrays = _wide_embeddings(src), _not_arrays(src)
-    for key in src["obsm"]:
-        if key in not_arrays:
+    node = src["obsm"]
+    structured = is_structured(node)
+    if not structured:
+        for key, value in node.attrs.items():
+            obsm.attrs[key] = value
+    found = entries(src)
+    for entry in found:
+        if not entry.is_array or entry.dtype_kind not in "fiub":
             continue
-        if key in wide:
-            node = src["obsm"][key]
-            copy = obsm.create_dataset(key, data=node[:, :2])
-            for attr, value in node.attrs.items():
+        if entry.key == SPATIAL_KEY:
+            name = f"X_{spatial_name([e.key for e in found])}"
+            obsm.create_dataset(name, data=tissue_view(coordinates(src, entry.key)))
+        elif structured or entry.shape[1] > 2:
+            copy = obsm.create_dataset(entry.key, data=coordinates(src, entry.key))
+            for attr, value in ({} if structured else node[entry.key].attrs).items():
                 copy.attrs[attr] = value
         else:
-            obsm[key] = h5py.ExternalLink(str(source), f"/obsm/{key}")
+            obsm[entry.key] = h5py.ExternalLink(str(source), f"/obsm/{entry.key}")
+
+
+def _link_legacy_uns(src: h5py.File, dst: h5py.File, source: Path) -> None:
+    """uns of a pre-0.7 file, minus `<column>_categories`: the written obs already holds them."""
+    uns = dst.create_group("uns")
+    for key in src["uns"]:
+        if not key.endswith("_categories"):
+            uns[key] = h5py.ExternalLink(str(source), f"/uns/{key}")
 
 
 def unique_names(values) -> list[str]:

@@ -30,6 +30,14 @@ class Embedding:
     shape: tuple[int, ...]
     shown: bool
     reason: str = ""
+    # Set when cellxgene shows the entry under another name (obsm.py: tissue coordinates as `spatial`).
+    shown_as: str = ""
+    note: str = ""
+
+    @property
+    def viewer_name(self) -> str:
+        """The name cellxgene lists it under (obsm `X_umap` is `umap`)."""
+        return self.shown_as or (self.name[2:] if self.name.startswith("X_") else self.name)
 
 
 @dataclass
@@ -49,6 +57,12 @@ class Summary:
     presented: list[str] = field(default_factory=list)
     hidden: list[str] = field(default_factory=list)
     gene_sets: list[str] = field(default_factory=list)
+    # Gene names when the user chose none (gene_names.py): a symbol column when the index is IDs.
+    default_var_names: str | None = None
+    var_names_note: str = ""
+    var_names_defaulted: bool = False  # the form left the choice empty and the symbols are used
+    # uns["default_embedding"] (CELLxGENE Discover): the embedding shown first, when it is usable.
+    default_embedding: str = ""
 
 
 @dataclass

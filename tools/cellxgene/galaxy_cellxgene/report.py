@@ -22,8 +22,7 @@ def render(name: str, inspection: Inspection, options: ViewerOptions) -> str:
         f"- Cells: {s.n_obs}",
         f"- Genes: {s.n_vars}",
         f"- Expression values: {f'layer {options.layer!r}' if options.layer else f'X ({s.x_encoding}, {s.x_dtype})'}",
-        f"- Gene names: {options.var_names or 'var index'}"
-        + (" (made unique)" if options.make_var_names_unique else ""),
+        f"- Gene names: {_gene_names(options, s)}" + (" (made unique)" if options.make_var_names_unique else ""),
         f"- Cell names: {options.obs_names or 'obs index'}",
         f"- Other layers (not shown by cellxgene): {', '.join(x for x in s.layers if x != options.layer) or 'none'}",
         "",
@@ -32,7 +31,11 @@ def render(name: str, inspection: Inspection, options: ViewerOptions) -> str:
     ]
     for e in s.embeddings:
         state = "shown" if e.shown else f"not shown: {e.reason}"
+        if e.shown and e.shown_as:
+            state = f"shown as '{e.shown_as}' ({e.note}; your dataset is not changed)"
         lines.append(f"- {e.name} {list(e.shape)}: {state}")
+    if s.default_embedding:
+        lines.append(f"- Shown first: {s.default_embedding} (the dataset's uns['default_embedding'])")
     if not s.embeddings:
         lines.append("- none")
     lines += ["", "### Cell metadata (obs)", ""]
@@ -58,3 +61,13 @@ def render(name: str, inspection: Inspection, options: ViewerOptions) -> str:
     lines += [f"- {k}: {'on' if v else 'off'}" for k, v in switches.items()]
     lines.append(f"- max category items: {options.max_category_items}")
     return "\n".join(lines) + "\n"
+
+
+def _gene_names(options: ViewerOptions, s) -> str:
+    if options.var_names and s.var_names_defaulted:
+        return f"{options.var_names} ({s.var_names_note}; chosen because no gene-symbol column was selected)"
+    if options.var_names:
+        return options.var_names
+    if s.default_var_names and options.var_names is None and not s.var_names_defaulted:  # the index, chosen
+        return f"var index, as chosen (the gene symbols are in var column '{s.default_var_names}')"
+    return "var index" + (f" ({s.var_names_note})" if s.var_names_note else "")

@@ -5,7 +5,7 @@ Nothing here touches files or imports cellxgene, so every rule is a one-line uni
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Distribution = Literal["normal", "count"]  # cellxgene's X distribution; distribution.py measures it
@@ -45,6 +45,28 @@ class ViewerOptions:
     diffexp_memory_mb: int = 4096
     diffexp_concurrency: int = 1
     extra_scripts: tuple[str, ...] = field(default=())
+    # The embedding the page opens on (page_fixes.py): the first one chosen, else the dataset's
+    # uns['default_embedding'] (CELLxGENE Discover); empty: cellxgene's own rule (umap, tsne, pca).
+    first_embedding: str = ""
+
+
+# The tool form's explicit "gene names: the var index" choice, beside the var columns (macros.xml).
+INDEX_CHOICE = "__index__"
+
+
+def with_dataset_defaults(
+    options: ViewerOptions, default_var_names: str | None, default_embedding: str = ""
+) -> ViewerOptions:
+    """The options the viewer runs with: an empty gene-name choice takes the dataset's default
+    (gene_names.py), the explicit index choice means the index, anything else is kept; the page
+    opens on the first embedding chosen, else on the dataset's default one."""
+    chosen = embedding_names(options.embeddings)
+    first = chosen[0] if chosen else default_embedding
+    if options.var_names == INDEX_CHOICE:
+        return replace(options, var_names=None, first_embedding=first)
+    if not options.var_names and default_var_names:
+        return replace(options, var_names=default_var_names, first_embedding=first)
+    return replace(options, first_embedding=first)
 
 
 def embedding_name(name: str) -> str:

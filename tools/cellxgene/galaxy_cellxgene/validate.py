@@ -14,15 +14,14 @@ import numpy as np
 import pandas as pd
 
 from galaxy_cellxgene.codes_range import code_problems
-from galaxy_cellxgene.frames import FrameError, column_kind, encoding_of, read_frame
+from galaxy_cellxgene.frames import FrameError, column_kind, encoding_of
+from galaxy_cellxgene.gene_names import choose_gene_names
 from galaxy_cellxgene.input_files import check_previous, not_hdf5_problem, outside_data_problems
+from galaxy_cellxgene.legacy_frame import frame_of
+from galaxy_cellxgene.obsm import SPATIAL_KEY, SPATIAL_NOTE, coordinates, entries, read_default_embedding, spatial_name
 from galaxy_cellxgene.problems import Embedding, Inspection, Problem, Summary
 from galaxy_cellxgene.settings import ViewerOptions, embedding_name
 from galaxy_cellxgene.sparse_structure import matrix_problems
-
-
-def _read_frame(group: h5py.Group):
-    return read_frame(group)
 
 
 def _matrix_shape(node: h5py.Group | h5py.Dataset) -> tuple[int, int] | None:
@@ -73,13 +72,16 @@ def inspect(path: str | Path, options: ViewerOptions, thorough: bool = True) -> 
     return inspection
 
 
+def _is_anndata(f: h5py.File) -> bool:
+    """anndata >= 0.8 says so in the root's attributes; older writers always wrote obs and var."""
+    return encoding_of(f) == "anndata" or ("obs" in f and "var" in f)
+
+
 def _inspect_file(
     f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem], thorough: bool = True
 ) -> tuple[bool, pd.Index | None]:
-    missing = [key for key in ("obs", "var") if key not in f]
-    if "X" not in f and not ("layers" in f and len(f["layers"])):
-        missing.insert(0, "X")
-    if missing:
+    if not _is_anndata(f):
+        missing = [key for key in ("X", "obs", "var") if key not in f]
         problems.append(
             Problem(
                 "error",
@@ -90,22 +92,14 @@ def _inspect_file(
             )
         )
         return False, None
-    try:
-        obs = _read_frame(f["obs"])
-        var = _read_frame(f["var"])
-    except (FrameError, KeyError, OSError) as err:
-        problems.append(
-            Problem(
-                "error",
-                f"obs/var cannot be read as AnnData dataframes ({type(err).__name__}: {err}).",
-                "Re-save the dataset with anndata >= 0.8 (e.g. with the anndata tools in Galaxy); files "
-                "written before anndata 0.7 store obs/var in a form no current reader opens.",
-            )
-        )
-        return False, None
-
-    summary.n_obs, summary.n_vars = len(obs), len(var)
-    if summary.n_obs == 0:
+    # Every blocker is named at once: a user who fixes one must not be refused again for the next.
+    obs = _frame_or_problem(f, "obs", problems)
+    var = _frame_or_problem(f, "var", problems)
+    if obs is not None:
+        summary.n_obs = len(obs)
+    if var is not None:
+        summary.n_vars = len(var)
+    if obs is not None and summary.n_obs == 0:
         problems.append(
             Problem(
                 "error",
@@ -113,14 +107,17 @@ def _inspect_file(
                 "Check the step that made this dataset (often a filter that removed every cell).",
             )
         )
-    _inspect_x(f, options, summary, problems)
+    _inspect_x(f, options, summary, problems, known_shape=obs is not None and var is not None)
     # Before any reader hands X or a column's codes to compiled code (issue 22).
     problems.extend(matrix_problems(f, options.layer, summary.n_obs, summary.n_vars) + code_problems(f))
+    _inspect_layer(f, options, summary, problems)
+    _inspect_embeddings(f, options, summary, problems, known_rows=obs is not None)
+    if obs is None or var is None:
+        return False, None
+    options = choose_gene_names(var, options, summary)
     need_obs_names = thorough or options.obs_names or options.previous_annotations
     obs_names = _inspect_names(obs, "obs", options.obs_names, False, problems) if need_obs_names else None
     _inspect_names(var, "var", options.var_names, options.make_var_names_unique, problems)
-    _inspect_layer(f, options, summary, problems)
-    _inspect_embeddings(f, options, summary, problems)
     _inspect_categories(obs, options, summary, problems)
     _inspect_column_types(obs, var, summary, problems)
     summary.var_columns = [str(c) for c in var.columns]
@@ -135,18 +132,62 @@ def _inspect_file(
     return True, obs_names
 
 
-def _inspect_x(f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem]) -> None:
-    if "X" not in f:  # anndata writes none when X is None; the layers hold the values
+def _frame_or_problem(f: h5py.File, axis: str, problems: list[Problem]):
+    what = "cell" if axis == "obs" else "gene"
+    if axis not in f:
+        problems.append(
+            Problem(
+                "error",
+                f"The dataset has no {axis} (the {what} table); cellxgene needs one row per {what}.",
+                f"Re-save the dataset with anndata (adata.write_h5ad) so that it has its {axis} table.",
+            )
+        )
+        return None
+    try:
+        return frame_of(f[axis])
+    except (FrameError, KeyError, OSError) as err:
+        problems.append(
+            Problem(
+                "error",
+                f"{axis} cannot be read as an AnnData dataframe ({type(err).__name__}: {err}).",
+                f"Re-save the dataset with anndata (read it with anndata.read_h5ad and write it with "
+                f"write_h5ad) so that {axis} is written as a dataframe.",
+            )
+        )
+        return None
+
+
+def _inspect_x(
+    f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem], known_shape: bool = True
+) -> None:
+    if "X" not in f:  # anndata writes none when X is None
         summary.x_encoding, summary.x_dtype = "absent", "unknown"
-        if not options.layer:
-            layers = ", ".join(sorted(f["layers"].keys()))
+        layers = sorted(f["layers"].keys()) if isinstance(f.get("layers"), h5py.Group) else []
+        if options.layer:
+            return
+        if layers:
             problems.append(
                 Problem(
                     "error",
-                    f"The dataset has no X matrix, only layers ({layers}).",
+                    f"The dataset has no X matrix, only layers ({', '.join(layers)}).",
                     "Choose one of the layers to show as the expression values (the 'layer' option).",
                 )
             )
+            return
+        raw = "raw/X" in f or "raw.X" in f
+        problems.append(
+            Problem(
+                "error",
+                "The dataset has no expression values: it is an AnnData file written with X=None "
+                "(no /X) and it has no layers.",
+                (
+                    "Its raw.X holds values: copy them in upstream (adata.X = adata.raw.X) and re-save."
+                    if raw
+                    else "Add the expression matrix upstream (adata.X = ..., or a layer) and re-save; "
+                    "cellxgene shows the values of genes and cannot open a dataset without them."
+                ),
+            )
+        )
         return
     x = f["X"]
     shape = _matrix_shape(x)
@@ -155,7 +196,7 @@ def _inspect_x(f: h5py.File, options: ViewerOptions, summary: Summary, problems:
         summary.x_dtype = str(_matrix_dtype(x))
     except KeyError:
         summary.x_dtype = "unknown"
-    if shape is not None and shape != (summary.n_obs, summary.n_vars):
+    if shape is not None and known_shape and shape != (summary.n_obs, summary.n_vars):
         problems.append(
             Problem(
                 "error",
@@ -251,44 +292,50 @@ def _inspect_layer(f: h5py.File, options: ViewerOptions, summary: Summary, probl
         )
 
 
-def _inspect_embeddings(f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem]) -> None:
-    keys = sorted(f["obsm"].keys()) if "obsm" in f else []
-    for key in keys:
-        node = f["obsm"][key]
-        if not isinstance(node, h5py.Dataset) or node.ndim != 2:
-            kind = encoding_of(node) or "group"
-            article = "an" if kind[:1] in "aeiou" else "a"
-            summary.embeddings.append(Embedding(key, (), False, f"{article} {kind}, not a 2-D array of coordinates"))
+def _inspect_embeddings(
+    f: h5py.File, options: ViewerOptions, summary: Summary, problems: list[Problem], known_rows: bool = True
+) -> None:
+    found = entries(f)
+    keys = [e.key for e in found]
+    for entry in found:
+        key, shape = entry.key, entry.shape
+        if not entry.is_array:
+            reason = f"{entry.not_array}, not a 2-D array of coordinates" if entry.not_array else "not a 2-D array"
+            summary.embeddings.append(Embedding(key, (), False, reason))
             continue
-        shape = tuple(node.shape)
-        if not key.startswith("X_"):
+        spatial = key == SPATIAL_KEY
+        if not key.startswith("X_") and not spatial:
             summary.embeddings.append(Embedding(key, shape, False, "name does not start with X_"))
             continue
-        if node.dtype.kind not in "fiu" or shape[0] != summary.n_obs or shape[1] < 2:
+        rows_ok = shape[0] == summary.n_obs or not known_rows
+        if entry.dtype_kind not in "fiu" or not rows_ok or shape[1] < 2:
             summary.embeddings.append(Embedding(key, shape, False, "not a numeric n_cells x 2+ array"))
             continue
         # cellxgene draws two dimensions and the runtime hands it only those (prepare.py).
-        coords = node[:, :2]
+        coords = coordinates(f, key)
         if np.isinf(coords).any() if coords.dtype.kind == "f" else False:
             summary.embeddings.append(Embedding(key, shape, False, "contains infinite values"))
             continue
         nan_rows = int(np.isnan(coords).any(axis=1).sum()) if coords.dtype.kind == "f" else 0
-        if nan_rows == summary.n_obs > 0:
+        if nan_rows == len(coords) > 0:
             summary.embeddings.append(Embedding(key, shape, False, "all values are NaN"))
             continue
-        summary.embeddings.append(Embedding(key, shape, True))
+        if spatial:
+            summary.embeddings.append(Embedding(key, shape, True, shown_as=spatial_name(keys), note=SPATIAL_NOTE))
+        else:
+            summary.embeddings.append(Embedding(key, shape, True))
         if nan_rows:
             problems.append(
                 Problem(
                     "warning",
-                    f"Embedding '{key}' has NaN coordinates for {nan_rows} of {summary.n_obs} cells; "
+                    f"Embedding '{key}' has NaN coordinates for {nan_rows} of {len(coords)} cells; "
                     "cellxgene will not draw those cells in it.",
                     "Recompute the embedding, or subset to the cells that have coordinates.",
                 )
             )
 
     wanted = [embedding_name(e) for e in options.embeddings]
-    usable = {e.name[2:] for e in summary.embeddings if e.shown}
+    usable = {e.viewer_name for e in summary.embeddings if e.shown}
     for name in wanted:
         if name not in usable:
             match = next((e for e in summary.embeddings if e.name in (name, f"X_{name}")), None)
@@ -300,9 +347,10 @@ def _inspect_embeddings(f: h5py.File, options: ViewerOptions, summary: Summary, 
                     f"Choose among the usable embeddings: {', '.join(sorted(usable)) or 'none'}.",
                 )
             )
+    read_default_embedding(f, summary)
     if wanted:
         for embedding in summary.embeddings:
-            if embedding.shown and embedding.name[2:] not in wanted:
+            if embedding.shown and embedding.viewer_name not in wanted:
                 embedding.shown, embedding.reason = False, "not selected"
     if not usable:
         refused = "; ".join(f"{e.name}: {e.reason}" for e in summary.embeddings) or "obsm is empty"
@@ -310,8 +358,9 @@ def _inspect_embeddings(f: h5py.File, options: ViewerOptions, summary: Summary, 
             Problem(
                 "error",
                 f"No embedding cellxgene can draw ({refused}).",
-                "cellxgene needs at least one obsm entry named X_<name> (e.g. X_umap) with finite "
-                "coordinates for every cell; compute a UMAP/tSNE first, or rename the obsm key to start with X_.",
+                "cellxgene needs at least one obsm entry named X_<name> (e.g. X_umap), or tissue "
+                "coordinates in obsm['spatial'], with finite coordinates for every cell; compute a "
+                "UMAP/tSNE first (e.g. scanpy's pp.neighbors and tl.umap), or rename the obsm key to start with X_.",
             )
         )
 

@@ -11,6 +11,7 @@ import h5py
 
 from galaxy_cellxgene.app import Session
 from galaxy_cellxgene.multi.names import unique_safe_names
+from galaxy_cellxgene.obsm import SPATIAL_KEY, entries
 from galaxy_cellxgene.settings import ViewerOptions
 
 # What a loaded cellxgene app costs besides its arrays (Flask app, caches, pandas frames).
@@ -55,8 +56,8 @@ def read_facts(path: Path, layer: str | None = None) -> FileFacts:
             n_obs, n_vars = (int(n) for n in matrix.shape)
         else:
             n_obs, n_vars = (int(n) for n in matrix.attrs["shape"])
-        obsm = f.get("obsm")
-        embeddings = tuple(sorted(k for k in obsm if k.startswith("X_"))) if obsm is not None else ()
+        # obsm.entries: pre-0.7 files keep obsm as one structured array; tissue coordinates are drawn too.
+        embeddings = tuple(e.key for e in entries(f) if e.key.startswith("X_") or e.key == SPATIAL_KEY)
         cost = _group_bytes(matrix) + APP_OVERHEAD_BYTES
         for key in ("obs", "var", "obsm"):
             if key in f:
