@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import requests
 
+from galaxy_cellxgene_testkit import signed_in
+
 T = TypeVar("T")
 
 TERMINAL_JOB_STATES = {"ok", "error", "failed", "deleted", "deleting", "stopped", "skipped", "paused"}
@@ -110,6 +112,19 @@ class GalaxyApi:
         if user is None:
             user = self.post("users", {"email": email, "password": password, "username": username})
         return user
+
+    def sign_in(self, email: str, password: str) -> str:
+        """Sign in as a browser does (Galaxy's /user/login); returns the `galaxysession` cookie and
+        remembers it for this origin, so UiClients to viewers on it send it (signed_in.py)."""
+        browser = requests.Session()
+        response = browser.post(
+            f"{self.url}/user/login", json={"login": email, "password": password}, timeout=self.timeout
+        )
+        cookie = browser.cookies.get(signed_in.COOKIE_NAME)
+        if not response.ok or not cookie:
+            raise GalaxyError(f"sign-in of {email} -> {response.status_code}: {response.text[:500]}")
+        signed_in.remember(self.url, cookie)
+        return cookie
 
     def new_api_key(self, user_id: str) -> str:
         # POST makes a fresh key and retires the previous one: callers store what they get.
