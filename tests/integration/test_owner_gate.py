@@ -46,6 +46,9 @@ def users_stand_in() -> Iterator[UsersStandIn]:
             session = cookie.removeprefix("galaxysession=")
             with state.lock:
                 state.asked.append(session)
+            if session == "not-a-galaxy-session":  # what Galaxy 26.1.2 answers a cookie it cannot decode
+                self.answer({"err_msg": "Wrong guid specified, unable to decode.", "err_code": 400009}, 400)
+                return
             email = SESSIONS.get(session)
             # Galaxy answers an anonymous (or unknown) session with its usage only, no email.
             self.answer({"id": "f2db41e1fa331b3e", "email": email} if email else {"total_disk_usage": 0})
@@ -68,10 +71,11 @@ def test_only_the_owner_gets_the_viewer(runtime, users_stand_in: UsersStandIn) -
     other = UiClient(job.url, cookie="other-session")
     anonymous = UiClient(job.url, cookie="anonymous-session")
     nobody = UiClient(job.url, signed_in=False)
+    forged = UiClient(job.url, cookie="not-a-galaxy-session")
 
     assert owner.get("").status_code == 200
     assert owner.schema()["dataframe"]["nObs"] == 320
-    for stranger in (other, anonymous, nobody):
+    for stranger in (other, anonymous, nobody, forged):
         for path in ("", "api/v0.2/schema", "api/v0.2/config", "galaxy/status"):
             response = stranger.get(path)
             assert response.status_code == 403, (path, response.status_code)

@@ -11,7 +11,10 @@ The cookie is remembered per origin (scheme, host and port: one Galaxy per port 
 from __future__ import annotations
 
 import threading
+from typing import Any
 from urllib.parse import urlsplit
+
+import requests
 
 COOKIE_NAME = "galaxysession"
 
@@ -43,3 +46,20 @@ def cookie_for(url: str) -> str | None:
 def cookie_header(cookie: str | None) -> dict[str, str]:
     """The Cookie header a browser signed in with `cookie` sends (no header: signed out)."""
     return {"Cookie": f"{COOKIE_NAME}={cookie}"} if cookie else {}
+
+
+def get(url: str, *, like: str | None = None, **kwargs: Any) -> requests.Response:
+    """`requests.get` as the signed-in browser: with the session remembered for the origin of
+    `like` (default: `url` itself; `like` serves a direct connection to a viewer's port)."""
+    return _send("GET", url, like, kwargs)
+
+
+def post(url: str, *, like: str | None = None, **kwargs: Any) -> requests.Response:
+    """`requests.post` as the signed-in browser (see `get`)."""
+    return _send("POST", url, like, kwargs)
+
+
+def _send(method: str, url: str, like: str | None, kwargs: dict[str, Any]) -> requests.Response:
+    headers = {**cookie_header(cookie_for(like or url)), **(kwargs.pop("headers", None) or {})}
+    timeout = kwargs.pop("timeout", 30)
+    return requests.request(method, url, headers=headers, timeout=timeout, **kwargs)

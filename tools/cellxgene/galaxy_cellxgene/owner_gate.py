@@ -62,7 +62,9 @@ def galaxy_resolver(link: GalaxyLink) -> Resolver:
         try:
             user = link.client(cookie).current_user()
         except GalaxyCallError as err:
-            if err.galaxy_status in (401, 403):  # an expired or unknown session
+            # Galaxy answers a malformed or unknown cookie with 400 ("Wrong guid"), an expired
+            # one with 401/403: no session, so nobody. Only no answer or a 5xx is "cannot say".
+            if err.galaxy_status is not None and 400 <= err.galaxy_status < 500:
                 return None
             raise
         email = user.get("email") if isinstance(user, dict) else None
