@@ -17,13 +17,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from galaxy_cellxgene_testkit import signed_in
 from galaxy_cellxgene_testkit.entry_points import open_viewer, start_viewer
 from galaxy_cellxgene_testkit.ui_client import FINISH_HEADERS, UiClient
-from support.galaxy_fixture import CREDENTIALS, LocalGalaxy, poll
+from support.galaxy_fixture import CONTAINER_STATE, CREDENTIALS, LocalGalaxy, poll
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -42,10 +41,17 @@ class Deployment:
     jobs_root: Path  # Galaxy's job_working_directory
 
 
-@pytest.fixture(params=["local"])
-def deployment(request: pytest.FixtureRequest, galaxy: LocalGalaxy, galaxy_history: str, galaxy_demo: dict) -> Any:
-    """The deployments this scenario runs on (the container and Pulsar ones can join as params)."""
-    return Deployment(galaxy, galaxy_history, galaxy_demo["id"], CREDENTIALS.parent / "data" / "jobs_directory")
+@pytest.fixture(params=["local", pytest.param("container", marks=pytest.mark.container)])
+def deployment(request: pytest.FixtureRequest) -> Deployment:
+    """The deployments this scenario runs on: no container, and Galaxy's Docker path (podman)."""
+    if request.param == "container":
+        galaxy = request.getfixturevalue("galaxy_container")
+        demo = request.getfixturevalue("galaxy_container_demo")
+        return Deployment(galaxy, demo["history_id"], demo["id"], CONTAINER_STATE / "data" / "jobs_directory")
+    galaxy = request.getfixturevalue("galaxy")
+    history = request.getfixturevalue("galaxy_history")
+    demo = request.getfixturevalue("galaxy_demo")
+    return Deployment(galaxy, history, demo["id"], CREDENTIALS.parent / "data" / "jobs_directory")
 
 
 def stranger_session(galaxy: LocalGalaxy) -> str:
