@@ -54,6 +54,9 @@ running_pid() {
 
 write_config() {
     mkdir -p "$STATE/staging"
+    # Jobs' files (tool_env_* values, inputs, outputs) are for Pulsar's user and its containers
+    # only: no other local user may enter the staging directory (issue 22 item 7).
+    chmod 700 "$STATE/staging"
     if [[ ! -s "$STATE/private_token" ]]; then
         (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(20))' >"$STATE/private_token")
     fi

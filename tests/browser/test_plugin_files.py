@@ -53,11 +53,11 @@ def test_plugin_launches_the_tool_with_inputs_it_has() -> None:
 
 
 def test_the_tool_injects_what_export_needs() -> None:
+    """Galaxy's URL, the history and the owner; no API key (Export uses the owner's session)."""
     tool = ET.parse(TOOL).getroot()
     names = {env.get("name") for env in tool.findall("environment_variables/environment_variable")}
-    assert {"GALAXY_URL", "GALAXY_API_KEY", "GALAXY_HISTORY_ID"} <= names
-    key = tool.find("environment_variables/environment_variable[@name='GALAXY_API_KEY']")
-    assert key is not None and key.get("inject") == "api_key"
+    assert {"GALAXY_URL", "GALAXY_HISTORY_ID", "GALAXY_CELLXGENE_OWNER"} <= names
+    assert "GALAXY_API_KEY" not in names
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)

@@ -13,7 +13,7 @@ from typing import Any
 
 import anndata as ad
 import pytest
-import requests
+from galaxy_cellxgene_testkit import signed_in
 from galaxy_cellxgene_testkit.ui_client import UiClient
 from support.galaxy_fixture import LocalGalaxy, poll
 from support.multi_data import make_dataset
@@ -72,8 +72,8 @@ def test_a_list_of_three_two_labelled_finish_gives_exactly_those_labels(
     entry_point = galaxy.wait_for_entry_point(job["id"], timeout=ENTRY_POINT_TIMEOUT)
     url = galaxy.entry_point_url(entry_point)
     assert url.startswith(galaxy.url + "/interactivetool/ep/"), url
-    poll("the landing page through the proxy", lambda: requests.get(url, timeout=30).ok or None, 60)
-    landing = requests.get(url, timeout=30).text
+    poll("the landing page through the proxy", lambda: signed_in.get(url, timeout=30).ok or None, 60)
+    landing = signed_in.get(url, timeout=30).text
     for name, cells in ELEMENTS.items():
         assert name in landing and str(cells) in landing
 
@@ -94,7 +94,7 @@ def test_a_list_of_three_two_labelled_finish_gives_exactly_those_labels(
     assert list(first.get_labels()["cell_type"]) == labels1
     assert list(second.get_labels()["stage"]) == labels2
 
-    response = requests.post(url + "galaxy/finish", headers={"X-Galaxy-Cellxgene": "finish"}, timeout=120)
+    response = signed_in.post(url + "galaxy/finish", headers={"X-Galaxy-Cellxgene": "finish"}, timeout=120)
     assert response.status_code == 200, response.text
     finished = galaxy.wait_for_job(job["id"], timeout=JOB_TIMEOUT)
     assert finished["state"] == "ok", galaxy.job_stderr(job["id"])
@@ -138,7 +138,7 @@ def test_stop_keeps_every_saved_label_and_makes_no_merged_files(
     outputs = galaxy.output_ids(run)
     entry_point = galaxy.wait_for_entry_point(job["id"], timeout=ENTRY_POINT_TIMEOUT)
     url = galaxy.entry_point_url(entry_point)
-    poll("the landing page through the proxy", lambda: requests.get(url, timeout=30).ok or None, 60)
+    poll("the landing page through the proxy", lambda: signed_in.get(url, timeout=30).ok or None, 60)
 
     client = UiClient(f"{url}d/{SLUG['day14']}/")
     n = client.schema()["dataframe"]["nObs"]

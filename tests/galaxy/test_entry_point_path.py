@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from galaxy_cellxgene_testkit import signed_in
 from support.galaxy_fixture import CREDENTIALS, VIEWER_TOOL, LocalGalaxy, poll
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -53,7 +54,7 @@ def test_a_direct_connection_without_the_path_gets_404_the_proxy_with_the_path_g
     path = urlsplit(url).path
     assert path.startswith("/interactivetool/ep/") and path.endswith("/"), url
     try:
-        poll("cellxgene through the proxy", lambda: requests.get(url + "health", timeout=10).ok or None, 120)
+        poll("cellxgene through the proxy", lambda: signed_in.get(url + "health", timeout=10).ok or None, 120)
         route = proxy_route(path)
         assert route["requires_path_in_url"] is True  # the proxy forwards the full path
         direct = f"http://{route['host']}:{route['port']}"
@@ -68,19 +69,21 @@ def test_a_direct_connection_without_the_path_gets_404_the_proxy_with_the_path_g
         )
 
         # Through Galaxy's front URL and the proxy, with the path: the page and its API.
-        page = requests.get(url, timeout=30)
+        page = signed_in.get(url, timeout=30)
         assert page.status_code == 200 and "galaxy/static/finish.js" in page.text
-        config = requests.get(url + "api/v0.2/config", timeout=30)
+        config = signed_in.get(url + "api/v0.2/config", timeout=30)
         assert config.status_code == 200 and config.json()["config"]["displayNames"]["dataset"]
         # The logo, where the corrected bundle asks for it, and the script the template names.
         bundle = re.search(r'src="(static/main-[0-9a-f]+\.js)"', page.text)
         assert bundle is not None, page.text
-        logo = re.search(r'"(static/assets/icon-[0-9a-f]+\.png)"', requests.get(url + bundle.group(1), timeout=60).text)
+        logo = re.search(
+            r'"(static/assets/icon-[0-9a-f]+\.png)"', signed_in.get(url + bundle.group(1), timeout=60).text
+        )
         assert logo is not None, "the bundle still asks for the logo outside the entry point"
-        assert requests.get(url + logo.group(1), timeout=30).headers["Content-Type"] == "image/png"
-        assert requests.get(url + "obsolete.js", timeout=30).status_code == 200
+        assert signed_in.get(url + logo.group(1), timeout=30).headers["Content-Type"] == "image/png"
+        assert signed_in.get(url + "obsolete.js", timeout=30).status_code == 200
         # A cross-site form post cannot end the session: no custom header.
-        forged = requests.post(
+        forged = signed_in.post(
             url + "galaxy/finish", data={"x": "1"}, headers={"Origin": "https://evil.example"}, timeout=30
         )
         assert forged.status_code == 403

@@ -98,6 +98,11 @@ def test_galaxy_ran_the_viewer_in_its_container(running: dict[str, Any], record_
     assert mounts[tool_dir] is False, mounts
     assert mounts[str(job_dir / "working")] is True, mounts
     assert mounts[str(job_dir / "outputs")] is True, mounts
+    # outputs_to_working_directory (issue 22 item 8): the dataset store, where the inputs are, is
+    # mounted read-only, and nothing outside this job's own directory is writable.
+    assert mounts[str(CONTAINER_STATE / "data" / "objects")] is False, mounts
+    writable = [target for target, rw in mounts.items() if rw]
+    assert all(Path(target).is_relative_to(job_dir) for target in writable), writable
 
 
 def test_label_save_lands_in_the_output_and_finish_writes_the_merged_h5ad(

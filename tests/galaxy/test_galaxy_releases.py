@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import anndata as ad
 import pytest
 import requests
+from galaxy_cellxgene_testkit import signed_in
 from support.galaxy_fixture import ROOT, TEST_DATA, VIEWER_TOOL, read_labels_csv
 from support.galaxy_releases import RELEASES, ReleaseGalaxy
 from test_galaxy_interactive import (
@@ -117,7 +118,8 @@ def test_entry_point_path_label_save_and_stop(galaxy_release: ReleaseGalaxy, rel
     route = proxy_route(galaxy, url)
     assert route["requires_path_in_url"] is True, route
     assert requests.get(f"http://{route['host']}:{route['port']}/", timeout=10).status_code == 404
-    assert requests.get(f"http://{route['host']}:{route['port']}{urlsplit(url).path}", timeout=10).ok
+    # With the path, and the owner's Galaxy session (a browser sends it through the proxy).
+    assert signed_in.get(f"http://{route['host']}:{route['port']}{urlsplit(url).path}", like=url, timeout=10).ok
 
     labels = list(reversed(demo_labels(ui.schema()["dataframe"]["nObs"])))
     assert ui.put_labels({CATEGORY: labels}).status_code == 200

@@ -23,12 +23,15 @@ from typing import Any
 
 import pytest
 from galaxy_cellxgene_testkit.stand_in import JsonHandler
+from galaxy_cellxgene_testkit.ui_client import UiClient
 from support.fixtures import wait_until
 
 pytestmark = pytest.mark.slow
 
 HISTORY = "f2db41e1fa331b3e"
-KEY = "remote-save-test-key"
+# No API key: the runtime acts with the owner's Galaxy session, as the owner's browser sent it.
+SESSION = "remote-save-test-session"
+OWNER = "owner@example.org"
 NAME = re.compile(r"^cellxgene on pbmc_demo\.h5ad: cell annotations \(saved at \d\d:\d\d\)$")
 
 
@@ -53,7 +56,7 @@ def galaxy_stand_in() -> Iterator[GalaxyStandIn]:
     class Handler(JsonHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers["Content-Length"]))
-            if self.path != "/api/tools/fetch" or self.headers.get("x-api-key") != KEY:
+            if self.path != "/api/tools/fetch" or self.headers.get("Cookie") != f"galaxysession={SESSION}":
                 self.answer({"err_msg": "unexpected"}, 400)
                 return
             message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
@@ -76,7 +79,11 @@ def galaxy_stand_in() -> Iterator[GalaxyStandIn]:
             )
 
         def do_GET(self) -> None:
-            if self.headers.get("x-api-key") != KEY:
+            if self.path == "/api/users/current":  # the owner gate's question (owner_gate.py)
+                known = self.headers.get("Cookie") == f"galaxysession={SESSION}"
+                self.answer({"email": OWNER} if known else {})
+                return
+            if self.headers.get("Cookie") != f"galaxysession={SESSION}":
                 self.answer({"err_msg": "unexpected"}, 400)
                 return
             with state.lock:  # the pushed copies carry the ids do_POST gave them, in order
@@ -106,7 +113,7 @@ def galaxy_stand_in() -> Iterator[GalaxyStandIn]:
 
         def do_DELETE(self) -> None:
             match = re.fullmatch(rf"/api/histories/{HISTORY}/contents/(\w+)", self.path)
-            if not match or self.headers.get("x-api-key") != KEY:
+            if not match or self.headers.get("Cookie") != f"galaxysession={SESSION}":
                 self.answer({"err_msg": "unexpected"}, 400)
                 return
             with state.lock:
@@ -125,13 +132,19 @@ def galaxy_stand_in() -> Iterator[GalaxyStandIn]:
 def galaxy_env(stand_in: GalaxyStandIn, staged: bool, debounce: float = 0.3) -> dict[str, str]:
     env = {
         "GALAXY_URL": stand_in.url,
-        "GALAXY_API_KEY": KEY,
+        "GALAXY_CELLXGENE_OWNER": OWNER,
         "GALAXY_HISTORY_ID": HISTORY,
         "GALAXY_CELLXGENE_REMOTE_SAVE_DEBOUNCE": str(debounce),
     }
     if staged:
         env["GALAXY_CELLXGENE_OUTPUTS"] = "staged"
     return env
+
+
+def as_owner(job: Any) -> Any:
+    """The job's client sends the owner's Galaxy session, as the owner's browser does."""
+    job.client = UiClient(job.url, cookie=SESSION)
+    return job
 
 
 def labels(n: int, shift: int = 0) -> list[str]:
@@ -147,8 +160,8 @@ def quiet_for(seconds: float, stand_in: GalaxyStandIn, count: int) -> None:
 
 
 def test_galaxy_own_outputs_are_never_uploaded(runtime, galaxy_stand_in: GalaxyStandIn) -> None:
-    """Local and container destinations: Galaxy's URL, key and history are there, the flag is not."""
-    job = runtime(env=galaxy_env(galaxy_stand_in, staged=False))
+    """Local and container destinations: Galaxy's URL, history and owner are there, the flag is not."""
+    job = as_owner(runtime(env=galaxy_env(galaxy_stand_in, staged=False)))
     n = job.client.schema()["dataframe"]["nObs"]
     assert job.client.put_labels({"remote_cat": labels(n)}).ok
     quiet_for(3.0, galaxy_stand_in, 0)  # ten times the debounce
@@ -159,7 +172,7 @@ def test_galaxy_own_outputs_are_never_uploaded(runtime, galaxy_stand_in: GalaxyS
 
 
 def test_staged_outputs_are_pushed_after_a_save_once_and_replaced(runtime, galaxy_stand_in: GalaxyStandIn) -> None:
-    job = runtime(env=galaxy_env(galaxy_stand_in, staged=True))
+    job = as_owner(runtime(env=galaxy_env(galaxy_stand_in, staged=True)))
     n = job.client.schema()["dataframe"]["nObs"]
     # Nothing saved yet: the outputs hold the start's (empty) state, which is no news.
     quiet_for(1.5, galaxy_stand_in, 0)
@@ -192,7 +205,7 @@ def test_staged_outputs_are_pushed_after_a_save_once_and_replaced(runtime, galax
 
 def test_sigterm_pushes_what_is_unpushed(runtime, galaxy_stand_in: GalaxyStandIn) -> None:
     # A debounce longer than the test: only the SIGTERM path can push.
-    job = runtime(env=galaxy_env(galaxy_stand_in, staged=True, debounce=600))
+    job = as_owner(runtime(env=galaxy_env(galaxy_stand_in, staged=True, debounce=600)))
     n = job.client.schema()["dataframe"]["nObs"]
     assert job.client.put_labels({"remote_cat": labels(n, shift=2)}).ok
     quiet_for(1.0, galaxy_stand_in, 0)
@@ -207,7 +220,7 @@ def test_sigterm_push_ends_inside_the_grace_period(runtime, galaxy_stand_in: Gal
     """A Galaxy slower than the budget: the runtime gives up and exits before a runner's
     SIGKILL (Docker's stop waits 10 s), instead of hanging on the upload."""
     galaxy_stand_in.delay = 30.0
-    job = runtime(env=galaxy_env(galaxy_stand_in, staged=True, debounce=600))
+    job = as_owner(runtime(env=galaxy_env(galaxy_stand_in, staged=True, debounce=600)))
     n = job.client.schema()["dataframe"]["nObs"]
     assert job.client.put_labels({"remote_cat": labels(n)}).ok
     started = time.monotonic()
@@ -221,7 +234,7 @@ def test_a_viewer_whose_staging_directory_is_gone_exits(runtime, galaxy_stand_in
     deleted the job's directory (Galaxy collected it), the runtime ends itself."""
     import shutil
 
-    job = runtime(env=galaxy_env(galaxy_stand_in, staged=True))
+    job = as_owner(runtime(env=galaxy_env(galaxy_stand_in, staged=True)))
     shutil.rmtree(job.annotations.parent)
     assert job.wait(30) == 0
     assert "staging directory is gone" in job.log
@@ -236,7 +249,7 @@ def test_a_collected_job_drops_the_pushed_copy_its_staged_output_repeats(
     staged output is what the history keeps."""
     import shutil
 
-    job = runtime(env=galaxy_env(galaxy_stand_in, staged=True))
+    job = as_owner(runtime(env=galaxy_env(galaxy_stand_in, staged=True)))
     n = job.client.schema()["dataframe"]["nObs"]
     assert job.client.put_labels({"remote_cat": labels(n)}).ok
     wait_until(lambda: galaxy_stand_in.uploads, 30, "the push after a save", job.proc)
@@ -254,7 +267,7 @@ def test_an_uncollected_job_keeps_the_pushed_copy(runtime, galaxy_stand_in: Gala
     import shutil
 
     env = {**galaxy_env(galaxy_stand_in, staged=True), "GALAXY_CELLXGENE_REMOTE_SAVE_COLLECT_WAIT": "2"}
-    job = runtime(env=env)
+    job = as_owner(runtime(env=env))
     n = job.client.schema()["dataframe"]["nObs"]
     assert job.client.put_labels({"remote_cat": labels(n, shift=1)}).ok
     wait_until(lambda: galaxy_stand_in.uploads, 30, "the push after a save", job.proc)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import requests
-from galaxy_cellxgene.galaxy_export import ExportError, GalaxyTarget, export_files
+from galaxy_cellxgene.galaxy_client import GalaxyLink
+from galaxy_cellxgene.galaxy_export import ExportError, export_files
 from galaxy_cellxgene.limits import GENE_SETS_MAX_BYTES, MIB, label_bytes_limit
 from safety_helpers import read_output
 from server.common.fbs.matrix import encode_matrix_fbs
@@ -110,7 +111,8 @@ def test_bodies_over_their_route_limit_are_refused_before_they_are_read(saved) -
 
 
 def test_no_redirect_is_followed_with_the_key(tmp_path: Path) -> None:
-    """requests keeps the x-api-key header across redirects, even to another host."""
+    """requests keeps an explicit Cookie header across redirects, even to another host: the
+    owner's session must not travel to wherever Galaxy's URL redirects."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -121,7 +123,7 @@ def test_no_redirect_is_followed_with_the_key(tmp_path: Path) -> None:
             pass
 
         def do_POST(self) -> None:
-            seen.append(self.headers.get("x-api-key"))
+            seen.append(self.headers.get("Cookie"))
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             self.send_response(200)
             self.send_header("Content-Length", "2")
@@ -147,10 +149,10 @@ def test_no_redirect_is_followed_with_the_key(tmp_path: Path) -> None:
     try:
         labels = tmp_path / "labels.csv"
         labels.write_text("index,mine\ncell0,a\n")
-        target = GalaxyTarget(f"http://127.0.0.1:{galaxy.server_port}/", "secret-key-0123456789", "h1")
+        link = GalaxyLink(f"http://127.0.0.1:{galaxy.server_port}/", "h1")
         with pytest.raises(ExportError, match="redirect"):
-            export_files(target, labels, tmp_path / "none.csv", "demo")
-        assert seen == []  # the key never travelled to the redirect's target
+            export_files(link.client("secret-session-0123456789"), labels, tmp_path / "none.csv", "demo")
+        assert seen == []  # the session never travelled to the redirect's target
     finally:
         for server in (elsewhere, galaxy):
             server.shutdown()

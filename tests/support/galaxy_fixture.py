@@ -45,6 +45,9 @@ class LocalGalaxy(GalaxyApi):
         self.admin_key: str = credentials["admin_key"]
         self.user_key: str = credentials["user_key"]
         self.admin = GalaxyApi(self.url, self.admin_key)
+        # The viewer answers only its owner's Galaxy session (owner_gate.py): sign in as a browser
+        # would, so every UiClient on this Galaxy's origin sends the demo user's cookie.
+        self.session_cookie: str = self.sign_in(credentials["user_email"], credentials["user_password"])
 
     def labels(self, dataset_id: str) -> Any:
         """A labels CSV output, once Galaxy has it, as pandas reads it (see read_labels_csv)."""

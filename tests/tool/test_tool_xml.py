@@ -163,7 +163,8 @@ def test_interactive_entry_point_matches_the_runtime_port() -> None:
     command = tool.findtext("command") or ""
     assert f"--port {port}" in command
     env = {e.get("name"): e for e in tool.findall("./environment_variables/environment_variable")}
-    assert env["GALAXY_API_KEY"].get("inject") == "api_key"
+    assert "GALAXY_API_KEY" not in env  # the owner's session serves Export (docs/security.md)
+    assert (env["GALAXY_CELLXGENE_OWNER"].text or "").strip() == "$__user_email__"
     assert (env["GALAXY_URL"].text or "").strip() == "$__galaxy_url__"
     assert (env["GALAXY_HISTORY_ID"].text or "").strip() == "$__history_id__"
 

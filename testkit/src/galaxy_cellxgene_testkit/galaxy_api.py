@@ -9,12 +9,15 @@ deadline and raises with what it last saw, so a hung job fails a test instead of
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
+
+from galaxy_cellxgene_testkit import signed_in
 
 T = TypeVar("T")
 
@@ -110,6 +113,22 @@ class GalaxyApi:
         if user is None:
             user = self.post("users", {"email": email, "password": password, "username": username})
         return user
+
+    def sign_in(self, email: str, password: str, remember: bool = True) -> str:
+        """Sign in as a browser does (Galaxy's /user/login); returns the `galaxysession` cookie and
+        (`remember`) keeps it for this origin, so UiClients to viewers on it send it (signed_in.py)."""
+        browser = requests.Session()
+        # Galaxy 26 wants the session's CSRF token with the form; its login page carries it.
+        page = browser.get(f"{self.url}/login/start", timeout=self.timeout).text
+        token = re.search(r'session_csrf_token\s*[=:]\s*"([^"]+)"', page)
+        form = {"login": email, "password": password, "session_csrf_token": token.group(1) if token else None}
+        response = browser.post(f"{self.url}/user/login", json=form, timeout=self.timeout)
+        cookie = browser.cookies.get(signed_in.COOKIE_NAME)
+        if not response.ok or not cookie:
+            raise GalaxyError(f"sign-in of {email} -> {response.status_code}: {response.text[:500]}")
+        if remember:
+            signed_in.remember(self.url, cookie)
+        return cookie
 
     def new_api_key(self, user_id: str) -> str:
         # POST makes a fresh key and retires the previous one: callers store what they get.

@@ -15,16 +15,29 @@ import pandas as pd
 import requests
 from server.common.fbs.matrix import decode_matrix_fbs, encode_matrix_fbs
 
+from galaxy_cellxgene_testkit.signed_in import cookie_for, cookie_header
+
 API = "api/v0.2/"
 BINARY = {"Accept": "application/octet-stream"}
 FINISH_HEADERS = {"X-Galaxy-Cellxgene": "finish"}
 
 
 class UiClient:
-    def __init__(self, base_url: str, session: requests.Session | None = None, timeout: float = 30) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        session: requests.Session | None = None,
+        timeout: float = 30,
+        cookie: str | None = None,
+        signed_in: bool = True,
+    ) -> None:
+        """`cookie`: the Galaxy session to send (default: the one signed in on this URL's origin,
+        signed_in.py, as a browser would); `signed_in=False`: a browser that sends none."""
         # cellxgene computes its API base from location.pathname, which must end in "/".
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.session = session or requests.Session()
+        if signed_in and "Cookie" not in self.session.headers:
+            self.session.headers.update(cookie_header(cookie or cookie_for(self.base_url)))
         self.timeout = timeout
         self._tid = 0
 

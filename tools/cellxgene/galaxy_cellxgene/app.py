@@ -17,9 +17,10 @@ from pathlib import Path
 from flask import Blueprint, Flask, jsonify, send_from_directory
 
 from galaxy_cellxgene import cellxgene_internals as cx
-from galaxy_cellxgene import diffexp_export, limits, page_fixes, remote_save
+from galaxy_cellxgene import diffexp_export, galaxy_export, limits, page_fixes, remote_save
 from galaxy_cellxgene.columns import ColumnStore, start_column_copy
 from galaxy_cellxgene.diffexp_export import DiffexpLog
+from galaxy_cellxgene.galaxy_client import GalaxyLink
 from galaxy_cellxgene.layout import Paths
 from galaxy_cellxgene.merge import merge_into_h5ad
 from galaxy_cellxgene.outputs import GalaxyAnnotations
@@ -46,6 +47,10 @@ class Session:
     distribution_known: threading.Event = field(default_factory=threading.Event)
     columns: ColumnStore | None = None
     diffexp: DiffexpLog | None = None
+    # Galaxy's URL, the owner's history and session (galaxy_client.py), shared with serve's gates.
+    galaxy: GalaxyLink = field(default_factory=lambda: GalaxyLink(None, None))
+    # Pushes saves into the history when the outputs are staged copies (remote_save.py).
+    saver: remote_save.RemoteSaver | None = None
     finish_reason: str | None = None
     finish_error: str | None = None
     last_activity: float = field(default_factory=time.monotonic)
@@ -100,10 +105,15 @@ class Session:
 
     def send_pending_diffexp(self) -> str | None:
         """Differential expression results not exported yet go to the history (if export is on)."""
-        export = _export_module()
-        if export is None or not self.app.config.get("GALAXY_EXPORT_ENABLED"):
+        if not self.app.config.get("GALAXY_EXPORT_ENABLED"):
             return None
-        return export.export_diffexp_at_finish(self.diffexp, self.options.title or self.paths.source.name)
+        name = self.options.title or self.paths.source.name
+        return galaxy_export.export_diffexp_at_finish(self.galaxy, self.diffexp, name)
+
+    def at_exit(self, terminated: bool) -> None:
+        """The process is ending (serve.py): SIGTERM pushes unpushed saves, a clean end withdraws
+        the pushed copies (remote_save.at_exit). Nothing to do without a remote saver."""
+        remote_save.at_exit([self.saver] if self.saver else [], terminated)
 
     def _write_merged(self) -> None:
         if self.paths.merged_out is None:
@@ -149,10 +159,13 @@ class Session:
         }
 
 
-def build_session(paths: Paths, options: ViewerOptions, columns: ColumnStore | None = None) -> Session:
-    """cellxgene's app for one dataset; `columns` is a column copy already started for it."""
-    export = _export_module()
-    scripts = (EXPORT_SCRIPT,) if export and export.available() else ()
+def build_session(
+    paths: Paths, options: ViewerOptions, columns: ColumnStore | None = None, galaxy: GalaxyLink | None = None
+) -> Session:
+    """cellxgene's app for one dataset; `columns` is a column copy already started for it;
+    `galaxy` the process's one link to Galaxy (a new one from the environment if None)."""
+    galaxy = galaxy if galaxy is not None else GalaxyLink.from_env()
+    scripts = (EXPORT_SCRIPT,) if galaxy.can_write else ()
     options_for_config = ViewerOptions(**{**options.__dict__, "extra_scripts": options.extra_scripts + scripts})
 
     labels_copy, gene_sets_copy = paths.labels_copy, paths.gene_sets_copy
@@ -193,16 +206,18 @@ def build_session(paths: Paths, options: ViewerOptions, columns: ColumnStore | N
     app = cx.launch_app(app_config)
     limits.install(app, n_obs)
     page_fixes.install(app, options.first_embedding)
-    session = Session(app, store, paths, options, data_adaptor, distribution_known=distribution_known, columns=columns)
+    session = Session(
+        app, store, paths, options, data_adaptor, distribution_known=distribution_known, columns=columns, galaxy=galaxy
+    )
     session.diffexp = DiffexpLog(paths.work_dir)
     _add_galaxy_routes(app, session)
     diffexp_export.record(app, session.diffexp, data_adaptor, labels=lambda: store.current_labels(data_adaptor))
     if scripts:
         name = options.title or paths.source.name
-        export.register(app, paths.annotations_out, paths.gene_sets_out, name, diffexp=session.diffexp)
+        galaxy_export.register(app, galaxy, paths.annotations_out, paths.gene_sets_out, name, diffexp=session.diffexp)
         app.config["GALAXY_EXPORT_ENABLED"] = True
     # Outputs staged on a remote node (Pulsar): also push saves into the history.
-    remote_save.attach(store, options.title or paths.source.name)
+    session.saver = remote_save.attach(store, options.title or paths.source.name, galaxy)
     return session
 
 
@@ -278,14 +293,6 @@ def _seed(previous: Path | None, working_copy: Path) -> None:
     working_copy.unlink(missing_ok=True)
     if previous is not None:
         working_copy.write_bytes(Path(previous).read_bytes())
-
-
-def _export_module():
-    try:
-        from galaxy_cellxgene import galaxy_export
-    except ImportError:
-        return None
-    return galaxy_export if hasattr(galaxy_export, "register") else None
 
 
 def _add_galaxy_routes(app: Flask, session: Session) -> None:

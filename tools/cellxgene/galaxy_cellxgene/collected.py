@@ -17,10 +17,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-import requests
-
-from galaxy_cellxgene import galaxy_export
-from galaxy_cellxgene.galaxy_export import GalaxyTarget
+from galaxy_cellxgene.galaxy_client import GalaxyClient
 
 # Only a small listing: enough to pick candidates by size before reading any content.
 LISTING_KEYS = "id,state,deleted,purged,file_size,history_content_type"
@@ -59,20 +56,15 @@ def candidates(listing: Iterable[Mapping], size: int, exclude: set[str]) -> list
     ]
 
 
-def staged_in_history(
-    target: GalaxyTarget, wanted: Mapping[str, Content], exclude: set[str], http: requests.Session
-) -> set[str]:
+def staged_in_history(client: GalaxyClient, wanted: Mapping[str, Content], exclude: set[str]) -> set[str]:
     """The kinds of `wanted` whose content a history dataset (not in `exclude`) holds."""
-    http.headers["x-api-key"] = target.key
-    base = f"{target.url}api/histories/{target.history_id}/contents"
-    listing = galaxy_export._call(http, "get", base, params={"v": "dev", "keys": LISTING_KEYS}).json()
+    listing = client.history_listing(LISTING_KEYS)
     found: set[str] = set()
     read: dict[str, str | None] = {}
     for kind, content in wanted.items():
         for dataset_id in candidates(listing, content.size, exclude):
             if dataset_id not in read:
-                url = f"{target.url}api/datasets/{dataset_id}/display"
-                read[dataset_id] = content_digest(galaxy_export._call(http, "get", url).content)
+                read[dataset_id] = content_digest(client.dataset_content(dataset_id))
             if read[dataset_id] == content.digest:
                 found.add(kind)
                 break

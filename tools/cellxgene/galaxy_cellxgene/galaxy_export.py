@@ -2,85 +2,59 @@
 
 The viewer keeps running; this only uploads the files our annotations store last wrote
 (each save replaces them atomically, so a read is never torn). The browser only ever sees
-`POST galaxy/export`; the Galaxy URL, history and API key come from the job's environment
-(the tool XML injects them) and the key is sent to Galaxy in a header, never echoed, never
-logged.
+`POST galaxy/export`; Galaxy's URL and the history come from the job's environment, and the
+upload authenticates with the owner's own Galaxy session, the cookie of the request that asked
+(owner_gate.py proved it is the owner's). No API key is in the job (docs/security.md). All
+Galaxy calls go through galaxy_client.py.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import flask
-import requests
+
+from galaxy_cellxgene.galaxy_client import ENV_HISTORY, ENV_URL, GalaxyCallError, GalaxyClient, GalaxyLink
+from galaxy_cellxgene.owner_gate import ENVIRON_COOKIE
 
 log = logging.getLogger("galaxy_cellxgene.export")
 
-ENV_URL = "GALAXY_URL"
-ENV_KEY = "GALAXY_API_KEY"
-ENV_HISTORY = "GALAXY_HISTORY_ID"
 # export.js sends this header. A page on another site can make a browser POST here (a form,
 # or fetch in no-cors mode) but cannot add a custom header without a CORS preflight, and
 # cellxgene answers preflights only in its debug mode (app__debug, never set by settings.py):
 # so only the viewer's own page can export.
 CSRF_HEADER = "X-Galaxy-Cellxgene"
-
-# Galaxy answers the upload request at once and then runs an upload job like any other
-# job (seconds to a minute on a busy server); the page polls that job through us.
-REQUEST_TIMEOUT = 60.0
-TERMINAL_BAD = {"error", "failed", "deleted", "deleting", "stopped", "skipped"}
+# The name the viewer's messages and older callers use for a failure the user can act on.
+ExportError = GalaxyCallError
 
 
-class ExportError(RuntimeError):
-    """A failure the user can act on; the message is shown in the viewer."""
-
-    def __init__(self, message: str, status: int = 502) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class GalaxyTarget:
-    url: str
-    key: str
-    history_id: str
-
-    def __repr__(self) -> str:  # keep the key out of tracebacks and debug logs
-        return f"GalaxyTarget(url={self.url!r}, history_id={self.history_id!r})"
-
-
-def target_from_env(env: dict[str, str] | None = None) -> GalaxyTarget | None:
-    env = dict(os.environ if env is None else env)
-    url, key, history = (env.get(name, "").strip() for name in (ENV_URL, ENV_KEY, ENV_HISTORY))
-    if not (url and key and history):
-        return None
-    return GalaxyTarget(url.rstrip("/") + "/", key, history)
-
-
-def available(env: dict[str, str] | None = None) -> bool:
-    """True when the job's environment lets us write to the user's history."""
-    return target_from_env(env) is not None
-
-
-def missing_message(env: dict[str, str] | None = None) -> str:
-    env = dict(os.environ if env is None else env)
-    missing = [name for name in (ENV_URL, ENV_KEY, ENV_HISTORY) if not env.get(name, "").strip()]
+def missing_message(link: GalaxyLink) -> str:
     return (
         "Export to Galaxy is not available in this session: the job environment lacks "
-        + ", ".join(missing)
+        + ", ".join(link.missing())
         + ". Galaxy sets them when the tool runs inside Galaxy; use Finish to save your work instead."
     )
 
 
+def request_client(link: GalaxyLink) -> GalaxyClient:
+    """A client acting with the session of the request being answered: the owner's, as the owner
+    gate proved; with the gate switched off, whoever's browser asked (Galaxy then allows only
+    what that user may do in the owner's history: nothing, for anyone but the owner)."""
+    cookie = flask.request.environ.get(ENVIRON_COOKIE) or link.cookie_in(flask.request.headers)
+    return link.client(cookie)
+
+
 def register(
-    app: flask.Flask, annotations_path: Path, gene_sets_path: Path, dataset_name: str, diffexp: Any = None
+    app: flask.Flask,
+    link: GalaxyLink,
+    annotations_path: Path,
+    gene_sets_path: Path,
+    dataset_name: str,
+    diffexp: Any = None,
 ) -> None:
     """Add the export routes to cellxgene's app, under /galaxy (relative to the entry point).
 
@@ -91,27 +65,26 @@ def register(
     annotations_path = Path(annotations_path)
     gene_sets_path = Path(gene_sets_path)
     # Only uploads this session made may be asked about: the route must not become a way
-    # to read arbitrary Galaxy jobs with the user's key.
+    # to read arbitrary Galaxy jobs with the user's session.
     started_jobs: set[str] = set()
     bp = flask.Blueprint("galaxy_export", __name__, url_prefix="/galaxy")
 
     @bp.get("/export")
     def export_info():
-        if not available():
-            return _json({"enabled": False, "message": missing_message()}, 501)
+        if not link.can_write:
+            return _json({"enabled": False, "message": missing_message(link)}, 501)
         return _json({"enabled": True})
 
     @bp.post("/export")
     def export():
         if flask.request.headers.get(CSRF_HEADER) != "export":
             return _json({"ok": False, "message": f"Missing {CSRF_HEADER} header."}, 403)
-        target = target_from_env()
-        if target is None:
-            return _json({"enabled": False, "message": missing_message()}, 501)
+        if not link.can_write:
+            return _json({"enabled": False, "message": missing_message(link)}, 501)
         comparisons = diffexp.pending() if diffexp is not None else []
         try:
             tables = diffexp_files(diffexp, comparisons, dataset_name)
-            result = export_files(target, annotations_path, gene_sets_path, dataset_name, extra=tables)
+            result = export_files(request_client(link), annotations_path, gene_sets_path, dataset_name, extra=tables)
         except ExportError as err:
             log.warning("export to Galaxy failed: %s", err)
             return _json({"ok": False, "message": str(err)}, err.status)
@@ -120,20 +93,19 @@ def register(
             diffexp.mark_exported(comparisons)
         log.info(
             "export to Galaxy history %s accepted: %s",
-            target.history_id,
+            link.history_id,
             ", ".join(d["name"] for d in result["datasets"]),
         )
         return _json({"ok": True, **result})
 
     @bp.get("/export/jobs/<job_id>")
     def export_job(job_id: str):
-        target = target_from_env()
-        if target is None:
-            return _json({"enabled": False, "message": missing_message()}, 501)
+        if not link.can_write:
+            return _json({"enabled": False, "message": missing_message(link)}, 501)
         if job_id not in started_jobs:
             return _json({"ok": False, "message": "Not an export of this session."}, 404)
         try:
-            state = upload_state(target, job_id)
+            state = request_client(link).job_state(job_id)
         except ExportError as err:
             return _json({"ok": False, "state": "error", "message": str(err)}, 200)
         return _json({"ok": True, "state": state})
@@ -149,12 +121,11 @@ def _json(body: dict[str, Any], status: int = 200) -> flask.Response:
 
 
 def export_files(
-    target: GalaxyTarget,
+    client: GalaxyClient,
     annotations_path: Path | None,
     gene_sets_path: Path | None,
     dataset_name: str,
     *,
-    session: requests.Session | None = None,
     extra: Sequence[tuple[Path, str, str, str]] = (),
 ) -> dict[str, Any]:
     """Upload whichever of the two files hold a save, and the `extra` (path, kind, name, ext)
@@ -175,37 +146,14 @@ def export_files(
             "Create a category or a gene set first (cellxgene saves within a few seconds).",
             status=409,
         )
-
-    http = session or requests.Session()
-    http.headers["x-api-key"] = target.key
-    elements = [{"src": "files", "ext": ext, "name": name, "to_posix_lines": False} for _, _, name, ext in present]
-    form = {
-        "history_id": target.history_id,
-        "targets": json.dumps([{"destination": {"type": "hdas"}, "elements": elements}]),
-    }
-    handles = [path.open("rb") for path, _, _, _ in present]
-    try:
-        multipart = [
-            (f"files_{i}|file_data", (path.name, handle, "text/csv" if ext == "csv" else "text/plain"))
-            for i, ((path, _, _, ext), handle) in enumerate(zip(present, handles, strict=True))
-        ]
-        response = _call(http, "post", target.url + "api/tools/fetch", data=form, files=multipart)
-    finally:
-        for handle in handles:
-            handle.close()
-
-    created = response.json()
+    created = client.upload_files([(path, name, ext) for path, _, name, ext in present])
     # Galaxy returns the outputs in the order of the elements sent.
-    datasets = [
-        {"id": out.get("id"), "hid": out.get("hid"), "name": out.get("name"), "kind": kind}
-        for out, (_, kind, _, _) in zip(created.get("outputs", []), present, strict=False)
-    ]
-    jobs = [job.get("id") for job in created.get("jobs", []) if job.get("id")]
+    datasets = [{**out, "kind": kind} for out, (_, kind, _, _) in zip(created["datasets"], present, strict=False)]
     return {
-        "history_id": target.history_id,
+        "history_id": created["history_id"],
         "datasets": datasets,
         "skipped": skipped,
-        "jobs": jobs,
+        "jobs": created["jobs"],
         "state": "queued",
     }
 
@@ -226,15 +174,15 @@ def diffexp_files(diffexp: Any, comparisons: list[Any], dataset_name: str) -> li
     ]
 
 
-def export_diffexp_at_finish(diffexp: Any, dataset_name: str) -> str | None:
-    """Finish: upload the comparisons not exported yet. Returns a problem to report, or None."""
+def export_diffexp_at_finish(link: GalaxyLink, diffexp: Any, dataset_name: str) -> str | None:
+    """Finish: upload the comparisons not exported yet, as the owner (the Finish request's
+    session, remembered by the owner gate). Returns a problem to report, or None."""
     comparisons = diffexp.pending() if diffexp is not None else []
-    target = target_from_env()
-    if not comparisons or target is None:
+    if not comparisons or not link.can_write:
         return None
     files = diffexp_files(diffexp, comparisons, dataset_name)
     try:
-        result = export_files(target, None, None, dataset_name, extra=files)
+        result = export_files(link.client(), None, None, dataset_name, extra=files)
     except ExportError as err:
         log.warning("differential expression export at finish failed: %s", err)
         return f"The differential expression results could not be sent to Galaxy: {err}"
@@ -243,51 +191,4 @@ def export_diffexp_at_finish(diffexp: Any, dataset_name: str) -> str | None:
     return None
 
 
-def upload_state(target: GalaxyTarget, job_id: str, session: requests.Session | None = None) -> str:
-    """The upload job's state; a failed upload raises with Galaxy's own last words."""
-    http = session or requests.Session()
-    http.headers["x-api-key"] = target.key
-    job = _call(http, "get", target.url + f"api/jobs/{job_id}", params={"full": "true"}).json()
-    state = str(job.get("state", ""))
-    if state in TERMINAL_BAD:
-        detail = (job.get("tool_stderr") or job.get("stderr") or "").strip().splitlines()
-        raise ExportError(
-            f"Galaxy could not store the export (upload job {state})" + (f": {detail[-1]}" if detail else ".")
-        )
-    return state
-
-
-def _call(http: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
-    try:
-        # No redirects: requests would resend the key header to wherever a redirect points
-        # (it drops only Authorization on a host change, not x-api-key).
-        response = http.request(method, url, timeout=REQUEST_TIMEOUT, allow_redirects=False, **kwargs)
-    except requests.RequestException as err:
-        # The exception text names the URL only; the key travels in a header.
-        raise ExportError(f"Galaxy is not reachable at {url.split('?')[0]}: {type(err).__name__}") from err
-    if response.is_redirect:
-        raise ExportError(
-            f"Galaxy answered with a redirect (HTTP {response.status_code}) at {url.split('?')[0]}; "
-            "the key is not sent on. Ask your Galaxy admin to check the Galaxy URL the tool gets "
-            "(galaxy_infrastructure_url).",
-            status=502,
-        )
-    if response.status_code >= 400:
-        raise ExportError(_galaxy_error(response), status=502)
-    return response
-
-
-def _galaxy_error(response: requests.Response) -> str:
-    try:
-        detail = response.json().get("err_msg") or response.text
-    except ValueError:
-        detail = response.text
-    # Redact before truncating: a proxy or Galaxy that echoes the request must not leak the key
-    # to the browser or the job log (a cut could otherwise leave part of it).
-    key = response.request.headers.get("x-api-key") if response.request is not None else None
-    if key:
-        detail = str(detail).replace(key, "[API key]")
-    detail = " ".join(str(detail).split())[:300]
-    if response.status_code in (401, 403):
-        return f"Galaxy refused the export (HTTP {response.status_code}): {detail}"
-    return f"Galaxy answered HTTP {response.status_code}: {detail}"
+__all__ = ["CSRF_HEADER", "ENV_HISTORY", "ENV_URL", "ExportError", "export_files", "register"]

@@ -26,8 +26,13 @@ files) to its staging directory and sets no variable of its own in the job's env
 in pulsar/managers), and a path shape like `.../outputs/dataset_*.dat` is also what Galaxy's own
 `outputs_to_working_directory` gives on the local runner. The admin who configures a staging
 destination knows, just as they declare GALAXY_CELLXGENE_HOST for the local one. Without the
-flag (local and container destinations) nothing is ever uploaded; without Galaxy's URL, key
-and history (galaxy_export.py) nothing can be.
+flag (local and container destinations) nothing is ever uploaded; without Galaxy's URL and
+history nothing can be.
+
+Credentials: no API key is in the job. Pushes authenticate with the owner's Galaxy session as
+last seen on a request the owner gate (owner_gate.py) proved to be the owner's: a save is such
+a request, so the session is there before anything is due (galaxy_client.GalaxyLink). The
+saver belongs to its session (app.Session.saver): serve.py ends it through the session.
 """
 
 from __future__ import annotations
@@ -45,9 +50,9 @@ from typing import Any
 
 import requests
 
-from galaxy_cellxgene import collected, galaxy_export
+from galaxy_cellxgene import collected
 from galaxy_cellxgene.collected import Content, content_digest
-from galaxy_cellxgene.galaxy_export import ExportError, GalaxyTarget
+from galaxy_cellxgene.galaxy_client import GalaxyCallError, GalaxyLink
 
 log = logging.getLogger("galaxy_cellxgene.remote_save")
 
@@ -68,8 +73,6 @@ ENV_COLLECT_WAIT = "GALAXY_CELLXGENE_REMOTE_SAVE_COLLECT_WAIT"
 COLLECT_WAIT_SECONDS = 60.0
 COLLECT_POLL_SECONDS = 3.0
 KINDS = (("annotations", "cell annotations"), ("gene_sets", "gene sets"))
-# Every saver of this process (one per dataset; several in a view-many session).
-SAVERS: list[RemoteSaver] = []
 
 
 def outputs_are_staged(env: Mapping[str, str] | None = None) -> bool:
@@ -125,7 +128,7 @@ class Pushed:
 class RemoteSaver:
     """Pushes the outputs' last completed save into the history (see the module docstring)."""
 
-    target: GalaxyTarget
+    link: GalaxyLink
     files: Sequence[tuple[Path, str]]  # (output path, kind) as in KINDS
     source_name: str
     lock: Any  # held by every save (GalaxyAnnotations.save_lock): a push never reads a torn pair
@@ -223,10 +226,10 @@ class RemoteSaver:
                 copy.write_bytes(data)
                 files.append((copy, label, f"cellxgene on {self.source_name}: {label} (saved at {stamp})", "csv"))
             try:
-                result = galaxy_export.export_files(
-                    self.target, None, None, self.source_name, session=session, extra=files
+                result = self.link.client(session=session).upload_files(
+                    [(path, name, ext) for path, _, name, ext in files]
                 )
-            except ExportError as err:
+            except GalaxyCallError as err:
                 self.last_error = str(err)
                 self._first_unpushed = self._first_unpushed or self.clock()
                 self._not_before = self.clock() + self.retry
@@ -244,7 +247,7 @@ class RemoteSaver:
         print(
             f"[galaxy-cellxgene] remote save ({reason}): "
             + ", ".join(p.name for p in new)
-            + f" sent to history {self.target.history_id}",
+            + f" sent to history {self.link.history_id}",
             flush=True,
         )
         return new
@@ -256,12 +259,9 @@ class RemoteSaver:
                 self._delete(self.pushed.pop(kind), session)
 
     def _delete(self, pushed: Pushed, session: requests.Session | None) -> None:
-        http = session or requests.Session()
-        http.headers["x-api-key"] = self.target.key
-        url = self.target.url + f"api/histories/{self.target.history_id}/contents/{pushed.dataset_id}"
         try:
-            galaxy_export._call(http, "delete", url)
-        except ExportError as err:
+            self.link.client(session=session).delete_dataset(pushed.dataset_id)
+        except GalaxyCallError as err:
             log.warning("could not delete the older remote save %s: %s", pushed.name, err)
 
     # ------------------------------------------------------------------ lifecycle
@@ -314,7 +314,7 @@ class RemoteSaver:
         while True:
             wanted = {kind: self.final[kind] for kind in self.pushed if kind in self.final}
             ours = {pushed.dataset_id for pushed in self.pushed.values()}
-            found = collected.staged_in_history(self.target, wanted, ours, http) if wanted else set()
+            found = collected.staged_in_history(self.link.client(session=http), wanted, ours) if wanted else set()
             for kind in sorted(found):
                 pushed = self.pushed.pop(kind)
                 self._delete(pushed, http)
@@ -345,23 +345,23 @@ class RemoteSaver:
         self.withdraw()
 
 
-def attach(store: Any, name: str, env: Mapping[str, str] | None = None) -> RemoteSaver | None:
-    """Hook for app.build_session: a saver on the annotations store (outputs.GalaxyAnnotations:
-    its two outputs, its save lock, its save listeners) when the outputs are staged."""
+def attach(store: Any, name: str, link: GalaxyLink, env: Mapping[str, str] | None = None) -> RemoteSaver | None:
+    """A saver on the annotations store (outputs.GalaxyAnnotations: its two outputs, its save
+    lock, its save listeners) when the outputs are staged; app.build_session keeps it."""
     env = os.environ if env is None else env
-    target = galaxy_export.target_from_env(dict(env))
     if not outputs_are_staged(env):
         return None
-    if target is None:
+    if not link.can_write:
         print(
             "[galaxy-cellxgene] WARNING: the outputs are staged copies (GALAXY_CELLXGENE_OUTPUTS=staged) but "
-            + galaxy_export.missing_message(dict(env))
-            + " Saves reach the history only when the job ends.",
+            "the job environment lacks "
+            + ", ".join(link.missing())
+            + ". Saves reach the history only when the job ends.",
             flush=True,
         )
         return None
     saver = RemoteSaver(
-        target,
+        link,
         [(Path(store.labels_output), "annotations"), (Path(store.gene_sets_output), "gene_sets")],
         name,
         store.save_lock,
@@ -372,7 +372,6 @@ def attach(store: Any, name: str, env: Mapping[str, str] | None = None) -> Remot
     )
     store.add_save_listener(saver.saved)
     saver.start()
-    SAVERS.append(saver)
     print("[galaxy-cellxgene] outputs are staged copies: saves are also pushed into the history", flush=True)
     return saver
 
@@ -385,11 +384,11 @@ def _exit_orphaned() -> None:
     os._exit(0)
 
 
-def at_exit(terminated: bool) -> None:
-    """Hook for serve.py: SIGTERM pushes (within one budget for all), a clean finish withdraws the
-    copies. Every saver of the process, so a several-dataset session (multi.py) is covered too."""
+def at_exit(savers: Sequence[RemoteSaver], terminated: bool) -> None:
+    """SIGTERM pushes (within one budget for all), a clean finish withdraws the copies: every
+    saver a session owns (one per dataset; several in a view-many session)."""
     deadline = time.monotonic() + TERMINATE_BUDGET_SECONDS
-    for saver in list(SAVERS):
+    for saver in savers:
         if terminated:
             saver.on_terminate(deadline)
         else:

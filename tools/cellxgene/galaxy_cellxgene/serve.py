@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Protocol
 from wsgiref.types import WSGIApplication
 
-from galaxy_cellxgene import entry_path, remote_save
+from galaxy_cellxgene import entry_path, owner_gate
 from galaxy_cellxgene.durable import atomic_write
+from galaxy_cellxgene.galaxy_client import GalaxyLink
 from galaxy_cellxgene.joblog import say
 from galaxy_cellxgene.options import ServerOptions
 
@@ -34,6 +35,9 @@ class ServedSession(Protocol):
 
     @property
     def app(self) -> WSGIApplication: ...
+
+    @property
+    def galaxy(self) -> GalaxyLink: ...  # Galaxy's URL and the owner's session (owner_gate.py)
 
     @property
     def finished(self) -> threading.Event: ...  # set once the session has finished
@@ -52,6 +56,10 @@ class ServedSession(Protocol):
 
     def hold_saves(self, timeout: float) -> bool:
         """Wait up to `timeout` s for a save in flight, then keep every later one out (SIGTERM)."""
+        ...
+
+    def at_exit(self, terminated: bool) -> None:
+        """The process ends: after SIGTERM (`terminated`) or a clean finish (remote_save.at_exit)."""
         ...
 
 
@@ -108,7 +116,9 @@ def serve(
 
     prefix = entry_path.prefix_from_env(os.environ)
     server = create_server(
-        entry_path.gate(session.app, prefix),
+        # Outside: the secret path (a direct connection lacks it); inside: the owner (a leaked
+        # link lacks the owner's Galaxy session).
+        entry_path.gate(owner_gate.gate(session.app, session.galaxy, os.environ), prefix),
         host=binding.host,
         port=binding.port,
         threads=threads,
@@ -136,7 +146,7 @@ def serve(
             session.finish("idle timeout")
 
     _drain(server)
-    remote_save.at_exit(terminated=False)
+    session.at_exit(terminated=False)
     status = session.status()
     say(
         f"finished ({status['finish_reason']}): {status['label_saves']} label saves, "
@@ -170,7 +180,7 @@ def _install_signal_handlers(session: ServedSession) -> None:
     def terminate(signum, frame):
         # Every save is already in its output (atomic rename); only wait for one in flight.
         session.hold_saves(0.5)
-        remote_save.at_exit(terminated=True)
+        session.at_exit(terminated=True)
         say("terminated (Galaxy's Stop): the outputs hold the last completed save")
         sys.stdout.flush()
         os._exit(EXIT_TERMINATED)

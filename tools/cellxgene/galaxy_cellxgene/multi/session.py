@@ -1,6 +1,7 @@
 """MultiSession: several datasets in one session, driven by serve() like the single viewer.
 
-It implements serve.ServedSession (app, finished, idle_for, finish, status, hold_saves), as
+It implements serve.ServedSession (app, galaxy, finished, idle_for, finish, status, hold_saves,
+at_exit), as
 app.Session does, so waitress, registration, signals and the idle timeout are the single
 viewer's code, unchanged. Building one does nothing on disk; `start()` creates the output
 folders, writes the first galaxy.json and starts the thread that unloads idle datasets.
@@ -13,8 +14,10 @@ import logging
 import threading
 import time
 
-from galaxy_cellxgene.app import build_session
-from galaxy_cellxgene.layout import OutputDirs
+from galaxy_cellxgene import remote_save
+from galaxy_cellxgene.app import Session, build_session
+from galaxy_cellxgene.galaxy_client import GalaxyLink
+from galaxy_cellxgene.layout import OutputDirs, Paths
 from galaxy_cellxgene.multi.datasets import Dataset
 from galaxy_cellxgene.multi.landing import render_landing
 from galaxy_cellxgene.multi.listing import GalaxyListing
@@ -35,7 +38,12 @@ class MultiSession:
         memory_budget_bytes: int | None = None,
         unload_after: float | None = None,
         loader: Loader = build_session,
+        galaxy: GalaxyLink | None = None,
     ) -> None:
+        # One link to Galaxy for every dataset: the owner's session seen on any of them serves all.
+        self.galaxy = galaxy if galaxy is not None else GalaxyLink.from_env()
+        # Every remote saver a dataset's session made, kept past unloading: at exit each pushes.
+        self.savers: list[remote_save.RemoteSaver] = []
         self.datasets = datasets
         self.dirs = dirs
         self.title = title or "cellxgene"
@@ -47,7 +55,7 @@ class MultiSession:
             options,
             memory_budget_bytes,
             unload_after,
-            loader,
+            self._load if loader is build_session else loader,
             on_first_load=lambda _entry: self.listing.write(),
         )
         self._finish_lock = threading.Lock()
@@ -58,6 +66,12 @@ class MultiSession:
         self.app = Dispatcher(
             self.pool, landing=lambda: render_landing(self), status=self.status, finish=self.finish, touch=self.touch
         )
+
+    def _load(self, paths: Paths, options: ViewerOptions) -> Session:
+        session = build_session(paths, options, galaxy=self.galaxy)
+        if session.saver is not None:
+            self.savers.append(session.saver)
+        return session
 
     def start(self) -> MultiSession:
         """Output folders, the first galaxy.json, and the idle reaper (until the session finishes)."""
@@ -108,6 +122,10 @@ class MultiSession:
             if session is not None:
                 held = session.hold_saves(max(0.0, deadline - time.monotonic())) and held
         return held
+
+    def at_exit(self, terminated: bool) -> None:
+        """The process is ending: every saver any dataset had pushes or withdraws (remote_save)."""
+        remote_save.at_exit(list(self.savers), terminated)
 
     def finish(self, reason: str) -> dict:
         """Finish every dataset: freeze saves, write each opened dataset's merged h5ad. Idempotent."""

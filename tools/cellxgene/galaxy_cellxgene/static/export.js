@@ -1,7 +1,7 @@
 /*
  * "Export to Galaxy": copy the current annotations and gene sets into the user's Galaxy
  * history without ending the session. The page only talks to this runtime
- * (POST galaxy/export, relative to the entry point); the runtime holds the Galaxy API key.
+ * (POST galaxy/export, relative to the entry point); the runtime calls Galaxy with the owner's own Galaxy session (no API key).
  *
  * Loaded through cellxgene's `dataset.app.scripts`, after finish.js, at the end of <body>.
  */
