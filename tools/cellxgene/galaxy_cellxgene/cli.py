@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--annotations-out", type=Path, required=True)
     view.add_argument("--gene-sets-out", type=Path, required=True)
     view.add_argument("--merged-out", type=Path, help="merged h5ad, written on a clean finish")
+    view.add_argument("--subsets-out", type=Path, help="folder of the cell subsets asked for at Finish")
     add_server_options(view)
     add_view_options(view)
 
@@ -140,6 +141,7 @@ def run_view(args: argparse.Namespace) -> int:
         annotations_out=args.annotations_out,
         gene_sets_out=args.gene_sets_out,
         merged_out=args.merged_out,
+        subsets_out=args.subsets_out,
         previous_annotations=args.previous_annotations,
         previous_gene_sets=args.previous_gene_sets,
     )

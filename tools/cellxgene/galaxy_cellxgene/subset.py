@@ -44,14 +44,19 @@ def subset_title(dataset_name: str, chosen: Sequence[str], n_cells: int) -> str:
 
 
 def label_choices(obs: pd.DataFrame, limit: int = MAX_LABELS) -> dict[str, list[str]]:
-    """Every category a subset can be made from (non-numeric obs columns), with its labels."""
+    """Every category a subset can be made from (categorical, text or boolean obs columns that are
+    not one name per cell), with its labels."""
     choices: dict[str, list[str]] = {}
     for column in obs.columns:
         values = obs[column]
-        if values.dtype.kind in "fc":
-            continue
-        labels = values.cat.categories if isinstance(values.dtype, pd.CategoricalDtype) else values.unique()
-        names = sorted({str(v) for v in labels})
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            names = sorted({str(v) for v in values.cat.categories})
+        elif values.dtype.kind in "fciu":
+            continue  # measurements and counts, not labels
+        else:
+            names = sorted({str(v) for v in values.unique()})
+            if len(names) == len(values) > 1:
+                continue  # one name per cell (an identifier), not a label
         if 0 < len(names) <= limit:
             choices[str(column)] = names
     return choices
@@ -66,7 +71,7 @@ def cell_mask(obs: pd.DataFrame, category: str, chosen: Sequence[str]) -> np.nda
             f"Choose one of: {', '.join(list(columns)[:20])}.",
         )
     values = obs[columns[category]]
-    if values.dtype.kind in "fc":
+    if not isinstance(values.dtype, pd.CategoricalDtype) and values.dtype.kind in "fciu":
         raise SubsetError(
             f"the category '{category}' holds numbers, not labels.",
             "Choose a categorical column (a clustering, a cell type) or one of your annotation categories.",
