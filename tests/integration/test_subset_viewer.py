@@ -125,4 +125,3 @@ def test_bad_requests_are_refused_by_name(tmp_path: Path, body: dict, headers: d
     answer = client.post("/galaxy/subset", json=body, headers=headers)
     assert answer.status_code == status
     assert words in answer.get_json()["message"]
-
