@@ -10,8 +10,6 @@ go exactly as anndata drops them; X, every layer and raw/X are streamed block by
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,27 +127,17 @@ class SubsetSource:
     ) -> int:
         """Write the cells of `mask` to `output` (atomically: absent or complete); the cell count."""
         from galaxy_cellxgene.containment import require_self_contained
-        from galaxy_cellxgene.durable import fsync_dir
+        from galaxy_cellxgene.durable import replaced_on_success
 
         mask = np.asarray(mask, dtype=bool)
         if len(mask) != len(self.obs):
             raise SubsetError(f"the selection covers {len(mask)} cells, the dataset {len(self.obs)}.", "Reload.")
         if not mask.any():
             raise SubsetError("no cells are selected.", "Choose labels that some cells carry.")
-        output = Path(output)
-        scratch = Path(scratch_dir) if scratch_dir else output.parent
-        fd, tmp_name = tempfile.mkstemp(dir=scratch, prefix=".subset-", suffix=".tmp")
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the dataset from a Galaxy running as another user
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
+        with replaced_on_success(Path(output), scratch_dir, ".subset-") as tmp:
             with h5py.File(self.path, "r") as source, h5py.File(tmp, "w") as target:
                 self._write(source, target, mask, block_bytes)
             require_self_contained(tmp, "The subset")
-            os.replace(tmp, output)
-            fsync_dir(output.parent)
-        finally:
-            tmp.unlink(missing_ok=True)
         return int(mask.sum())
 
     def _write(self, source: h5py.File, target: h5py.File, mask: np.ndarray, block_bytes: int) -> None:
