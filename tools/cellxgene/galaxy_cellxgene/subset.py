@@ -148,10 +148,12 @@ class SubsetSource:
         whole = ad.AnnData(obs=self.obs, var=self.var, **{k: v for k, v in self.small.items()})
         part = whole[mask].copy()
         target.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
-        write_elem(target, "obs", part.obs)
-        write_elem(target, "var", part.var)
-        for key in SMALL_PARTS:
-            write_elem(target, key, dict(getattr(part, key)))
+        # Strings stored as the input stores them: pandas' string arrays (anndata 0.13's files) stay so.
+        with ad.settings.override(allow_write_nullable_strings=True):
+            write_elem(target, "obs", part.obs)
+            write_elem(target, "var", part.var)
+            for key in SMALL_PARTS:
+                write_elem(target, key, dict(getattr(part, key)))
         if "X" in source:
             copy_rows(source["X"], target, "X", mask, block_bytes)
         layers = target.create_group("layers")
@@ -162,8 +164,9 @@ class SubsetSource:
             raw = target.create_group("raw")
             raw.attrs.update({"encoding-type": "raw", "encoding-version": "0.1.0"})
             copy_rows(source["raw"]["X"], raw, "X", mask, block_bytes)
-            for key, value in self.raw_small.items():
-                write_elem(raw, key, value)
+            with ad.settings.override(allow_write_nullable_strings=True):
+                for key, value in self.raw_small.items():
+                    write_elem(raw, key, value)
 
 
 def _read(node: h5py.Group | h5py.Dataset):
