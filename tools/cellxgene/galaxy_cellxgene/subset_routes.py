@@ -97,7 +97,9 @@ class Subsets:
         with self._writer:
             source = SubsetSource.read(self.source, self.labels())
             path = folder / f"{stem}.h5ad"
-            source.write(source.mask(request.category, request.labels), path)
+            cells = source.write(source.mask(request.category, request.labels), path)
+        # The labels may have changed since the request: the name tells what the file holds.
+        request.cells, request.title = cells, subset_title(self.dataset_name, request.labels, cells)
         return path
 
     def _now(self, request: Request) -> None:
