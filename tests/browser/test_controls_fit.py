@@ -59,6 +59,6 @@ def test_controls_clear_of_selector_and_plot(chromium: Any, shots: Any, viewer_u
         box = page.locator("#galaxy-cellxgene-controls").bounding_box()
         assert box["x"] >= 0 and box["y"] >= 0, box
         assert box["x"] + box["width"] <= width and box["y"] + box["height"] <= height, box
-        shots(page, f"open-{width}x{height}", doc="subset-panel" if width == 1600 else None)
+        shots(page, f"open-{width}x{height}")
     finally:
         context.close()
