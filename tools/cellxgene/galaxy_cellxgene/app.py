@@ -17,7 +17,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, jsonify, send_from_directory
 
 from galaxy_cellxgene import cellxgene_internals as cx
-from galaxy_cellxgene import diffexp_export, galaxy_export, limits, page_fixes, remote_save
+from galaxy_cellxgene import diffexp_export, galaxy_export, limits, page_fixes, remote_save, subset_routes
 from galaxy_cellxgene.columns import ColumnStore, start_column_copy
 from galaxy_cellxgene.diffexp_export import DiffexpLog
 from galaxy_cellxgene.galaxy_client import GalaxyLink
@@ -51,6 +51,7 @@ class Session:
     galaxy: GalaxyLink = field(default_factory=lambda: GalaxyLink(None, None))
     # Pushes saves into the history when the outputs are staged copies (remote_save.py).
     saver: remote_save.RemoteSaver | None = None
+    subsets: subset_routes.Subsets | None = None
     finish_reason: str | None = None
     finish_error: str | None = None
     last_activity: float = field(default_factory=time.monotonic)
@@ -97,6 +98,9 @@ class Session:
                     except Exception as err:  # the CSV outputs are safe; report, never hide
                         self.finish_error = f"The merged h5ad could not be written: {err}"
                         log.exception("merged h5ad failed")
+                    if self.subsets is not None:
+                        problem = self.subsets.finish()
+                        self.finish_error = "; ".join(filter(None, (self.finish_error, problem))) or None
                 problem = self.send_pending_diffexp()
                 if problem:
                     self.finish_error = "; ".join(filter(None, (self.finish_error, problem)))
@@ -166,7 +170,8 @@ def build_session(
     `galaxy` the process's one link to Galaxy (a new one from the environment if None)."""
     galaxy = galaxy if galaxy is not None else GalaxyLink.from_env()
     scripts = (EXPORT_SCRIPT,) if galaxy.can_write else ()
-    options_for_config = ViewerOptions(**{**options.__dict__, "extra_scripts": options.extra_scripts + scripts})
+    page_scripts = (*scripts, subset_routes.SUBSET_SCRIPT)
+    options_for_config = ViewerOptions(**{**options.__dict__, "extra_scripts": options.extra_scripts + page_scripts})
 
     labels_copy, gene_sets_copy = paths.labels_copy, paths.gene_sets_copy
     _seed(paths.previous_annotations, labels_copy)
@@ -211,6 +216,9 @@ def build_session(
     )
     session.diffexp = DiffexpLog(paths.work_dir)
     _add_galaxy_routes(app, session)
+    session.subsets = subset_routes.attach(
+        app, paths, options.title or paths.source.name, store, data_adaptor, galaxy if galaxy.can_write else None
+    )
     diffexp_export.record(app, session.diffexp, data_adaptor, labels=lambda: store.current_labels(data_adaptor))
     if scripts:
         name = options.title or paths.source.name

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--annotations-out", type=Path, required=True)
     view.add_argument("--gene-sets-out", type=Path, required=True)
     view.add_argument("--merged-out", type=Path, help="merged h5ad, written on a clean finish")
+    view.add_argument("--subsets-out", type=Path, help="folder of the cell subsets asked for at Finish")
     add_server_options(view)
     add_view_options(view)
 
@@ -49,8 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("input", type=Path)
     merge.add_argument("--annotations", type=Path)
     merge.add_argument("--gene-sets", type=Path)
-    merge.add_argument("--output", type=Path, required=True)
+    merge.add_argument("--output", type=Path, help="the annotated h5ad (needs --annotations or --gene-sets)")
     merge.add_argument("--replace-columns", action="store_true", help="replace obs columns of the same name")
+    merge.add_argument("--subset-by", metavar="CATEGORY", help="write one h5ad per label of this category")
+    merge.add_argument("--subset-label", action="append", default=[], metavar="LABEL", help="a label (repeatable)")
+    merge.add_argument("--subset-labels-file", type=Path, help="labels, one a line (none: every label)")
+    merge.add_argument("--subsets-dir", type=Path, help="where the per-label h5ad files go")
 
     many = sub.add_parser(
         "view-many",
@@ -145,6 +150,7 @@ def run_view(args: argparse.Namespace) -> int:
         annotations_out=args.annotations_out,
         gene_sets_out=args.gene_sets_out,
         merged_out=args.merged_out,
+        subsets_out=args.subsets_out,
         previous_annotations=args.previous_annotations,
         previous_gene_sets=args.previous_gene_sets,
     )
@@ -192,18 +198,29 @@ def run_merge(args: argparse.Namespace) -> int:
         refused += previous_file_problems(args.gene_sets, "The gene sets")
     if refused:
         return fail(refused)
+    if bool(args.subset_by) != bool(args.subsets_dir) or not (args.output or args.subset_by):
+        print("ERROR: nothing to write. Fix: give --output, or --subset-by with --subsets-dir.", file=sys.stderr)
+        return EXIT_INPUT
+    from galaxy_cellxgene.subset import SubsetError
+    from galaxy_cellxgene.subset_matrix import MatrixError
+
     try:
-        labels, gene_sets = merge_files(
-            args.input, args.output, args.annotations, args.gene_sets, overwrite=args.replace_columns
-        )
-    except LabelsError as err:
+        if args.subset_by:
+            from galaxy_cellxgene.subset import run_subsets
+
+            run_subsets(args)  # first: every label is checked before any output is written
+        if args.output:
+            labels, gene_sets = merge_files(
+                args.input, args.output, args.annotations, args.gene_sets, overwrite=args.replace_columns
+            )
+            columns = list(labels.columns) if labels is not None else []
+            print(
+                f"merged {len(columns)} categories ({', '.join(map(str, columns)) or 'none'}) and "
+                f"{len(gene_sets or {})} gene sets into {args.output}"
+            )
+    except (LabelsError, SubsetError, MatrixError) as err:
         print(f"ERROR: {err} Fix: {err.fix}", file=sys.stderr)
         return EXIT_INPUT
-    columns = list(labels.columns) if labels is not None else []
-    print(
-        f"merged {len(columns)} categories ({', '.join(map(str, columns)) or 'none'}) and "
-        f"{len(gene_sets or {})} gene sets into {args.output}"
-    )
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -35,3 +36,19 @@ def atomic_write(path: str | Path, text: str) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def replaced_on_success(output: Path, scratch_dir: str | Path | None, prefix: str) -> Iterator[Path]:
+    """A hidden temporary file (in `scratch_dir`, else beside `output`) to write; renamed over
+    `output` when the block ends without an error, removed otherwise: `output` is absent or complete."""
+    fd, name = tempfile.mkstemp(dir=scratch_dir or output.parent, prefix=prefix, suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the dataset from a Galaxy running as another user
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, output)
+        fsync_dir(output.parent)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -33,6 +33,7 @@ class Paths:
     merged_out: Path | None = None
     previous_annotations: Path | None = None
     previous_gene_sets: Path | None = None
+    subsets_out: Path | None = None  # the folder of the subsets asked for at Finish
 
     @property
     def labels_copy(self) -> Path:

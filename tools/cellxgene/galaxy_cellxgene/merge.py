@@ -7,9 +7,7 @@ original columns, which stay as their writer stored them, and gene sets go to un
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -184,17 +182,12 @@ def merge_into_h5ad(
     """
 
     from galaxy_cellxgene.containment import require_self_contained
-    from galaxy_cellxgene.durable import fsync_dir
+    from galaxy_cellxgene.durable import replaced_on_success
 
     output = Path(output)
     # The copy below is byte for byte: an outside part of `source` would come along as a link.
     require_self_contained(source)
-    scratch = Path(scratch_dir) if scratch_dir else output.parent
-    fd, tmp_name = tempfile.mkstemp(dir=scratch, prefix=".merge-", suffix=".tmp")
-    os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the dataset from a Galaxy running as another user
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with replaced_on_success(output, scratch_dir, ".merge-") as tmp:
         with h5py.File(source, "r") as f:
             structured = "obs" in f and is_structured(f["obs"])
         if structured:
@@ -202,10 +195,6 @@ def merge_into_h5ad(
         else:
             _merge_in_place(source, tmp, labels, gene_sets, overwrite)
         require_self_contained(tmp, "The merged dataset")
-        os.replace(tmp, output)
-        fsync_dir(output.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
     return output
 
 

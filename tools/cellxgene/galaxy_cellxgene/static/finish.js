@@ -27,17 +27,45 @@
     var box = document.getElementById("galaxy-cellxgene-controls");
     if (box) return box;
     box = el("div", { id: "galaxy-cellxgene-controls", role: "region", "aria-label": "Galaxy" });
-    // Inside cellxgene's right sidebar (366 px wide, the genes panel), never over the plot: the
-    // embedding selector sits at the plot's bottom left and must stay readable. Long status
-    // texts wrap instead of growing the box leftwards.
+    // Over one of cellxgene's sidebars (366 px wide), never over the plot: the embedding selector
+    // sits at the plot's bottom left and must stay readable. Long status texts wrap instead of
+    // growing the box sideways. place() picks the sidebar; until cellxgene has drawn its page the
+    // box waits at the window's bottom right.
     box.style.cssText = "position:fixed;right:12px;bottom:12px;z-index:10000;display:flex;flex-wrap:wrap;" +
       "justify-content:flex-end;gap:6px 8px;align-items:center;max-width:min(342px, calc(100vw - 24px));" +
       "background:#fff;border:1px solid #c8ccd0;border-radius:4px;padding:6px 8px;" +
       "box-shadow:0 1px 4px rgba(0,0,0,.15);font-size:13px";
     document.body.appendChild(box);
+    // Placed as soon as cellxgene draws its page, then on every resize; the slow check catches a
+    // page cellxgene redraws (a reset, another dataset of the list tool).
+    var watch = new MutationObserver(function () {
+      if (place()) watch.disconnect();
+    });
+    if (!place()) watch.observe(document.body, { childList: true, subtree: true });
+    window.addEventListener("resize", place);
+    setInterval(place, 1000);
     return box;
   }
   window.galaxyCellxgeneControls = controls;
+
+  // cellxgene's page is a grid (left sidebar | plot | right sidebar) at least 1240 px wide: in a
+  // narrower window or frame (Galaxy's centre panel with its side panels open) the right sidebar
+  // lies outside the view and a box at the window's right edge would cover the plot. So the box
+  // goes into the grid (it scrolls with it), over the right sidebar when that is in view, else
+  // over the left one.
+  function place() {
+    var box = document.getElementById("galaxy-cellxgene-controls");
+    var grid = document.querySelector('div[style*="grid-template-columns"][style*="right-sidebar"]');
+    if (!box || !grid) return false;
+    if (box.parentNode !== grid) grid.appendChild(box);
+    var right = grid.getBoundingClientRect().right <= document.documentElement.clientWidth + 1;
+    box.style.position = "absolute";
+    box.style.right = right ? "12px" : "auto";
+    box.style.left = right ? "auto" : "12px";
+    box.style.justifyContent = right ? "flex-end" : "flex-start";
+    box.setAttribute("data-side", right ? "right" : "left");
+    return true;
+  }
 
   function postFinish(fetcher) {
     // The header proves the request comes from this page (web.FINISH_HEADER).
