@@ -346,6 +346,8 @@ class ColumnFile:
                 self._read(0, self._data, data, lo, hi, at)
                 self._read(1, self._indices, rows, lo, hi, at)
                 at += hi - lo
+        if rows.size and (int(rows.min()) < 0 or int(rows.max()) >= self.shape[0]):  # scipy trusts them
+            raise ColumnFileError(f"{self.path.name}: a column holds a row number outside X's {self.shape[0]:,} rows")
         matrix = sparse.csc_matrix((data, rows, indptr), shape=(self.shape[0], len(cols)))
         matrix.has_sorted_indices = True
         return matrix
