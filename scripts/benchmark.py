@@ -43,6 +43,7 @@ from pathlib import Path
 # scripts/ (this file's folder) is on sys.path when it runs as a script: bench/ and make_bench_data.
 from bench import atlas, procs
 from bench.load import run_load
+from galaxy_cellxgene import store_cache
 from make_bench_data import atlas_name, dataset_name
 
 REPO = Path(__file__).resolve().parent.parent
@@ -489,16 +490,23 @@ class Bench:
 # --------------------------------------------------------------------------- report
 
 
-def atlas_launches(ds: atlas.AtlasData, run_dir: Path, limit_gib: float) -> list[tuple[str, procs.Launch]]:
-    """plain, runtime with the column copy in memory, runtime with it on disk: same data-segment ceiling."""
+def atlas_launches(ds: atlas.AtlasData, run_dir: Path, limit_gib: float, cache: Path) -> list[tuple[str, procs.Launch]]:
+    """plain; the runtime with the column copy in memory, on disk, and on disk from the shared store
+    cache (store_cache.py, built once before the runs): same data-segment ceiling."""
     cap = ["prlimit", f"--data={int(limit_gib * 2**30)}"]
     plain = procs.Launch("plain", [*cap, CELLXGENE, "--no-upgrade-check", "launch", str(ds.path), "--port", "{port}"])
     out = [("plain", plain)]
-    for mode in ("memory", "disk"):
-        base = runtime_launch(
-            Dataset(ds.path, ds.n_cells, ds.genes, []), run_dir, None, ["--x-store", mode], f"runtime-{mode}"
-        )
-        out.append((base.name, procs.Launch(base.name, [*cap, *base.server], env=base.env)))
+    variants = {
+        "runtime-memory": (["--x-store", "memory"], {}),
+        "runtime-disk": (["--x-store", "disk"], {}),
+        "runtime-disk-cached": (
+            ["--x-store", "disk", "--dataset-uuid", atlas.CACHE_UUID],
+            {store_cache.CACHE_ENV: str(cache)},
+        ),
+    }
+    for name, (extra, env) in variants.items():
+        base = runtime_launch(Dataset(ds.path, ds.n_cells, ds.genes, []), run_dir, None, extra, name)
+        out.append((name, procs.Launch(name, [*cap, *base.server], env={**base.env, **env})))
     return out
 
 
@@ -512,15 +520,20 @@ def bench_atlas(bench: Bench) -> list[dict]:
             continue
         ds = atlas.AtlasData.load(path, path.stem.removeprefix("atlas_"))
         samples: dict[str, list[dict]] = {}
+        cache = bench.run_dir(f"atlas-{ds.label}-store-cache")
+        store = atlas.fill_store_cache(ds, cache, log)
         for rep in range(args.atlas_reps):
-            makers = atlas_launches(ds, args.data, args.data_limit_gib)
+            makers = atlas_launches(ds, args.data, args.data_limit_gib, cache)
             for name, _ in rotate(makers, rep):
                 run_dir = bench.run_dir(f"atlas-{ds.label}-{name}")
-                launch = dict(atlas_launches(ds, run_dir, args.data_limit_gib))[name]
+                launch = dict(atlas_launches(ds, run_dir, args.data_limit_gib, cache))[name]
                 rec = atlas.run_one(ds, name, launch, run_dir, args.atlas_clicks, 17 + rep, args.atlas_wait, log)
                 if not args.keep_runs:
                     shutil.rmtree(run_dir, ignore_errors=True)
                 samples.setdefault(name, []).append(rec)
+            samples.setdefault("floor", []).append(atlas.floor_record(ds, store, args.atlas_clicks, 17 + rep, log))
+        if not args.keep_runs:
+            shutil.rmtree(cache, ignore_errors=True)
         rows += [atlas.summarize(ds.label, name, recs) for name, recs in samples.items()]
     atlas.add_ratios(rows)
     return rows
@@ -538,10 +551,13 @@ def render_atlas(rows: list[dict], meta: dict) -> str:
                 r["cells"],
                 r["contender"],
                 opened,
+                cell(r, "cells_shown_s", ".1f"),
+                ratio(r.get("cells_vs_floor")),
                 cell(r, "first_gene_s", ".1f"),
                 ratio(r.get("first_vs_plain")),
                 cell(r, "click_median_ms", ".1f"),
                 cell(r, "click_worst_ms", ".1f"),
+                ratio(r.get("click_vs_floor")) + " / " + ratio(r.get("worst_vs_floor")),
                 ratio(r.get("click_vs_plain")),
                 cell(r, "peak_mib", ".0f"),
                 ratio(r.get("peak_vs_plain")),
@@ -563,10 +579,13 @@ def render_atlas(rows: list[dict], meta: dict) -> str:
                 "cells",
                 "contender",
                 "opened",
+                "cells shown s",
+                "vs floor",
                 "first gene s",
                 "vs plain",
                 "click median ms",
                 "click worst ms",
+                "median / worst vs floor",
                 "click vs plain",
                 "peak MiB",
                 "peak vs plain",

@@ -214,6 +214,7 @@ class Started:
     pre_peak_kib: int = 0
     pre_cpu_s: float = 0.0
     t_health: float = 0.0
+    t_cells: float = 0.0  # every obs column and the first embedding answered: the cells are drawn
     t_ready: float = 0.0
     var_column: str = ""
     encoding: str = ""  # Content-Encoding of the first expression answer
@@ -227,6 +228,10 @@ class Started:
     @property
     def health_s(self) -> float:
         return self.t_health - self.t_start
+
+    @property
+    def cells_s(self) -> float:
+        return self.t_cells - self.t_start
 
     @property
     def ready_s(self) -> float:
@@ -294,6 +299,8 @@ def wait_ready(
         raise BenchError(f"{st.launch.name}: schema {status}")
     schema = json.loads(body)["schema"]
     st.var_column = schema["annotations"]["var"]["index"]
+    show_cells(client, schema, st.launch.name)
+    st.t_cells = time.perf_counter()
     status, headers, body = client.get(expression_path(st.var_column, gene), BINARY_HEADERS)
     st.t_ready = time.perf_counter()
     client.close()
@@ -302,6 +309,19 @@ def wait_ready(
     st.ready_sample = sample_tree(st.pid)
     st.encoding = headers.get("content-encoding", "identity")
     return n_rows_of(decode_body(headers, body))
+
+
+def show_cells(client: Http, schema: dict, name: str) -> None:
+    """What the page asks for before it draws every cell: each obs column, then the first embedding."""
+    obs = schema["annotations"]["obs"]
+    for column in [c["name"] for c in obs["columns"] if c["name"] != obs["index"]]:
+        status, _, body = client.get(f"{API}annotations/obs?annotation-name={quote(column)}", BINARY_HEADERS)
+        if status != 200 or not body:
+            raise BenchError(f"{name}: obs column {column}: {status}")
+    layouts = schema["layout"]["obs"]
+    status, _, body = client.get(layout_path(layouts[0]["name"]), BINARY_HEADERS)
+    if status != 200 or not body:
+        raise BenchError(f"{name}: layout {layouts[0]['name']}: {status}")
 
 
 def n_rows_of(fbs: bytes) -> int:

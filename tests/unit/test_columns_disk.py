@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from galaxy_cellxgene import column_file, columns, distribution
+from galaxy_cellxgene import column_file, columns, distribution, row_file
 from galaxy_cellxgene.store_choice import StoreChoice
 from h5ad_builders import write_matrix_h5ad
 from hypothesis import given
@@ -78,7 +78,7 @@ def test_any_selection_matches_scipy(scratch, X, nnz_per_block, genes, cells, as
     source = write_h5ad(scratch, X)
     target = source.with_suffix(column_file.SUFFIX)
     column_file.build_column_file(source, target, nnz_per_block=nnz_per_block)
-    store = column_file.ColumnFile(target, row_file=column_file.RowFile(source))
+    store = column_file.ColumnFile(target, row_file=row_file.RowFile(source))
     assert store._fd is not None or X.nnz == 0  # the file we write is read with positional reads
     try:
         var = np.zeros(n_cols, bool)
@@ -117,12 +117,12 @@ def test_row_reads_return_the_cells_asked_for_in_their_order(scratch, rows, gap)
     source = scratch / "rows.h5ad"
     if not source.exists():
         ad.AnnData(X).write_h5ad(source)
-    reader = column_file.RowFile(source)
-    old, column_file.GAP_NNZ = column_file.GAP_NNZ, gap
+    reader = row_file.RowFile(source)
+    old, row_file.GAP_NNZ = row_file.GAP_NNZ, gap
     try:
         got = reader.rows(np.array(rows, dtype=np.int64))
     finally:
-        column_file.GAP_NNZ = old
+        row_file.GAP_NNZ = old
         reader.close()
     np.testing.assert_array_equal(got.toarray(), X[rows, :].toarray())
 

@@ -26,19 +26,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import h5py
 import numpy as np
 from scipy import sparse
 
 from galaxy_cellxgene.frames import encoding_of
-from galaxy_cellxgene.selections import as_indices, runs
+from galaxy_cellxgene.selections import as_indices
 from galaxy_cellxgene.sparse_structure import check_block, require_well_formed
 
 NNZ_PER_BLOCK = 1 << 22  # 4 Mi non-zeros: 32 MiB of float32 values and int32 rows per block
-# Row reads for differential expression: neighbouring selected rows closer than this many
-# non-zeros are read in one go (one HDF5 call instead of many tiny ones).
-GAP_NNZ = 1 << 16
 SUFFIX = ".columns.h5"
 
 
@@ -227,54 +225,12 @@ def _contiguous_offset(dataset: h5py.Dataset) -> int | None:
     return dataset.id.get_offset()
 
 
-class RowFile:
-    """Rows of a CSR matrix in an HDF5 file, for requests that ask for cells (differential
-    expression): only the selected rows' non-zeros are read. Keeps the row pointer in memory
-    (8 bytes per cell, like an obs column)."""
+class RowSource(Protocol):
+    """Where cell (row) requests are read (row_file.RowFile: the row-major input itself)."""
 
-    def __init__(self, path: str | Path, matrix: str = "X") -> None:
-        self._file = h5py.File(path, "r")
-        node = self._file[matrix]
-        self.shape = tuple(int(s) for s in node.attrs["shape"])
-        self.indptr = node["indptr"][()].astype(np.int64, copy=False)
-        self._data, self._indices = node["data"], node["indices"]
+    def rows(self, rows: np.ndarray) -> sparse.csr_matrix: ...
 
-    def rows(self, rows: np.ndarray) -> sparse.csr_matrix:
-        order = np.argsort(rows, kind="stable")
-        wanted = rows[order]
-        pieces = []
-        for start, stop in self._spans(wanted):
-            lo, hi = int(self.indptr[start]), int(self.indptr[stop])
-            span = sparse.csr_matrix(
-                (self._data[lo:hi], self._indices[lo:hi], self.indptr[start : stop + 1] - lo),
-                shape=(stop - start, self.shape[1]),
-            )
-            local = wanted[(wanted >= start) & (wanted < stop)] - start
-            pieces.append(span[local, :])
-        if not pieces:
-            return sparse.csr_matrix((0, self.shape[1]), dtype=self._data.dtype)
-        matrix = sparse.vstack(pieces, format="csr")
-        if np.any(order != np.arange(order.size)):
-            matrix = matrix[np.argsort(order, kind="stable"), :]
-        return matrix
-
-    def _spans(self, wanted: np.ndarray) -> Iterator[tuple[int, int]]:
-        """Row ranges covering `wanted` (sorted), joining runs separated by few non-zeros."""
-        span: tuple[int, int] | None = None
-        for start, stop in runs(np.unique(wanted)):
-            if span is not None:
-                gap = int(self.indptr[start] - self.indptr[span[1]])
-                size = int(self.indptr[stop] - self.indptr[span[0]])
-                if gap <= GAP_NNZ and size <= NNZ_PER_BLOCK:
-                    span = (span[0], stop)
-                    continue
-                yield span
-            span = (start, stop)
-        if span is not None:
-            yield span
-
-    def close(self) -> None:
-        self._file.close()
+    def close(self) -> None: ...
 
 
 class ColumnFile:
@@ -286,7 +242,7 @@ class ColumnFile:
         path: str | Path,
         group: str = "/",
         value_range: tuple[float, float] | None = None,
-        row_file: RowFile | None = None,
+        row_file: RowSource | None = None,
         nnz_per_block: int = NNZ_PER_BLOCK,
     ) -> None:
         self.path = Path(path)
@@ -348,6 +304,8 @@ class ColumnFile:
                 self._read(0, self._data, data, lo, hi, at)
                 self._read(1, self._indices, rows, lo, hi, at)
                 at += hi - lo
+        if rows.size and (int(rows.min()) < 0 or int(rows.max()) >= self.shape[0]):  # scipy trusts them
+            raise ColumnFileError(f"{self.path.name}: a column holds a row number outside X's {self.shape[0]:,} rows")
         matrix = sparse.csc_matrix((data, rows, indptr), shape=(self.shape[0], len(cols)))
         matrix.has_sorted_indices = True
         return matrix

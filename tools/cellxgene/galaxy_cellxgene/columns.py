@@ -33,9 +33,10 @@ import numpy as np
 from scipy import sparse
 
 from galaxy_cellxgene import cellxgene_internals as cx
-from galaxy_cellxgene.column_file import SUFFIX, ColumnFile, RowFile, build_column_file, row_block_bounds
+from galaxy_cellxgene.column_file import SUFFIX, ColumnFile, build_column_file, row_block_bounds
 from galaxy_cellxgene.frames import encoding_of
 from galaxy_cellxgene.joblog import say
+from galaxy_cellxgene.row_file import RowFile
 from galaxy_cellxgene.selections import as_indices
 from galaxy_cellxgene.settings import ViewerOptions
 from galaxy_cellxgene.sparse_structure import (
@@ -44,6 +45,7 @@ from galaxy_cellxgene.sparse_structure import (
     check_block,
     require_well_formed,
 )
+from galaxy_cellxgene.store_cache import StoreCache, cache_key, fingerprint, value_range_of
 from galaxy_cellxgene.store_choice import StoreChoice, XLayout, choose_store
 from galaxy_cellxgene.x_bounds import XTooLarge, refusal, uns_refusal
 
@@ -148,8 +150,17 @@ class ColumnStore:
     """Builds the chosen column store in a thread and answers cellxgene's get_X_array from it
     once built: RowBlocks in memory, or a ColumnFile on disk (column_file.py)."""
 
-    def __init__(self, path: str, choice: StoreChoice | None = None, store_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        choice: StoreChoice | None = None,
+        store_path: Path | None = None,
+        cache: StoreCache | None = None,
+        key: str | None = None,
+    ) -> None:
         self.path = path
+        self.cache = cache if key else None  # store_cache.py: shared only under a Galaxy dataset UUID
+        self.key = key
         self.choice = choice or StoreChoice("memory", "in memory")
         self.store_path = store_path or Path(path).with_name(Path(path).stem + SUFFIX)
         self.matrix: RowBlocks | ColumnFile | None = None
@@ -188,9 +199,16 @@ class ColumnStore:
             return read_row_blocks(self.path)
         if not self.choice.build:  # already column-major: read in place
             return ColumnFile(self.path, "X")
-        report = build_column_file(self.path, self.store_path)
+        if self.cache is not None and self.key is not None:
+            self.store_path = self.cache.obtain(self.key, fingerprint(self.path), self._build_into)
+            return ColumnFile(self.store_path, value_range=value_range_of(self.store_path), row_file=RowFile(self.path))
+        value_range = self._build_into(self.store_path)
+        return ColumnFile(self.store_path, value_range=value_range, row_file=RowFile(self.path))
+
+    def _build_into(self, target: Path) -> tuple[float, float] | None:
+        report = build_column_file(self.path, target)
         self.store_bytes = report.bytes
-        return ColumnFile(self.store_path, value_range=report.value_range, row_file=RowFile(self.path))
+        return report.value_range
 
     def describe(self) -> dict:
         """For /galaxy/status and the benchmarks: which store, why, and what it cost."""
@@ -199,6 +217,8 @@ class ColumnStore:
             "reason": self.choice.reason,
             "seconds": self.seconds,
             "disk_bytes": self.store_bytes,
+            "cached": self.cache is not None,
+            "built": bool(self.store_bytes),
         }
 
     def get_X_array(self, obs_mask=None, var_mask=None, wait: float = 300.0):
@@ -223,13 +243,17 @@ def matrix_format(path: Path | str) -> tuple[str, str]:
 def x_layout(path: Path | str) -> XLayout:
     """X's encoding, dtype, shape and stored values, from metadata alone."""
     with h5py.File(path, "r") as f:
-        node = f["X"]
-        if isinstance(node, h5py.Dataset):
-            shape = tuple(int(s) for s in node.shape) + (1,) * (2 - node.ndim)
-            return XLayout(encoding_of(node) or "array", str(node.dtype), shape[:2], int(np.prod(shape[:2])))
-        shape = tuple(int(s) for s in node.attrs.get("shape", (0, 0)))
-        data = node["data"]
-        return XLayout(encoding_of(node) or "array", str(data.dtype), shape, int(data.shape[0]))
+        return layout_of(f["X"])
+
+
+def layout_of(node: h5py.Dataset | h5py.Group) -> XLayout:
+    """A matrix node's encoding, dtype, shape and stored values, from metadata alone."""
+    if isinstance(node, h5py.Dataset):
+        shape = tuple(int(s) for s in node.shape) + (1,) * (2 - node.ndim)
+        return XLayout(encoding_of(node) or "array", str(node.dtype), shape[:2], int(np.prod(shape[:2])))
+    shape = tuple(int(s) for s in node.attrs.get("shape", (0, 0)))
+    data = node["data"]
+    return XLayout(encoding_of(node) or "array", str(data.dtype), shape, int(data.shape[0]))
 
 
 def memory_budget_mb(options: ViewerOptions, environ: dict | None = None) -> int:
@@ -257,7 +281,10 @@ def start_column_copy(prepared: Path | str, options: ViewerOptions) -> ColumnSto
         _check_indices(prepared)  # no copy pass will see X's column numbers before scipy does
     if choice.kind == "cellxgene":
         return None
-    return ColumnStore(str(prepared), choice).start()
+    cache, key = StoreCache.from_environment(), cache_key(options.dataset_uuid)
+    if cache is not None and choice.build and key is None:
+        say("X store cache: not used (no Galaxy dataset UUID to key it by)")
+    return ColumnStore(str(prepared), choice, cache=cache, key=key).start()
 
 
 def _x_file_bytes(path: Path | str) -> int:

@@ -64,6 +64,12 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
         metavar="MB",
         help="the job's memory, for --x-store auto (0: $GALAXY_MEMORY_MB, set by Galaxy)",
     )
+    g.add_argument(
+        "--dataset-uuid",
+        default="",
+        metavar="UUID",
+        help="Galaxy's UUID of the input: keys the shared column store cache ($GALAXY_CELLXGENE_STORE_CACHE)",
+    )
     g.add_argument("--idle-timeout", type=float, default=0, metavar="MINUTES", help="finish after idling (0: never)")
     g.add_argument("--x-distribution", choices=["auto", "normal", "count"], default="auto")
     g.add_argument(
@@ -138,6 +144,7 @@ def options_from_args(args: argparse.Namespace) -> ViewerOptions:
         backed=args.backed,
         x_store=args.x_store,
         memory_mb=args.memory_mb,
+        dataset_uuid=args.dataset_uuid,
         idle_timeout_minutes=args.idle_timeout,
         x_distribution=args.x_distribution,
         diffexp_max_cells=args.diffexp_max_cells,

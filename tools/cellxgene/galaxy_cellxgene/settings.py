@@ -38,6 +38,7 @@ class ViewerOptions:
     backed: bool = False
     x_store: XStore = "auto"  # where gene requests are read from (store_choice.py); auto: by memory_mb
     memory_mb: int = 0  # the job's memory; 0: GALAXY_MEMORY_MB, else unknown
+    dataset_uuid: str = ""  # Galaxy's UUID of the input: the key of the shared store cache (store_cache.py)
     idle_timeout_minutes: float = 0
     x_distribution: DistributionChoice = "auto"
     # One user's differential expression must not exhaust the job's memory or cores.

@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 StoreKind = Literal["memory", "disk", "cellxgene"]
 Forced = Literal["auto", "memory", "disk"]
 X_SHARE = 0.5
@@ -51,6 +53,19 @@ def copy_bytes(layout: XLayout) -> int:
     """Memory an in-memory column copy of X takes: values, int32 row numbers, column pointers."""
     itemsize = 8 if layout.dtype == "float64" else 4
     return layout.nnz * (itemsize + 4) + (layout.shape[1] + 1) * 8
+
+
+def resident_bytes(layout: XLayout, choice: StoreChoice) -> int:
+    """Memory X holds in a session served with `choice`: what the list tool budgets per dataset.
+    A disk store keeps only its column pointer and the row file's pointer in memory."""
+    if choice.kind == "memory":
+        return copy_bytes(layout)
+    if choice.kind == "disk":
+        return (layout.shape[1] + 1) * 8 + (layout.shape[0] + 1) * 8
+    itemsize = np.dtype(layout.dtype).itemsize
+    if layout.encoding == "array":
+        return layout.shape[0] * layout.shape[1] * itemsize
+    return layout.nnz * (itemsize + 4) + (max(layout.shape) + 1) * 8
 
 
 def choose_store(layout: XLayout, forced: Forced = "auto", backed: bool = False, budget_mb: int = 0) -> StoreChoice:

@@ -10,9 +10,11 @@ from pathlib import Path
 import h5py
 
 from galaxy_cellxgene.app import Session
+from galaxy_cellxgene.columns import layout_of, memory_budget_mb
 from galaxy_cellxgene.multi.names import unique_safe_names
 from galaxy_cellxgene.obsm import SPATIAL_KEY, entries
 from galaxy_cellxgene.settings import ViewerOptions
+from galaxy_cellxgene.store_choice import choose_store, resident_bytes
 
 # What a loaded cellxgene app costs besides its arrays (Flask app, caches, pandas frames).
 APP_OVERHEAD_BYTES = 40 * 1024 * 1024
@@ -48,17 +50,19 @@ def _group_bytes(group: h5py.Group | h5py.Dataset) -> int:
     return total
 
 
-def read_facts(path: Path, layer: str | None = None) -> FileFacts:
-    """Shape, embeddings and a memory estimate from HDF5 metadata alone (no array is read)."""
+def read_facts(path: Path, layer: str | None = None, options: ViewerOptions | None = None) -> FileFacts:
+    """Shape, embeddings and a memory estimate from HDF5 metadata alone (no array is read).
+    X is counted as the store its session will use holds it (store_choice.resident_bytes): a
+    dataset served from a disk store costs its pointers, not its matrix."""
+    options = options or ViewerOptions()
     with h5py.File(path, "r") as f:
         matrix = f[f"layers/{layer}"] if layer and f"layers/{layer}" in f else f["X"]
-        if isinstance(matrix, h5py.Dataset):
-            n_obs, n_vars = (int(n) for n in matrix.shape)
-        else:
-            n_obs, n_vars = (int(n) for n in matrix.attrs["shape"])
+        layout = layout_of(matrix)
+        n_obs, n_vars = layout.shape
         # obsm.entries: pre-0.7 files keep obsm as one structured array; tissue coordinates are drawn too.
         embeddings = tuple(e.key for e in entries(f) if e.key.startswith("X_") or e.key == SPATIAL_KEY)
-        cost = _group_bytes(matrix) + APP_OVERHEAD_BYTES
+        choice = choose_store(layout, options.x_store, options.backed, memory_budget_mb(options))
+        cost = resident_bytes(layout, choice) + APP_OVERHEAD_BYTES
         for key in ("obs", "var", "obsm"):
             if key in f:
                 cost += _group_bytes(f[key])
@@ -114,7 +118,7 @@ def plan_datasets(
         facts = None
         if not problems:
             try:
-                facts = read_facts(path, options.layer)
+                facts = read_facts(path, options.layer, options)
             except (OSError, KeyError, ValueError) as err:
                 problems = [f"ERROR: it is not a readable h5ad file ({err})."]
         datasets.append(Dataset(name=name, slug=slug, source=Path(path).resolve(), facts=facts, problems=problems))
