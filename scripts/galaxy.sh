@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local Galaxy (26.1.2, or GALAXY_VERSION) with this repository's tools, gx-it-proxy and one
+# A local Galaxy (the newest of scripts/galaxy/releases.txt, or GALAXY_VERSION) with this repository's tools, gx-it-proxy and one
 # front URL.
 #
 #   scripts/galaxy.sh up        install if needed, start everything, create the demo user and
@@ -10,6 +10,7 @@
 #   scripts/galaxy.sh status    what runs, and whether Galaxy answers
 #   scripts/galaxy.sh install   pinned install only (idempotent; a second run does nothing)
 #   scripts/galaxy.sh pins      regenerate the version's constraints file (see GALAXY_VERSION)
+#   scripts/galaxy.sh releases  print the older releases the suites also run on (releases.txt)
 #
 # Processes (all on 127.0.0.1):
 #   nginx        :GALAXY_PORT      (8080) the one URL users open; /interactivetool/ep/ -> gx-it-proxy
@@ -27,8 +28,8 @@
 # (the same tool id) into the same panel section. GALAXY_TOOLSHED_URL adds a Tool Shed
 # (scripts/toolshed.sh) to the ones admins can install from.
 #
-# GALAXY_VERSION picks the Galaxy release (default 26.1.2, the one every test runs on; the
-# older releases tests/galaxy/test_galaxy_releases.py runs are 25.1.3 and 24.2.4). Each release
+# GALAXY_VERSION picks the Galaxy release (default: the first of scripts/galaxy/releases.txt, the
+# one every test runs on; tests/galaxy/test_galaxy_releases.py runs the others). Each release
 # has its own install root (.galaxy for 26.1.2, .galaxy-<version> otherwise) and its own pins
 # (scripts/galaxy/constraints.txt for 26.1.2, constraints-<version>.txt otherwise). Releases
 # before 25.0.1 have no built web client on PyPI (galaxy-web-client): API only (docs/admin.md,
@@ -41,7 +42,7 @@ LOG_TAG=galaxy.sh
 # log, die, quiet_pip, pins_stamp, pinned_venv, with_testkit, bootstrap_key, pid_running, stop_pid
 # shellcheck source=galaxy/common.sh
 source "$REPO/scripts/galaxy/common.sh"
-DEFAULT_GALAXY_VERSION=26.1.2
+DEFAULT_GALAXY_VERSION="$(newest_release)"
 GALAXY_VERSION="${GALAXY_VERSION:-$DEFAULT_GALAXY_VERSION}"
 GXIT_PROXY_VERSION=0.2.3
 [[ "$GALAXY_VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "GALAXY_VERSION=$GALAXY_VERSION: use a release number such as 25.1.3"
@@ -419,8 +420,9 @@ case "${1:-}" in
     stop) cmd_stop ;;
     status) cmd_status ;;
     pins) cmd_pins ;;
+    releases) release_versions | tail -n +2 ;;
     *)
-        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

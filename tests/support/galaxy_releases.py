@@ -1,8 +1,8 @@
 """Older Galaxy releases (issue 14, part 3): one local Galaxy per release, started in turn.
 
-The tools declare `profile="24.2"`; the suite's Galaxy is 26.1.2 (support.galaxy_fixture).
-The module-scoped fixture `galaxy_release` is parametrized over the newest 25.x and 24.2.x
-releases on PyPI. Each is installed by `GALAXY_VERSION=<v> scripts/galaxy.sh start` into its
+The tools declare `profile="24.2"`; the suite's Galaxy is the first of
+scripts/galaxy/releases.txt (support.galaxy_fixture). The module-scoped fixture `galaxy_release` is
+parametrized over the others (the newest 25.x and 24.2.x releases on PyPI). Each is installed by `GALAXY_VERSION=<v> scripts/galaxy.sh start` into its
 own root (.galaxy-<v>, pinned by scripts/galaxy/constraints-<v>.txt) with its own state and
 ports, reusing the gx-it-proxy of the 26.1.2 install, and is stopped before the next one
 starts (one Galaxy at a time: each holds ~1.2 GB). A release left running by hand with the same
@@ -39,8 +39,19 @@ class Release:
         return self.root / "state"
 
 
+def read_releases() -> tuple[Release, ...]:
+    """scripts/galaxy/releases.txt (the one place release numbers are written), minus its first
+    line: that release is the suite's own Galaxy (support.galaxy_fixture)."""
+    rows = [
+        line.split()
+        for line in (ROOT / "scripts" / "galaxy" / "releases.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    return tuple(Release(version, web_client=kind == "web-client") for version, kind in rows[1:])
+
+
 # Newest first; docs/admin.md ("Galaxy releases tested") and README.md list the same.
-RELEASES = (Release("25.1.3", web_client=True), Release("24.2.4", web_client=False))
+RELEASES = read_releases()
 BY_VERSION = {release.version: release for release in RELEASES}
 
 
