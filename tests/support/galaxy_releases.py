@@ -1,8 +1,9 @@
 """Older Galaxy releases (issue 14, part 3): one local Galaxy per release, started in turn.
 
 The tools declare `profile="24.2"`; the suite's Galaxy is the first of
-scripts/galaxy/releases.txt (support.galaxy_fixture). The module-scoped fixture `galaxy_release` is
-parametrized over the others (the newest 25.x and 24.2.x releases on PyPI). Each is installed by `GALAXY_VERSION=<v> scripts/galaxy.sh start` into its
+scripts/galaxy/releases.txt (support.galaxy_fixture). The module-scoped fixture
+`galaxy_release` is parametrized over the others (the newest 25.x and 24.2.x releases on
+PyPI). Each is installed by `GALAXY_VERSION=<v> scripts/galaxy.sh start` into its
 own root (.galaxy-<v>, pinned by scripts/galaxy/constraints-<v>.txt) with its own state and
 ports, reusing the gx-it-proxy of the 26.1.2 install, and is stopped before the next one
 starts (one Galaxy at a time: each holds ~1.2 GB). A release left running by hand with the same
