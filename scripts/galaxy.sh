@@ -24,12 +24,15 @@
 # GALAXY_CELLXGENE_DESTINATION=pulsar sends them to a Pulsar REST server on this machine
 # (scripts/pulsar.sh, started and stopped with Galaxy, on PULSAR_PORT = GALAXY_PORT+3) that
 # shares no file system with Galaxy and runs the same image with podman (docs/scaling.md).
+# GALAXY_CELLXGENE_DESTINATION=by-user offers all three on one Galaxy: the cellxgene jobs of
+# container@example.org go to the container, those of pulsar@example.org to Pulsar, everyone
+# else's run without a container (scripts/galaxy/job_rules; the test suites use this one Galaxy).
 # GALAXY_CELLXGENE_CORE_TOOL=1 also loads Galaxy core's own cellxgene 1.1.1 interactive tool
 # (the same tool id) into the same panel section. GALAXY_TOOLSHED_URL adds a Tool Shed
 # (scripts/toolshed.sh) to the ones admins can install from.
 #
 # GALAXY_VERSION picks the Galaxy release (default: the first of scripts/galaxy/releases.txt, the
-# one every test runs on; tests/galaxy/test_galaxy_releases.py runs the others). Each release
+# one every test runs on; tests/galaxy/test_deployments.py runs the others). Each release
 # has its own install root (.galaxy for 26.1.2, .galaxy-<version> otherwise) and its own pins
 # (scripts/galaxy/constraints.txt for 26.1.2, constraints-<version>.txt otherwise). Releases
 # before 25.0.1 have no built web client on PyPI (galaxy-web-client): API only (docs/admin.md,
@@ -263,7 +266,7 @@ start_all() {
     done
 
     mkdir -p "$DATA" "$RUN" "$LOGS" "$RUN/nginx" "$DEPS"
-    if [[ "$DESTINATION" == pulsar ]]; then
+    if [[ "$DESTINATION" == pulsar || "$DESTINATION" == by-user ]]; then
         # Before render: galaxy.yml carries the server's URL and private token.
         bash "$REPO/scripts/pulsar.sh" start
     fi
@@ -279,7 +282,9 @@ start_all() {
     # (env, not a subshell: `up` must be able to `wait` for the pid.)
     GX_STARTED_AT="$(date +%s.%N)"
     export GX_STARTED_AT
+    # PYTHONPATH: the dynamic job rule of GALAXY_CELLXGENE_DESTINATION=by-user (cellxgene_job_rules).
     launch galaxy env -C "$RUN" PATH="$VENV/bin:$PATH" GALAXY_VIRTUAL_ENV="$VENV" \
+        PYTHONPATH="$REPO/scripts/galaxy/job_rules" \
         "$VENV/bin/galaxy-web" -c "$RUN/galaxy.yml" -b "127.0.0.1:$GALAXY_WEB_PORT"
     log "started gx-it-proxy (pid $(cat "$(pidfile proxy)")), nginx (pid $(cat "$(pidfile nginx)")),"
     log "galaxy-web (pid $(cat "$(pidfile galaxy)")); logs in $LOGS; waiting for $URL/api/version"

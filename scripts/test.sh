@@ -36,7 +36,7 @@ step() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 mkdir -p test-artifacts
 
 install_galaxies() {
-    # The older releases of tests/galaxy/test_galaxy_releases.py install (mostly downloads) beside
+    # The older releases (scripts/galaxy/releases.txt) install (mostly downloads) beside
     # the Pulsar install and the image build; their fixture then finds them installed.
     scripts/galaxy.sh install
     local releases_log=test-artifacts/galaxy-releases-install.log

@@ -3,8 +3,7 @@
 Log in as the demo user, upload the demo dataset into a new history, Visualize -> cellxgene,
 wait for every cell, label one group of cells in cellxgene's own UI, press Galaxy's Stop
 (the API call its button makes), and check the job's annotations output holds the labels.
-Used by tests/galaxy/test_container_visualize.py (the container destination) and
-tests/galaxy/test_galaxy_releases.py (older Galaxy releases).
+Used by tests/galaxy/test_deployments.py on the deployments that run it (support.deployments).
 """
 
 from __future__ import annotations

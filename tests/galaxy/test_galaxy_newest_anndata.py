@@ -14,13 +14,14 @@ from typing import Any
 import anndata as ad
 import pandas as pd
 import pytest
+from galaxy_cellxgene_testkit.entry_points import open_viewer, start_viewer
 from support.galaxy_fixture import VIEWER_TOOL, LocalGalaxy
-from test_galaxy_interactive import JOB_TIMEOUT, launch_viewer, open_viewer, wait_until_saved
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 NEWEST = "compat/anndata-0.13_nullable_string.h5ad"
 CATEGORY = "newest_anndata_label"
+JOB_TIMEOUT = 600
 
 
 def form_options(galaxy: LocalGalaxy, history_id: str, dataset_id: str) -> dict[str, list[str]]:
@@ -58,7 +59,7 @@ def test_newest_anndata_fills_the_selects_and_opens_through_the_proxy(
     assert "gene_symbol" in options["var_names"], options["var_names"]
     assert {"X_umap", "X_pca"} <= set(options["embedding"]), options["embedding"]
 
-    job, outputs = launch_viewer(galaxy, galaxy_history, uploaded["id"])
+    job, outputs = start_viewer(galaxy, galaxy_history, uploaded["id"])
     _, ui = open_viewer(galaxy, job["id"])
     assert "<html" in ui.page().lower()
     schema = ui.schema()
@@ -69,8 +70,7 @@ def test_newest_anndata_fills_the_selects_and_opens_through_the_proxy(
     expression = ui.expression("GENE0")
     assert expression.shape == (n_obs,)
     labels = [("early", "late", "unassigned")[i % 3] for i in range(n_obs)]
-    assert ui.put_labels({CATEGORY: labels}).status_code == 200
-    wait_until_saved(ui, label_saves=1)
+    ui.save_labels({CATEGORY: labels})
     galaxy.finish_viewer(ui, job["id"], JOB_TIMEOUT)
 
     saved = galaxy.labels(outputs["annotations"])

@@ -1,28 +1,24 @@
 """Older Galaxy releases (issue 14, part 3): one local Galaxy per release, started in turn.
 
 The tools declare `profile="24.2"`; the suite's Galaxy is the first of
-scripts/galaxy/releases.txt (support.galaxy_fixture). The module-scoped fixture
-`galaxy_release` is parametrized over the others (the newest 25.x and 24.2.x releases on
-PyPI). Each is installed by `GALAXY_VERSION=<v> scripts/galaxy.sh start` into its
+scripts/galaxy/releases.txt (support.galaxy_fixture). The fixture `deployment`
+(support.deployments) runs each of the others (the newest 25.x and 24.2.x releases on
+PyPI) as a deployment of its own. Each is installed by `GALAXY_VERSION=<v> scripts/galaxy.sh start` into its
 own root (.galaxy-<v>, pinned by scripts/galaxy/constraints-<v>.txt) with its own state and
 ports, reusing the gx-it-proxy of the 26.1.2 install, and is stopped before the next one
 starts (one Galaxy at a time: each holds ~1.2 GB). A release left running by hand with the same
 state folder is reused, as the main fixture does.
 
 Ports: GALAXY_RELEASE_PORT (default GALAXY_PORT + 20), then +10 per release.
-Register with `pytest_plugins = ["support.galaxy_releases"]` in tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from support.galaxy_fixture import ROOT, LocalGalaxy, galaxy_beside
+from support.galaxy_fixture import ROOT, LocalGalaxy
 
 
 @dataclass(frozen=True)
@@ -76,19 +72,4 @@ class ReleaseGalaxy(LocalGalaxy):
     def __init__(self, credentials: dict, release: Release) -> None:
         super().__init__(credentials)
         self.release = release
-        self.proxy_map = release.state / "data" / "interactivetools_map.sqlite"
-
-
-@pytest.fixture(scope="module", params=[r.version for r in RELEASES])
-def galaxy_release(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleaseGalaxy]:
-    release = BY_VERSION[request.param]
-    log = tmp_path_factory.mktemp(f"galaxy-{release.version}") / "galaxy-start.log"
-    with galaxy_beside(
-        release.state,
-        release_port(RELEASES.index(release)),
-        release_settings(release),
-        log,
-        check=lambda c: str(c.get("galaxy_version")) == ".".join(release.version.split(".")[:2]),
-        drop=("GALAXY_ROOT",),  # each release has its own installation (.galaxy-<version>)
-    ) as credentials:
-        yield ReleaseGalaxy(credentials, release)
+        self.proxy_map: Path = release.state / "data" / "interactivetools_map.sqlite"
