@@ -33,7 +33,8 @@ from compat_support import (
     writer_of,
     writers,
 )
-from galaxy_cellxgene.cli import EXIT_INPUT, main
+from galaxy_cellxgene.cli import main
+from galaxy_cellxgene.exit_codes import EXIT_INPUT
 from galaxy_cellxgene.labels import read_labels
 from galaxy_cellxgene.multi.names import unique_safe_names
 from multi.multi_support import ManyJob, start_many

@@ -103,7 +103,7 @@ class Session:
         export = _export_module()
         if export is None or not self.app.config.get("GALAXY_EXPORT_ENABLED"):
             return None
-        return export.export_diffexp_at_finish(self.diffexp, self.options.title or self.paths.source.name)
+        return export.export_diffexp_at_finish(self.diffexp, self.options.display_name(self.paths.source))
 
     def _write_merged(self) -> None:
         if self.paths.merged_out is None:
@@ -185,7 +185,7 @@ def build_session(paths: Paths, options: ViewerOptions, columns: ColumnStore | N
         gene_sets_copy,
         paths.annotations_out,
         paths.gene_sets_out,
-        source_name=options.title or paths.source.name,
+        source_name=options.display_name(paths.source),
     )
     cx.use_annotations(app_config, store)
     store.publish_initial(data_adaptor)
@@ -198,11 +198,11 @@ def build_session(paths: Paths, options: ViewerOptions, columns: ColumnStore | N
     _add_galaxy_routes(app, session)
     diffexp_export.record(app, session.diffexp, data_adaptor, labels=lambda: store.current_labels(data_adaptor))
     if scripts:
-        name = options.title or paths.source.name
+        name = options.display_name(paths.source)
         export.register(app, paths.annotations_out, paths.gene_sets_out, name, diffexp=session.diffexp)
         app.config["GALAXY_EXPORT_ENABLED"] = True
     # Outputs staged on a remote node (Pulsar): also push saves into the history.
-    remote_save.attach(store, options.title or paths.source.name)
+    remote_save.attach(store, options.display_name(paths.source))
     return session
 
 

@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 
 from galaxy_cellxgene import view_many
+from galaxy_cellxgene.exit_codes import EXIT_INPUT, EXIT_OUTPUT
 from galaxy_cellxgene.options import (
-    EXIT_INPUT,
-    EXIT_OUTPUT,
     add_display_options,
     add_server_options,
     add_session_options,
@@ -94,7 +93,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     options = options_from_args(args)
     inspection = guarded_inspect(args.input, options)
-    text = render(options.title or args.input.name, inspection, options)
+    text = render(options.display_name(args.input), inspection, options)
     if args.report:
         args.report.write_text(text)
     else:

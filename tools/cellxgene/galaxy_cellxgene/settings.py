@@ -6,6 +6,7 @@ Nothing here touches files or imports cellxgene, so every rule is a one-line uni
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 Distribution = Literal["normal", "count"]  # cellxgene's X distribution; distribution.py measures it
@@ -45,6 +46,10 @@ class ViewerOptions:
     diffexp_memory_mb: int = 4096
     diffexp_concurrency: int = 1
     extra_scripts: tuple[str, ...] = field(default=())
+
+    def display_name(self, source: Path) -> str:
+        """The dataset's name wherever the viewer shows or sends it: the title, else the file's name."""
+        return self.title or source.name
 
 
 def embedding_name(name: str) -> str:
