@@ -185,8 +185,8 @@ def test_viewer_answers_only_under_its_secret_path(
     assert galaxy.job(running["job"]["id"], full=False)["state"] == "running"
 
 
+@pytest.mark.needs("container-inspection")
 def test_viewer_runs_in_the_deployment_container(deployment: Deployment, running: dict[str, Any]) -> None:
-    deployment.require("container-inspection")
     galaxy, job_id = deployment.galaxy, running["job"]["id"]
     if deployment.name == "container":
         job_dir, config = container_config(galaxy, job_id)
@@ -222,9 +222,9 @@ def test_viewer_runs_in_the_deployment_container(deployment: Deployment, running
     assert container["ImageName"].endswith(IMAGE_SUFFIX), container["ImageName"]
 
 
+@pytest.mark.needs("staged-outputs")
 def test_label_save_reaches_the_history_while_the_job_runs(deployment: Deployment, running: dict[str, Any]) -> None:
     """Where outputs are staged copies (Pulsar), the runtime pushes each save into the history."""
-    deployment.require("staged-outputs")
     galaxy, ui = deployment.galaxy, running["ui"]
     labels = labels_for(ui.schema()["dataframe"]["nObs"], shift=2)
     ui.save_labels({CATEGORY: labels})
@@ -282,9 +282,9 @@ def test_finish_writes_every_output(
     assert not still_visible & set(running.get("pushed", [])), running.get("pushed")
 
 
+@pytest.mark.needs("resume")
 def test_resume_shows_the_saved_labels(deployment: Deployment, finished: dict[str, Any]) -> None:
     """A new session on the same dataset, given the finished session's annotations, shows them."""
-    deployment.require("resume")
     galaxy = deployment.galaxy
     previous = {"resume|previous_annotations": {"src": "hda", "id": finished["outputs"]["annotations"]}}
     run = galaxy.run_tool(
@@ -307,9 +307,9 @@ def test_resume_shows_the_saved_labels(deployment: Deployment, finished: dict[st
         galaxy.wait_for_job(job_id, timeout=JOB_TIMEOUT)
 
 
+@pytest.mark.needs("resume")
 def test_merge_tool_rescues_the_annotations(deployment: Deployment, finished: dict[str, Any], tmp_path: Path) -> None:
     """The companion tool turns a session's annotations into the annotated h5ad."""
-    deployment.require("resume")
     galaxy = deployment.galaxy
     run = galaxy.run_tool(
         MERGE_TOOL,
@@ -385,10 +385,9 @@ def test_visualize_plugin_is_offered_for_h5ad(deployment: Deployment) -> None:
 
 @pytest.mark.browser
 @pytest.mark.timeout(1200)
+@pytest.mark.needs("browser", "browser-label-stop")
 def test_visualize_label_and_stop_in_the_browser(deployment: Deployment, browser_page: Any) -> None:
     """A person's round trip: Visualize on the dataset, a label in the viewer, Stop."""
-    deployment.require("browser")
-    deployment.require("browser-label-stop")
     from browser.visualize_flow import visualize_label_and_stop
 
     category = f"{deployment.name.replace('.', '_')}_cell_types"
@@ -418,8 +417,8 @@ def galaxy_tool_test() -> Path:
     return runner
 
 
+@pytest.mark.needs("tool-test-subset")
 def test_tool_tests_pass(deployment: Deployment, tmp_path: Path) -> None:
-    deployment.require("tool-test-subset")
     galaxy = deployment.galaxy
     keys = ["--galaxy-url", galaxy.url, "--admin-key", galaxy.admin_key, "--key", galaxy.user_key]
     # All at once: most of a tool test is Galaxy's own job overhead, which overlaps well.

@@ -6,8 +6,8 @@ with podman; `pulsar`: a Pulsar REST server, no shared file system) and each old
 scripts/galaxy/releases.txt on a Galaxy of its own (no container). Like Galaxy's own
 MulledJobTestCases mixin, a scenario is written once and takes `deployment`:
 
+    @pytest.mark.needs("browser")              # skipped, with the reason, where it cannot run
     def test_something(deployment: Deployment) -> None:
-        deployment.require("browser")          # skipped, with the reason, where it cannot run
         galaxy = deployment.galaxy             # a LocalGalaxy acting as that deployment's user
         job, outputs = start_viewer(galaxy, deployment.history_id, deployment.demo["id"])
 
@@ -105,7 +105,8 @@ class Deployment:
     cannot: dict[str, str] = field(default_factory=dict)
 
     def require(self, capability: str) -> None:
-        """Skip the calling test on this deployment when it lacks `capability`, with the reason."""
+        """Skip the calling test on this deployment when it lacks `capability`, with the reason
+        (the marker `needs` does the same before any fixture is set up: prefer it)."""
         if capability in self.cannot:
             pytest.skip(f"{self.name}: {self.cannot[capability]}")
 
@@ -151,3 +152,17 @@ def deployment(request: pytest.FixtureRequest) -> Deployment:
     else:
         galaxy = release_galaxy(request, name)
     return Deployment(name, galaxy, CANNOT.get(name, {}))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.needs(capability, ...)`: skip the test on a deployment that lacks one, with
+    the reason, before any fixture is set up (so no Galaxy starts for a test that cannot run)."""
+    marker = item.get_closest_marker("needs")
+    callspec = getattr(item, "callspec", None)
+    if marker is None or callspec is None or "deployment" not in callspec.params:
+        return
+    name = callspec.params["deployment"]
+    for capability in marker.args:
+        reason = CANNOT.get(name, {}).get(capability)
+        if reason:
+            pytest.skip(f"{name}: {reason}")
