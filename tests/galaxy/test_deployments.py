@@ -388,7 +388,7 @@ def test_visualize_plugin_is_offered_for_h5ad(deployment: Deployment) -> None:
 @pytest.mark.needs("browser", "browser-label-stop")
 def test_visualize_label_and_stop_in_the_browser(deployment: Deployment, browser_page: Any) -> None:
     """A person's round trip: Visualize on the dataset, a label in the viewer, Stop."""
-    from browser.visualize_flow import visualize_label_and_stop
+    from support.visualize_flow import visualize_label_and_stop
 
     category = f"{deployment.name.replace('.', '_')}_cell_types"
     job_id = visualize_label_and_stop(deployment.galaxy, browser_page, category, ("louvain", "1", "monocytes"))
