@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local Galaxy (26.1.2, or GALAXY_VERSION) with this repository's tools, gx-it-proxy and one
+# A local Galaxy (the newest of scripts/galaxy/releases.txt, or GALAXY_VERSION) with this repository's tools, gx-it-proxy and one
 # front URL.
 #
 #   scripts/galaxy.sh up        install if needed, start everything, create the demo user and
@@ -10,6 +10,7 @@
 #   scripts/galaxy.sh status    what runs, and whether Galaxy answers
 #   scripts/galaxy.sh install   pinned install only (idempotent; a second run does nothing)
 #   scripts/galaxy.sh pins      regenerate the version's constraints file (see GALAXY_VERSION)
+#   scripts/galaxy.sh releases  print the older releases the suites also run on (releases.txt)
 #
 # Processes (all on 127.0.0.1):
 #   nginx        :GALAXY_PORT      (8080) the one URL users open; /interactivetool/ep/ -> gx-it-proxy
@@ -23,12 +24,15 @@
 # GALAXY_CELLXGENE_DESTINATION=pulsar sends them to a Pulsar REST server on this machine
 # (scripts/pulsar.sh, started and stopped with Galaxy, on PULSAR_PORT = GALAXY_PORT+3) that
 # shares no file system with Galaxy and runs the same image with podman (docs/scaling.md).
+# GALAXY_CELLXGENE_DESTINATION=by-user offers all three on one Galaxy: the cellxgene jobs of
+# container@example.org go to the container, those of pulsar@example.org to Pulsar, everyone
+# else's run without a container (scripts/galaxy/job_rules; the test suites use this one Galaxy).
 # GALAXY_CELLXGENE_CORE_TOOL=1 also loads Galaxy core's own cellxgene 1.1.1 interactive tool
 # (the same tool id) into the same panel section. GALAXY_TOOLSHED_URL adds a Tool Shed
 # (scripts/toolshed.sh) to the ones admins can install from.
 #
-# GALAXY_VERSION picks the Galaxy release (default 26.1.2, the one every test runs on; the
-# older releases tests/galaxy/test_galaxy_releases.py runs are 25.1.3 and 24.2.4). Each release
+# GALAXY_VERSION picks the Galaxy release (default: the first of scripts/galaxy/releases.txt, the
+# one every test runs on; tests/galaxy/test_deployments.py runs the others). Each release
 # has its own install root (.galaxy for 26.1.2, .galaxy-<version> otherwise) and its own pins
 # (scripts/galaxy/constraints.txt for 26.1.2, constraints-<version>.txt otherwise). Releases
 # before 25.0.1 have no built web client on PyPI (galaxy-web-client): API only (docs/admin.md,
@@ -41,7 +45,7 @@ LOG_TAG=galaxy.sh
 # log, die, quiet_pip, pins_stamp, pinned_venv, with_testkit, bootstrap_key, pid_running, stop_pid
 # shellcheck source=galaxy/common.sh
 source "$REPO/scripts/galaxy/common.sh"
-DEFAULT_GALAXY_VERSION=26.1.2
+DEFAULT_GALAXY_VERSION="$(newest_release)"
 GALAXY_VERSION="${GALAXY_VERSION:-$DEFAULT_GALAXY_VERSION}"
 GXIT_PROXY_VERSION=0.2.3
 [[ "$GALAXY_VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "GALAXY_VERSION=$GALAXY_VERSION: use a release number such as 25.1.3"
@@ -262,7 +266,7 @@ start_all() {
     done
 
     mkdir -p "$DATA" "$RUN" "$LOGS" "$RUN/nginx" "$DEPS"
-    if [[ "$DESTINATION" == pulsar ]]; then
+    if [[ "$DESTINATION" == pulsar || "$DESTINATION" == by-user ]]; then
         # Before render: galaxy.yml carries the server's URL and private token.
         bash "$REPO/scripts/pulsar.sh" start
     fi
@@ -278,7 +282,9 @@ start_all() {
     # (env, not a subshell: `up` must be able to `wait` for the pid.)
     GX_STARTED_AT="$(date +%s.%N)"
     export GX_STARTED_AT
+    # PYTHONPATH: the dynamic job rule of GALAXY_CELLXGENE_DESTINATION=by-user (cellxgene_job_rules).
     launch galaxy env -C "$RUN" PATH="$VENV/bin:$PATH" GALAXY_VIRTUAL_ENV="$VENV" \
+        PYTHONPATH="$REPO/scripts/galaxy/job_rules" \
         "$VENV/bin/galaxy-web" -c "$RUN/galaxy.yml" -b "127.0.0.1:$GALAXY_WEB_PORT"
     log "started gx-it-proxy (pid $(cat "$(pidfile proxy)")), nginx (pid $(cat "$(pidfile nginx)")),"
     log "galaxy-web (pid $(cat "$(pidfile galaxy)")); logs in $LOGS; waiting for $URL/api/version"
@@ -419,8 +425,9 @@ case "${1:-}" in
     stop) cmd_stop ;;
     status) cmd_status ;;
     pins) cmd_pins ;;
+    releases) release_versions | tail -n +2 ;;
     *)
-        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

@@ -19,7 +19,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOG_TAG=toolshed.sh
 # shellcheck source=galaxy/common.sh
 source "$REPO/scripts/galaxy/common.sh"
-GALAXY_VERSION=26.1.2
+GALAXY_VERSION="$(newest_release)"
 GX="${GALAXY_ROOT:-$REPO/.galaxy}"
 GALAXY_VENV="$GX/venv"
 STATE="${TOOLSHED_STATE:-$REPO/.toolshed}"

@@ -3,7 +3,7 @@
 pytest_plugins = [
     "support.fixtures",
     "support.galaxy_fixture",
-    "support.galaxy_releases",
+    "support.deployments",
     "support.container_fixture",
     "support.pulsar_fixture",
     "support.browser_fixture",

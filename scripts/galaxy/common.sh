@@ -80,3 +80,7 @@ stop_pid() {
     fi
     log "stopped $name (pid $pid)"
 }
+
+# The release list (scripts/galaxy/releases.txt): the newest, then the older ones.
+release_versions() { grep -v '^#' "$REPO/scripts/galaxy/releases.txt" | awk 'NF { print $1 }'; }
+newest_release() { release_versions | head -n 1; }

@@ -55,12 +55,17 @@ def tool_files() -> list[Path]:
     return sorted(p for p in tools.glob("*.xml") if p.name != "macros.xml")
 
 
-DESTINATIONS = ("local", "container", "pulsar")
+DESTINATIONS = ("local", "container", "pulsar", "by-user")
+# by-user: the user whose cellxgene jobs go to each destination other than `local`
+# (scripts/galaxy/job_rules/cellxgene_job_rules/by_user.py); the tests act as these users.
+DESTINATION_USERS = {"container": "container@example.org", "pulsar": "pulsar@example.org"}
+BY_USER_ENVIRONMENT = "cellxgene_by_user"
 
 
 def destination() -> str:
-    """Where the cellxgene tools run: `local` (no container), `container` (Galaxy's Docker path)
-    or `pulsar` (a Pulsar REST server, scripts/pulsar.sh, running the same image)."""
+    """Where the cellxgene tools run: `local` (no container), `container` (Galaxy's Docker path),
+    `pulsar` (a Pulsar REST server, scripts/pulsar.sh, running the same image) or `by-user`
+    (each by its user, DESTINATION_USERS: one Galaxy for every destination the tests cover)."""
     value = os.environ.get("GX_DESTINATION") or "local"
     if value not in DESTINATIONS:
         raise SystemExit(f"GALAXY_CELLXGENE_DESTINATION={value!r}: use one of {', '.join(DESTINATIONS)}")
@@ -75,14 +80,18 @@ def tool_destinations() -> str:
     """The job_config `tools:` list (YAML flow style) sending every cellxgene tool to the destination."""
     if destination() == "local":
         return "[]"
-    target = destination()
+    target = BY_USER_ENVIRONMENT if destination() == "by-user" else destination()
     return "[" + ", ".join(f"{{id: {tool_id}, environment: {target}}}" for tool_id in tool_ids()) + "]"
 
 
+def uses_pulsar() -> bool:
+    return destination() in ("pulsar", "by-user")
+
+
 def pulsar_job_conf() -> tuple[str, str]:
-    """The `pulsar_rest` runner and the `pulsar` environment (galaxy.yml's job_config), only for
-    GALAXY_CELLXGENE_DESTINATION=pulsar: other Galaxies do not load the runner at all."""
-    if destination() != "pulsar":
+    """The `pulsar_rest` runner and the `pulsar` environment (galaxy.yml's job_config), only when
+    some cellxgene job can go to Pulsar: other Galaxies do not load the runner at all."""
+    if not uses_pulsar():
         return "", ""
     state = Path(env("GX_PULSAR_STATE"))
     token = (state / "private_token").read_text().strip()
@@ -95,7 +104,27 @@ def pulsar_job_conf() -> tuple[str, str]:
         galaxy_port=env("GALAXY_PORT"),
         monitor=Path(sys.executable).parent / "galaxy-container-monitor",
     )
+    if destination() == "by-user":
+        environment += BY_USER.format(
+            name=BY_USER_ENVIRONMENT,
+            container_user=DESTINATION_USERS["container"],
+            pulsar_user=DESTINATION_USERS["pulsar"],
+        )
     return runner, environment
+
+
+# Rendered after PULSAR_ENVIRONMENT for GALAXY_CELLXGENE_DESTINATION=by-user.
+BY_USER = """\
+        # Each cellxgene job goes where its user asks (job_rules/cellxgene_job_rules/by_user.py):
+        # one Galaxy serves the tests of every destination.
+        {name}:
+          runner: dynamic
+          type: python
+          rules_module: cellxgene_job_rules
+          function: cellxgene_by_user
+          container_user: {container_user}
+          pulsar_user: {pulsar_user}
+"""
 
 
 # Rendered into galaxy.yml under job_config.execution.environments (docs/scaling.md, "Pulsar").
@@ -269,6 +298,17 @@ def sessions() -> None:
         )
 
 
+def destination_user(api: GalaxyApi, url: str, email: str, stored: dict | None) -> dict[str, str]:
+    """The user whose cellxgene jobs go to one destination (by-user), with a working API key."""
+    stored = stored or {}
+    password = stored.get("password") or secrets.token_urlsafe(12)
+    user = api.ensure_user(email, password, email.split("@", 1)[0])
+    key = stored.get("key") if stored.get("id") == user["id"] else None
+    if not key or GalaxyApi(url, key).request("GET", "whoami").status_code != 200:
+        key = api.new_api_key(user["id"])
+    return {"email": email, "password": password, "id": user["id"], "key": key}
+
+
 def bootstrap(demo_file: Path | None, galaxy_pid: int | None) -> None:
     url = f"http://127.0.0.1:{env('GALAXY_PORT')}"
     credentials_path = Path(env("GX_CREDENTIALS"))
@@ -301,6 +341,11 @@ def bootstrap(demo_file: Path | None, galaxy_pid: int | None) -> None:
     if not user_key or GalaxyApi(url, user_key).request("GET", "whoami").status_code != 200:
         user_key = bootstrap_api.new_api_key(demo["id"])
 
+    destination_users = {}
+    if destination() == "by-user":
+        for name, email in DESTINATION_USERS.items():
+            destination_users[name] = destination_user(bootstrap_api, url, email, stored.get("users", {}).get(name))
+
     credentials = {
         "url": url,
         "galaxy_version": version.get("version_major"),
@@ -314,6 +359,7 @@ def bootstrap(demo_file: Path | None, galaxy_pid: int | None) -> None:
         "user_password": demo_password,
         "user_id": demo["id"],
         "user_key": user_key,
+        "users": destination_users,
     }
 
     if demo_file is not None:

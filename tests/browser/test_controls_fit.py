@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cellxgene_ui import assert_controls_clear_of_the_plot, wait_for_cells
 from playwright.sync_api import expect
+from support.cellxgene_ui import assert_controls_clear_of_the_plot, wait_for_cells
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from browser.galaxy_ui import hide_tool_panel, launcher, open_visualization, require_plugin
 from playwright.sync_api import expect
 from support.browser_fixture import switch_to_history
+from support.galaxy_ui import hide_tool_panel, launcher, open_visualization, require_plugin
 
 pytestmark = [pytest.mark.browser, pytest.mark.galaxy, pytest.mark.slow]
 

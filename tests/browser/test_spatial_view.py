@@ -8,15 +8,11 @@ what is checked is cellxgene's own page, in Debian's chromium.
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
-from cellxgene_ui import wait_for_cells
 from playwright.sync_api import expect
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "compat"))
-from foreign_support import fetch_all, manifest_files
+from support.cellxgene_ui import wait_for_cells
+from support.foreign_corpus import fetch_all, manifest_files
 
 pytestmark = pytest.mark.browser
 

@@ -18,7 +18,11 @@ from typing import Any
 import anndata
 import pandas as pd
 import pytest
-from browser.cellxgene_ui import (
+from galaxy_cellxgene.merge import add_labels_to_obs
+from playwright.sync_api import expect
+from support.anndata_compare import assert_same_anndata
+from support.browser_fixture import switch_to_history
+from support.cellxgene_ui import (
     assert_controls_clear_of_the_plot,
     create_category,
     label_selection,
@@ -27,12 +31,8 @@ from browser.cellxgene_ui import (
     wait_for_cells,
     wait_until_saved,
 )
-from browser.galaxy_ui import hide_tool_panel, open_visualization, require_plugin, viewer_frame
-from galaxy_cellxgene.merge import add_labels_to_obs
-from playwright.sync_api import expect
-from support.browser_fixture import switch_to_history
 from support.galaxy_fixture import VIEWER_TOOL
-from unit.anndata_compare import assert_same_anndata
+from support.galaxy_ui import hide_tool_panel, open_visualization, require_plugin, viewer_frame
 
 pytestmark = [pytest.mark.browser, pytest.mark.galaxy, pytest.mark.slow]
 

@@ -21,7 +21,9 @@ from typing import Any
 import anndata
 import pandas as pd
 import pytest
-from browser.cellxgene_ui import (
+from playwright.sync_api import expect
+from support.browser_fixture import switch_to_history
+from support.cellxgene_ui import (
     assert_controls_clear_of_the_plot,
     create_category,
     diffexp_genes,
@@ -32,11 +34,9 @@ from browser.cellxgene_ui import (
     wait_for_cells,
     wait_until_saved,
 )
-from browser.galaxy_ui import hide_tool_panel, launcher, open_visualization, require_plugin, viewer_frame
-from browser.page_health import PageWatch
-from playwright.sync_api import expect
-from support.browser_fixture import switch_to_history
 from support.galaxy_fixture import VIEWER_TOOL, poll, read_labels_csv
+from support.galaxy_ui import hide_tool_panel, launcher, open_visualization, require_plugin, viewer_frame
+from support.page_health import PageWatch
 
 pytestmark = [pytest.mark.browser, pytest.mark.galaxy, pytest.mark.slow]
 

@@ -5,7 +5,7 @@ was used with (scripts/make_compat_data.py; writers.json has the versions). For 
 `check` passes, or refuses with a named problem and the fix (no X: choose a layer); the viewer
 serves the page, schema and a gene as cellxgene's UI asks; a label save lands in the output;
 Finish writes a merged h5ad; and the writer's anndata reads it back with the labels and every
-original obs column (see compat_support.read_back for where that read runs).
+original obs column (see support.compat.read_back for where that read runs).
 
 One `view-many` session serves every file (the real runtime and cellxgene, one process: the
 files are small, and a process per file would cost minutes of CI); the single-dataset `view`
@@ -22,7 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from compat_support import (
+from galaxy_cellxgene.cli import main
+from galaxy_cellxgene.exit_codes import EXIT_INPUT
+from galaxy_cellxgene.labels import read_labels
+from galaxy_cellxgene.multi.names import unique_safe_names
+from support.compat import (
     CORPUS,
     LABEL,
     assert_layout_kept,
@@ -33,10 +37,7 @@ from compat_support import (
     writer_of,
     writers,
 )
-from galaxy_cellxgene.cli import EXIT_INPUT, main
-from galaxy_cellxgene.labels import read_labels
-from galaxy_cellxgene.multi.names import unique_safe_names
-from multi.multi_support import ManyJob, start_many
+from support.multi import ManyJob, start_many
 
 FILES = corpus()
 NEEDS_LAYER = [f for f in FILES if layout_of(f) == "no_x"]

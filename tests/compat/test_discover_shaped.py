@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-from discover_shaped import SYMBOLS, make
 from galaxy_cellxgene.cli import main
+from support.discover_shaped import SYMBOLS, make
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from foreign_support import fetch_all, manifest_files, unique_by_digest, verified_blockers
 from galaxy_cellxgene.cli import EXIT_INPUT, main
 from galaxy_cellxgene.labels import read_labels
+from support.foreign_corpus import fetch_all, manifest_files, unique_by_digest, verified_blockers
 
 FILES = unique_by_digest(manifest_files())
 OPENS = [e for e in FILES if e["expect"] == "opens"]

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from compat_support import CORPUS
 from galaxy_cellxgene import frames
-from galaxy_cellxgene.cli import EXIT_INPUT, main
-from galaxy_cellxgene.failure import EXIT_BUG
+from galaxy_cellxgene.cli import main
+from galaxy_cellxgene.exit_codes import EXIT_BUG, EXIT_INPUT
+from support.compat import CORPUS
 
 NEWEST = CORPUS / "anndata-0.13_nullable_string.h5ad"
 

@@ -14,11 +14,11 @@ import anndata as ad
 import h5py
 import pandas as pd
 import pytest
-from compat_support import CORPUS, corpus, layout_of, writer_of
 from galaxy_cellxgene.frames import LazyFrame
 from galaxy_cellxgene.prepare import prepare
 from galaxy_cellxgene.settings import ViewerOptions
 from server.common.utils.type_conversion_utils import get_schema_type_hint_of_array
+from support.compat import CORPUS, corpus, layout_of, writer_of
 
 FILES = corpus()
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import anndata as ad
 import pytest
-from compat_support import corpus
 from galaxy_cellxgene.subset import SubsetSource
-from unit.anndata_compare import assert_same_anndata
+from support.anndata_compare import assert_same_anndata
+from support.compat import corpus
 
 FILES = corpus()
 

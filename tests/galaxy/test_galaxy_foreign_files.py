@@ -9,22 +9,19 @@ current layout that anndata reads with every original obs column and the labels.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import anndata as ad
 import h5py
 import pytest
-from support.galaxy_fixture import LocalGalaxy
-from test_galaxy_interactive import JOB_TIMEOUT, launch_viewer, open_viewer, wait_until_saved
-from test_galaxy_newest_anndata import form_options
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "compat"))
-from discover_shaped import make
-from foreign_support import fetch_all, manifest_files
+from galaxy_cellxgene_testkit.entry_points import open_viewer, start_viewer
+from support.discover_shaped import make
+from support.foreign_corpus import fetch_all, manifest_files
+from support.galaxy_fixture import LocalGalaxy, form_options
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.slow, pytest.mark.timeout(1800)]
 CATEGORY = "foreign_label"
+JOB_TIMEOUT = 600
 
 
 def test_discover_file_offers_the_index_and_opens_with_symbols(
@@ -35,7 +32,7 @@ def test_discover_file_offers_the_index_and_opens_with_symbols(
     options = form_options(galaxy, galaxy_history, uploaded["id"])
     assert {"feature_name", "__index__"} <= set(options["var_names"]), options["var_names"]
 
-    job, _ = launch_viewer(galaxy, galaxy_history, uploaded["id"])
+    job, _ = start_viewer(galaxy, galaxy_history, uploaded["id"])
     _, ui = open_viewer(galaxy, job["id"])
     schema = ui.schema()
     assert schema["annotations"]["var"]["index"] == "feature_name"
@@ -50,14 +47,13 @@ def test_scanpys_pbmc_data_opens_and_merges_in_the_current_layout(
     source = fetch_all()[entry["sha256"]]
     uploaded = galaxy.upload_and_wait(galaxy_history, source, name="pbmc68k_reduced.h5ad", ext="h5ad")
     assert galaxy.dataset(uploaded["id"])["state"] == "ok"
-    job, outputs = launch_viewer(galaxy, galaxy_history, uploaded["id"])
+    job, outputs = start_viewer(galaxy, galaxy_history, uploaded["id"])
     _, ui = open_viewer(galaxy, job["id"])
     n_obs = ui.schema()["dataframe"]["nObs"]
     assert n_obs == 700
     assert ui.expression("CD3D").shape == (n_obs,)
     labels = [("a", "b", "unassigned")[i % 3] for i in range(n_obs)]
-    assert ui.put_labels({CATEGORY: labels}).status_code == 200
-    wait_until_saved(ui, label_saves=1)
+    ui.save_labels({CATEGORY: labels})
     galaxy.finish_viewer(ui, job["id"], JOB_TIMEOUT)
 
     elements = galaxy.collection(outputs["annotated"])["elements"]

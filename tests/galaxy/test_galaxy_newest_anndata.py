@@ -9,36 +9,18 @@ take a label save and, on Finish, hand back a merged h5ad holding the labels.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import anndata as ad
 import pandas as pd
 import pytest
-from support.galaxy_fixture import VIEWER_TOOL, LocalGalaxy
-from test_galaxy_interactive import JOB_TIMEOUT, launch_viewer, open_viewer, wait_until_saved
+from galaxy_cellxgene_testkit.entry_points import open_viewer, start_viewer
+from support.galaxy_fixture import LocalGalaxy, form_options
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 NEWEST = "compat/anndata-0.13_nullable_string.h5ad"
 CATEGORY = "newest_anndata_label"
-
-
-def form_options(galaxy: LocalGalaxy, history_id: str, dataset_id: str) -> dict[str, list[str]]:
-    """The tool form as Galaxy builds it for this dataset: {select name: option values}."""
-    payload = {"history_id": history_id, "inputs": {"input": {"values": [{"src": "hda", "id": dataset_id}]}}}
-    form = galaxy.post(f"tools/{VIEWER_TOOL}/build", payload)
-    options: dict[str, list[str]] = {}
-
-    def walk(inputs: list[dict[str, Any]]) -> None:
-        for item in inputs:
-            if item.get("type") == "select":
-                options[item["name"]] = [str(o[1]) for o in item.get("options", [])]
-            walk(item.get("inputs", []))
-            for case in item.get("cases", []):
-                walk(case.get("inputs", []))
-
-    walk(form["inputs"])
-    return options
+JOB_TIMEOUT = 600
 
 
 def test_newest_anndata_fills_the_selects_and_opens_through_the_proxy(
@@ -58,7 +40,7 @@ def test_newest_anndata_fills_the_selects_and_opens_through_the_proxy(
     assert "gene_symbol" in options["var_names"], options["var_names"]
     assert {"X_umap", "X_pca"} <= set(options["embedding"]), options["embedding"]
 
-    job, outputs = launch_viewer(galaxy, galaxy_history, uploaded["id"])
+    job, outputs = start_viewer(galaxy, galaxy_history, uploaded["id"])
     _, ui = open_viewer(galaxy, job["id"])
     assert "<html" in ui.page().lower()
     schema = ui.schema()
@@ -69,8 +51,7 @@ def test_newest_anndata_fills_the_selects_and_opens_through_the_proxy(
     expression = ui.expression("GENE0")
     assert expression.shape == (n_obs,)
     labels = [("early", "late", "unassigned")[i % 3] for i in range(n_obs)]
-    assert ui.put_labels({CATEGORY: labels}).status_code == 200
-    wait_until_saved(ui, label_saves=1)
+    ui.save_labels({CATEGORY: labels})
     galaxy.finish_viewer(ui, job["id"], JOB_TIMEOUT)
 
     saved = galaxy.labels(outputs["annotations"])

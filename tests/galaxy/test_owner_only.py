@@ -7,22 +7,21 @@ user, signed in by the `galaxy` fixture, so testkit sends the owner's `galaxyses
 a second user signed in to the same Galaxy. The owner gets the viewer; the second user and a
 browser without a session get 403; the second user's label save does not reach the outputs.
 
-The scenario bodies take a `Deployment` (the Galaxy, a history, the demo dataset, where the job
-directories are): one fixture names the deployments it runs on, so another destination is a
-new parameter, not a new module.
+The scenarios take the suite's `deployment` (support.deployments): the same bodies run on every
+destination and release.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from galaxy_cellxgene_testkit import signed_in
 from galaxy_cellxgene_testkit.entry_points import open_viewer, start_viewer
 from galaxy_cellxgene_testkit.ui_client import FINISH_HEADERS, UiClient
-from support.galaxy_fixture import CONTAINER_STATE, CREDENTIALS, LocalGalaxy, poll
+from support.deployments import Deployment
+from support.galaxy_fixture import STATE, LocalGalaxy, poll
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -33,35 +32,14 @@ JOB_TIMEOUT = 600
 PATHS = ("", "api/v0.2/config", "api/v0.2/schema", "galaxy/status")
 
 
-@dataclass
-class Deployment:
-    galaxy: LocalGalaxy
-    history_id: str
-    dataset_id: str
-    jobs_root: Path  # Galaxy's job_working_directory
-
-
-@pytest.fixture(params=["local", pytest.param("container", marks=pytest.mark.container)])
-def deployment(request: pytest.FixtureRequest) -> Deployment:
-    """The deployments this scenario runs on: no container, and Galaxy's Docker path (podman)."""
-    if request.param == "container":
-        galaxy = request.getfixturevalue("galaxy_container")
-        demo = request.getfixturevalue("galaxy_container_demo")
-        return Deployment(galaxy, demo["history_id"], demo["id"], CONTAINER_STATE / "data" / "jobs_directory")
-    galaxy = request.getfixturevalue("galaxy")
-    history = request.getfixturevalue("galaxy_history")
-    demo = request.getfixturevalue("galaxy_demo")
-    return Deployment(galaxy, history, demo["id"], CREDENTIALS.parent / "data" / "jobs_directory")
-
-
 def stranger_session(galaxy: LocalGalaxy) -> str:
     """A second user, signed in to the same Galaxy in another browser (not remembered by testkit)."""
     galaxy.admin.ensure_user(*STRANGER)
     return galaxy.sign_in(STRANGER[0], STRANGER[1], remember=False)
 
 
-def assert_only_the_owner(url: str, stranger: str) -> None:
-    owner = UiClient(url)
+def assert_only_the_owner(url: str, owner_cookie: str | None, stranger: str) -> None:
+    owner = UiClient(url, cookie=owner_cookie)
     assert owner.get("").status_code == 200
     for other in (UiClient(url, cookie=stranger), UiClient(url, signed_in=False)):
         for path in PATHS:
@@ -74,7 +52,7 @@ def assert_no_api_key(deployment: Deployment, job_id: str) -> None:
     environment variables to a container as `-e NAME=value` on the `podman run` line)."""
     key = deployment.galaxy.user_key.encode()
     decoded = deployment.galaxy.admin.get(f"configuration/decode/{job_id}")["decoded_id"]
-    found = sorted(deployment.jobs_root.glob(f"*/{decoded}"))
+    found = sorted(jobs_root(deployment).glob(f"*/{decoded}"))
     assert len(found) == 1, found
     for path in found[0].rglob("*"):
         if path.is_file() and path.stat().st_size < 5_000_000:
@@ -87,14 +65,20 @@ def assert_no_api_key(deployment: Deployment, job_id: str) -> None:
         assert key not in argv, f"the API key is in the argv of {cmdline.parent.name}"
 
 
+def jobs_root(deployment: Deployment) -> Path:
+    """Galaxy's job_working_directory (on Pulsar, the job's files are Pulsar's staging copy)."""
+    state = getattr(getattr(deployment.galaxy, "release", None), "state", STATE)
+    return state / "data" / "jobs_directory"
+
+
 def test_the_viewer_answers_only_its_owner(deployment: Deployment) -> None:
     galaxy = deployment.galaxy
     stranger = stranger_session(galaxy)
-    job, outputs = start_viewer(galaxy, deployment.history_id, deployment.dataset_id)
+    job, outputs = start_viewer(galaxy, deployment.history_id, deployment.demo["id"])
     _, ui = open_viewer(galaxy, job["id"], timeout=ENTRY_POINT_TIMEOUT)
     n = ui.schema()["dataframe"]["nObs"]
 
-    assert_only_the_owner(ui.base_url, stranger)
+    assert_only_the_owner(ui.base_url, galaxy.session_cookie, stranger)
     # The second user's save and Finish are refused; the owner's save lands.
     intruder = UiClient(ui.base_url, cookie=stranger)
     assert intruder.put_labels({"stolen": ["x"] * n}).status_code == 403
@@ -107,10 +91,12 @@ def test_the_viewer_answers_only_its_owner(deployment: Deployment) -> None:
     assert list(saved.columns) == ["mine"]
 
 
+@pytest.mark.needs("list-tool")
 def test_the_list_viewer_answers_only_its_owner(deployment: Deployment) -> None:
     galaxy = deployment.galaxy
+    owner = galaxy.session_cookie
     stranger = stranger_session(galaxy)
-    elements = [{"name": name, "src": "hda", "id": deployment.dataset_id} for name in ("first", "second")]
+    elements = [{"name": name, "src": "hda", "id": deployment.demo["id"]} for name in ("first", "second")]
     hdca = galaxy.post(
         "dataset_collections",
         {
@@ -124,19 +110,20 @@ def test_the_list_viewer_answers_only_its_owner(deployment: Deployment) -> None:
     run = galaxy.run_tool(MANY_TOOL, deployment.history_id, {"inputs": {"src": "hdca", "id": hdca["id"]}})
     job, outputs = run["jobs"][0], galaxy.output_ids(run)
     url = galaxy.entry_point_url(galaxy.wait_for_entry_point(job["id"], timeout=ENTRY_POINT_TIMEOUT))
-    poll("the landing page through the proxy", lambda: signed_in.get(url).ok or None, 120)
+    poll("the landing page through the proxy", lambda: signed_in.get(url, cookie=owner).ok or None, 120)
 
-    assert_only_the_owner(url, stranger)
+    assert_only_the_owner(url, owner, stranger)
     viewer = f"{url}d/first/"
-    assert_only_the_owner(viewer, stranger)
-    n = UiClient(viewer).schema()["dataframe"]["nObs"]
+    assert_only_the_owner(viewer, owner, stranger)
+    n = UiClient(viewer, cookie=owner).schema()["dataframe"]["nObs"]
     assert UiClient(viewer, cookie=stranger).put_labels({"stolen": ["x"] * n}).status_code == 403
     assert (
         signed_in.post(url + "galaxy/finish", headers=FINISH_HEADERS, like="http://nobody.invalid/").status_code == 403
     )
-    assert UiClient(viewer).put_labels({"mine": ["T cell"] * n}).status_code == 200
+    assert UiClient(viewer, cookie=owner).put_labels({"mine": ["T cell"] * n}).status_code == 200
 
-    assert signed_in.post(url + "galaxy/finish", headers=FINISH_HEADERS, timeout=120).status_code == 200
+    finish = signed_in.post(url + "galaxy/finish", headers=FINISH_HEADERS, cookie=owner, timeout=120)
+    assert finish.status_code == 200
     assert galaxy.wait_for_job(job["id"], timeout=JOB_TIMEOUT)["state"] == "ok", galaxy.job_stderr(job["id"])
     annotations = galaxy.collection(outputs["annotations"])["elements"]
     assert [e["element_identifier"] for e in annotations] == ["first"]

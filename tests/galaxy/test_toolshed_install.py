@@ -21,14 +21,15 @@ from typing import Any
 import pytest
 import requests
 from galaxy_cellxgene_testkit.ui_client import UiClient
-from support.galaxy_fixture import CONTAINER_STATE, TOOLSHED_URL, VIEWER_TOOL, LocalGalaxy, poll
+from support.galaxy_fixture import STATE as GALAXY_STATE
+from support.galaxy_fixture import TOOLSHED_URL, VIEWER_TOOL, LocalGalaxy, poll
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLSHED_SH = ROOT / "scripts" / "toolshed.sh"
 PLANEMO = ROOT / "scripts" / "planemo.sh"
-STATE = Path(os.environ.get("TOOLSHED_STATE") or ROOT / ".toolshed")
+SHED_STATE = Path(os.environ.get("TOOLSHED_STATE") or ROOT / ".toolshed")
 NAME, OWNER = "cellxgene", "iuc"
 OURS = "1.3.0+galaxy0"
 
@@ -37,14 +38,14 @@ OURS = "1.3.0+galaxy0"
 def toolshed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A fresh local Tool Shed holding this repository, uploaded by planemo from .shed.yml."""
     port = TOOLSHED_URL.rstrip("/").rsplit(":", 1)[1]
-    env = {**os.environ, "TOOLSHED_PORT": port, "TOOLSHED_STATE": str(STATE)}
+    env = {**os.environ, "TOOLSHED_PORT": port, "TOOLSHED_STATE": str(SHED_STATE)}
     subprocess.run(["bash", str(TOOLSHED_SH), "stop"], env=env, check=False, timeout=120)
     # A fresh shed each run: the repository is created, not found.
-    subprocess.run(["rm", "-rf", str(STATE / "data"), str(STATE / "credentials.json")], check=True)
+    subprocess.run(["rm", "-rf", str(SHED_STATE / "data"), str(SHED_STATE / "credentials.json")], check=True)
     started = subprocess.run(["bash", str(TOOLSHED_SH), "start"], env=env, capture_output=True, text=True, timeout=900)
     assert started.returncode == 0, started.stdout + started.stderr
     try:
-        credentials = json.loads((STATE / "credentials.json").read_text())
+        credentials = json.loads((SHED_STATE / "credentials.json").read_text())
         t0 = time.monotonic()
         created = subprocess.run(
             [
@@ -117,7 +118,7 @@ def installed(galaxy_container: LocalGalaxy, toolshed: dict[str, Any]) -> dict[s
 
 def installed_folder(repository: dict[str, Any]) -> Path:
     revision = repository["installed_changeset_revision"]
-    found = sorted((CONTAINER_STATE / "data").glob(f"shed_tools/*/repos/{OWNER}/{NAME}/{revision}/{NAME}"))
+    found = sorted((GALAXY_STATE / "data").glob(f"shed_tools/*/repos/{OWNER}/{NAME}/{revision}/{NAME}"))
     assert len(found) == 1, found
     return found[0]
 

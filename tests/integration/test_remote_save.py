@@ -3,8 +3,8 @@
 The real runtime (a subprocess, as Galaxy runs it) talks to a stand-in for Galaxy's API: a real
 HTTP server on loopback that answers `POST /api/tools/fetch` and
 `DELETE /api/histories/{id}/contents/{id}` the way Galaxy 26.1 does and records every request.
-A stand-in, because this level has no Galaxy; tests/galaxy/test_galaxy_pulsar.py runs the same
-code against a real Galaxy and a real Pulsar.
+A stand-in, because this level has no Galaxy; tests/galaxy/test_deployments.py (its `pulsar`
+deployment) runs the same code against a real Galaxy and a real Pulsar.
 """
 
 from __future__ import annotations

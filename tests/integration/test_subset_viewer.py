@@ -19,8 +19,8 @@ from galaxy_cellxgene.layout import Paths
 from galaxy_cellxgene.merge import add_labels_to_obs
 from galaxy_cellxgene.prepare import prepare
 from galaxy_cellxgene.settings import ViewerOptions
+from support.anndata_compare import assert_same_anndata
 from support.fixtures import DEMO, TEST_DATA, wait_until
-from unit.anndata_compare import assert_same_anndata
 
 pytestmark = pytest.mark.slow
 

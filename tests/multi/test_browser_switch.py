@@ -23,10 +23,10 @@ from typing import Any
 import anndata as ad
 import pytest
 import requests
-from browser.page_health import PageWatch
 from galaxy_cellxgene.entry_path import ENV_NAME
 from galaxy_cellxgene.labels import read_labels
-from multi_support import ManyJob, make_dataset, start_many
+from support.multi import ManyJob, make_dataset, start_many
+from support.page_health import PageWatch
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -78,7 +78,8 @@ def job(tmp_path: Path) -> Iterator[ManyJob]:
 
 
 def test_switching_between_datasets_in_the_browser_keeps_each_ones_labels(page: Any, job: ManyJob) -> None:
-    from browser.cellxgene_ui import (
+    from playwright.sync_api import expect
+    from support.cellxgene_ui import (
         assert_controls_clear_of_the_plot,
         create_category,
         label_selection,
@@ -86,7 +87,6 @@ def test_switching_between_datasets_in_the_browser_keeps_each_ones_labels(page: 
         select_only,
         wait_until_saved,
     )
-    from playwright.sync_api import expect
 
     origin = job.url[: -len(PREFIX) - 1]
     # Without the entry point path the port answers nothing but 404.

@@ -15,7 +15,7 @@ from galaxy_cellxgene.multi.session import MultiSession
 from galaxy_cellxgene.settings import ViewerOptions
 from hypothesis import given
 from hypothesis import strategies as st
-from multi_support import make_dataset
+from support.multi import make_dataset
 
 SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import requests
 from galaxy_cellxgene.labels import read_gene_sets, read_labels
-from multi_support import ManyJob, make_dataset, make_datasets, start_many
 from support.fixtures import DEMO, wait_until
+from support.multi import ManyJob, make_dataset, make_datasets, start_many
 
 pytestmark = pytest.mark.slow
 

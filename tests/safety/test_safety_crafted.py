@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hostile_h5ad import (
+from support.fixtures import TOOL_DIR, start_job
+from support.hostile_h5ad import (
     CANARY,
     SPARSE_FAULTS,
     USER_DEFINED_LINK_TYPE,
@@ -30,8 +31,7 @@ from hostile_h5ad import (
     make_unavailable_filter,
     make_user_defined_link,
 )
-from safety_helpers import uncaught
-from support.fixtures import TOOL_DIR, start_job
+from support.safety import uncaught
 
 ENV = {"PYTHONPATH": str(TOOL_DIR), "PATH": "/usr/bin:/bin"}
 SECONDS = 30  # every refusal comes from metadata: a hang or a watchdog ends the test red

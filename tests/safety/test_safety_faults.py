@@ -17,8 +17,8 @@ import time
 
 import pytest
 from galaxy_cellxgene.labels import read_gene_sets
-from safety_helpers import Hammer, can_mount, fill_disk, mounted, save_content, uncaught, wait_for, which_save
 from support.fixtures import DEMO, TEST_DATA, TOOL_DIR, runtime_command
+from support.safety import Hammer, can_mount, fill_disk, mounted, save_content, uncaught, wait_for, which_save
 
 pytestmark = pytest.mark.slow
 

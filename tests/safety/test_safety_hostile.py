@@ -20,8 +20,8 @@ import pytest
 from galaxy_cellxgene.labels import read_gene_sets, read_labels
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from safety_helpers import uncaught
 from support.fixtures import DEMO, TOOL_DIR
+from support.safety import uncaught
 
 pytestmark = pytest.mark.slow
 

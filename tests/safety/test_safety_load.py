@@ -41,6 +41,8 @@ def test_32_clients_mixed_load_no_failures_bounded_memory_then_idle_exit(bench_d
         capture_output=True,
         text=True,
         timeout=SECONDS + 400,
+        # This checkout's testkit and runtime, whatever the venv's editable install points at.
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("testkit/src", "tools/cellxgene"))},
     )
     assert summary_path.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(summary_path.read_text())

@@ -15,8 +15,8 @@ import requests
 from galaxy_cellxgene.galaxy_client import GalaxyLink
 from galaxy_cellxgene.galaxy_export import ExportError, export_files
 from galaxy_cellxgene.limits import GENE_SETS_MAX_BYTES, MIB, label_bytes_limit
-from safety_helpers import read_output
 from server.common.fbs.matrix import encode_matrix_fbs
+from support.safety import read_output
 
 pytestmark = pytest.mark.slow
 LABELS = "api/v0.2/annotations/obs"

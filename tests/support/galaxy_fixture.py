@@ -48,6 +48,8 @@ class LocalGalaxy(GalaxyApi):
         # The viewer answers only its owner's Galaxy session (owner_gate.py): sign in as a browser
         # would, so every UiClient on this Galaxy's origin sends the demo user's cookie.
         self.session_cookie: str = self.sign_in(credentials["user_email"], credentials["user_password"])
+        # gx-it-proxy's routes (galaxy.yml's interactivetools_map, scripts/galaxy/galaxy.yml.in).
+        self.proxy_map = CREDENTIALS.parent / "data" / "interactivetools_map.sqlite"
 
     def labels(self, dataset_id: str) -> Any:
         """A labels CSV output, once Galaxy has it, as pandas reads it (see read_labels_csv)."""
@@ -136,22 +138,59 @@ def start_or_reuse(
     return credentials, True
 
 
+# One Galaxy for every destination (GALAXY_CELLXGENE_DESTINATION=by-user): the demo user's
+# cellxgene jobs run without a container, the `container` user's through Galaxy's own Docker code
+# path (podman, the image scripts/build-image.sh builds), the `pulsar` user's on the Pulsar REST
+# server scripts/galaxy.sh starts beside it. Galaxy core's cellxgene 1.1.1 is loaded beside ours
+# (test_tool_ids.py), and the local Tool Shed of test_toolshed_install.py (started only by that
+# test) is one admins can install from.
+STATE = CREDENTIALS.parent
+TOOLSHED_URL = f"http://127.0.0.1:{os.environ.get('TOOLSHED_PORT') or 9009}/"
+SHARED_SETTINGS = {
+    "GALAXY_CELLXGENE_DESTINATION": "by-user",
+    "GALAXY_CELLXGENE_CORE_TOOL": "1",
+    "GALAXY_TOOLSHED_URL": TOOLSHED_URL,
+}
+
+
 @pytest.fixture(scope="session")
 def galaxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGalaxy]:
+    """The suite's Galaxy (reused when one answers, else started for the run and stopped after)."""
     log = tmp_path_factory.mktemp("galaxy") / "galaxy-start.log"
-    credentials, by_us = start_or_reuse(CREDENTIALS, dict(os.environ), log)
+    # scripts/galaxy.sh derives Pulsar's port and state from GALAXY_PORT and the Galaxy state.
+    env = {name: value for name, value in os.environ.items() if name not in ("PULSAR_PORT", "PULSAR_STATE")}
+    credentials, by_us = start_or_reuse(CREDENTIALS, {**env, **SHARED_SETTINGS}, log)
     try:
         yield LocalGalaxy(credentials)
     finally:
         if by_us:
-            subprocess.run(["bash", str(GALAXY_SH), "stop"], check=False, timeout=120)
+            subprocess.run(["bash", str(GALAXY_SH), "stop"], check=False, timeout=120, env=env)
 
 
-# A second Galaxy that runs the cellxgene tools through Galaxy's own Docker code path (podman as
-# the engine, the image scripts/build-image.sh builds): same installation, its own state and ports.
-CONTAINER_STATE = Path(os.environ.get("GALAXY_CONTAINER_STATE") or ROOT / ".galaxy-container")
-TOOLSHED_URL = f"http://127.0.0.1:{os.environ.get('TOOLSHED_PORT') or 9009}/"
-CONTAINER_PORT = int(os.environ.get("GALAXY_CONTAINER_PORT") or int(os.environ.get("GALAXY_PORT") or 8080) + 10)
+def destination_user(galaxy: LocalGalaxy, destination: str) -> LocalGalaxy:
+    """The same Galaxy, acting as the user whose cellxgene jobs go to `destination`."""
+    user = galaxy.credentials.get("users", {}).get(destination)
+    if user is None:
+        pytest.fail(
+            f"the Galaxy at {galaxy.url} was started without the {destination} destination "
+            "(GALAXY_CELLXGENE_DESTINATION=by-user): `scripts/galaxy.sh stop`, and the tests start their own"
+        )
+    return LocalGalaxy(
+        {
+            **galaxy.credentials,
+            "user_email": user["email"],
+            "user_password": user["password"],
+            "user_id": user["id"],
+            "user_key": user["key"],
+            "destination": destination,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def galaxy_container(galaxy: LocalGalaxy, built_image: str) -> LocalGalaxy:
+    """The suite's Galaxy as the user whose cellxgene jobs run in the container destination."""
+    return destination_user(galaxy, "container")
 
 
 @contextlib.contextmanager
@@ -163,9 +202,10 @@ def galaxy_beside(
     check: Callable[[dict[str, Any]], bool],
     drop: tuple[str, ...] = (),
 ) -> Iterator[dict[str, Any]]:
-    """Credentials of a Galaxy beside the main one: its own state folder and ports (GALAXY_PORT and
-    the two after it), `settings` for scripts/galaxy.sh; stopped at the end if started here."""
-    unwanted = {"GALAXY_WEB_PORT", "GXIT_PROXY_PORT", *drop}
+    """Credentials of a Galaxy beside the suite's (an older release): its own state folder and ports
+    (GALAXY_PORT and the three after it), `settings` for scripts/galaxy.sh; stopped at the end if
+    started here."""
+    unwanted = {"GALAXY_WEB_PORT", "GXIT_PROXY_PORT", "PULSAR_PORT", "PULSAR_STATE", *drop}
     env = {name: value for name, value in os.environ.items() if name not in unwanted}
     env.update({"GALAXY_STATE": str(state), "GALAXY_PORT": str(port), "GALAXY_NO_DEMO": "1", **settings})
     credentials, by_us = start_or_reuse(state / "credentials.json", env, log, check=check)
@@ -174,23 +214,6 @@ def galaxy_beside(
     finally:
         if by_us:
             subprocess.run(["bash", str(GALAXY_SH), "stop"], check=False, timeout=120, env=env)
-
-
-@pytest.fixture(scope="session")
-def galaxy_container(tmp_path_factory: pytest.TempPathFactory, built_image: str) -> Iterator[LocalGalaxy]:
-    """A local Galaxy whose job configuration sends every cellxgene tool to a container destination."""
-    settings = {
-        "GALAXY_CELLXGENE_DESTINATION": "container",
-        # Galaxy core's own cellxgene 1.1.1 beside this repository's tool (test_tool_ids.py).
-        "GALAXY_CELLXGENE_CORE_TOOL": "1",
-        # The local Tool Shed of test_toolshed_install.py (started only by that test).
-        "GALAXY_TOOLSHED_URL": TOOLSHED_URL,
-    }
-    log = tmp_path_factory.mktemp("galaxy-container") / "galaxy-start.log"
-    with galaxy_beside(
-        CONTAINER_STATE, CONTAINER_PORT, settings, log, check=lambda c: c.get("destination") == "container"
-    ) as credentials:
-        yield LocalGalaxy(credentials)
 
 
 @pytest.fixture(scope="session")
@@ -207,7 +230,7 @@ def galaxy_demo(galaxy: LocalGalaxy, galaxy_history: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def galaxy_container_demo(galaxy_container: LocalGalaxy) -> dict[str, Any]:
-    """The demo dataset on the container Galaxy, in a history of its own (its "history_id")."""
+    """The demo dataset of the container user, in a history of its own (its "history_id")."""
     history_id = galaxy_container.new_history(f"pytest container {time.strftime('%Y-%m-%d %H:%M:%S')}")
     return galaxy_container.upload_test_data(history_id, "pbmc_demo.h5ad", ext="h5ad")
 
@@ -217,3 +240,21 @@ def read_labels_csv(text: str) -> Any:
     import pandas as pd
 
     return pd.read_csv(io.StringIO(text), comment="#", index_col=0, dtype="category", keep_default_na=False)
+
+
+def form_options(galaxy: LocalGalaxy, history_id: str, dataset_id: str) -> dict[str, list[str]]:
+    """The tool form as Galaxy builds it for this dataset: {select name: option values}."""
+    payload = {"history_id": history_id, "inputs": {"input": {"values": [{"src": "hda", "id": dataset_id}]}}}
+    form = galaxy.post(f"tools/{VIEWER_TOOL}/build", payload)
+    options: dict[str, list[str]] = {}
+
+    def walk(inputs: list[dict[str, Any]]) -> None:
+        for item in inputs:
+            if item.get("type") == "select":
+                options[item["name"]] = [str(o[1]) for o in item.get("options", [])]
+            walk(item.get("inputs", []))
+            for case in item.get("cases", []):
+                walk(case.get("inputs", []))
+
+    walk(form["inputs"])
+    return options

@@ -1,27 +1,24 @@
 """Older Galaxy releases (issue 14, part 3): one local Galaxy per release, started in turn.
 
-The tools declare `profile="24.2"`; the suite's Galaxy is 26.1.2 (support.galaxy_fixture).
-The module-scoped fixture `galaxy_release` is parametrized over the newest 25.x and 24.2.x
-releases on PyPI. Each is installed by `GALAXY_VERSION=<v> scripts/galaxy.sh start` into its
+The tools declare `profile="24.2"`; the suite's Galaxy is the first of
+scripts/galaxy/releases.txt (support.galaxy_fixture). The fixture `deployment`
+(support.deployments) runs each of the others (the newest 25.x and 24.2.x releases on
+PyPI) as a deployment of its own. Each is installed by `GALAXY_VERSION=<v> scripts/galaxy.sh start` into its
 own root (.galaxy-<v>, pinned by scripts/galaxy/constraints-<v>.txt) with its own state and
 ports, reusing the gx-it-proxy of the 26.1.2 install, and is stopped before the next one
 starts (one Galaxy at a time: each holds ~1.2 GB). A release left running by hand with the same
 state folder is reused, as the main fixture does.
 
 Ports: GALAXY_RELEASE_PORT (default GALAXY_PORT + 20), then +10 per release.
-Register with `pytest_plugins = ["support.galaxy_releases"]` in tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from support.galaxy_fixture import ROOT, LocalGalaxy, galaxy_beside
+from support.galaxy_fixture import ROOT, LocalGalaxy
 
 
 @dataclass(frozen=True)
@@ -39,8 +36,19 @@ class Release:
         return self.root / "state"
 
 
+def read_releases() -> tuple[Release, ...]:
+    """scripts/galaxy/releases.txt (the one place release numbers are written), minus its first
+    line: that release is the suite's own Galaxy (support.galaxy_fixture)."""
+    rows = [
+        line.split()
+        for line in (ROOT / "scripts" / "galaxy" / "releases.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    return tuple(Release(version, web_client=kind == "web-client") for version, kind in rows[1:])
+
+
 # Newest first; docs/admin.md ("Galaxy releases tested") and README.md list the same.
-RELEASES = (Release("25.1.3", web_client=True), Release("24.2.4", web_client=False))
+RELEASES = read_releases()
 BY_VERSION = {release.version: release for release in RELEASES}
 
 
@@ -64,19 +72,4 @@ class ReleaseGalaxy(LocalGalaxy):
     def __init__(self, credentials: dict, release: Release) -> None:
         super().__init__(credentials)
         self.release = release
-        self.proxy_map = release.state / "data" / "interactivetools_map.sqlite"
-
-
-@pytest.fixture(scope="module", params=[r.version for r in RELEASES])
-def galaxy_release(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleaseGalaxy]:
-    release = BY_VERSION[request.param]
-    log = tmp_path_factory.mktemp(f"galaxy-{release.version}") / "galaxy-start.log"
-    with galaxy_beside(
-        release.state,
-        release_port(RELEASES.index(release)),
-        release_settings(release),
-        log,
-        check=lambda c: str(c.get("galaxy_version")) == ".".join(release.version.split(".")[:2]),
-        drop=("GALAXY_ROOT",),  # each release has its own installation (.galaxy-<version>)
-    ) as credentials:
-        yield ReleaseGalaxy(credentials, release)
+        self.proxy_map: Path = release.state / "data" / "interactivetools_map.sqlite"

@@ -11,8 +11,8 @@ import anndata as ad
 import h5py
 import numpy as np
 import pytest
-from h5ad_builders import N_CELLS, NAN_ROWS, build_adata, cell_names, labels_text, with_obsm
 from hypothesis import HealthCheck, settings
+from support.h5ad_builders import N_CELLS, NAN_ROWS, build_adata, cell_names, labels_text, with_obsm
 
 # Property tests: a quick, repeatable run by default (CI shares 2 cores); HYPOTHESIS_PROFILE=thorough
 # searches much wider, e.g. before changing labels.py.

@@ -11,9 +11,9 @@ import pytest
 import scipy.sparse as sp
 from galaxy_cellxgene import columns
 from galaxy_cellxgene.settings import ViewerOptions
-from h5ad_builders import write_matrix_h5ad as write_h5ad
 from hypothesis import given
 from hypothesis import strategies as st
+from support.h5ad_builders import write_matrix_h5ad as write_h5ad
 
 
 def random_csr(seed: int, n_rows: int, n_cols: int, density: float) -> sp.csr_matrix:

@@ -13,9 +13,9 @@ import pytest
 import scipy.sparse as sp
 from galaxy_cellxgene import column_file, columns, distribution, row_file
 from galaxy_cellxgene.store_choice import StoreChoice
-from h5ad_builders import write_matrix_h5ad
 from hypothesis import given
 from hypothesis import strategies as st
+from support.h5ad_builders import write_matrix_h5ad
 
 _names = itertools.count()
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from galaxy_cellxgene import distribution
-from h5ad_builders import N_CELLS, build_adata
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from server.common.compute.estimate_distribution import estimate_approximate_distribution
+from support.h5ad_builders import N_CELLS, build_adata
 
 
 def cellxgene_says(matrix) -> str:

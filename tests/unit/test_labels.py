@@ -11,7 +11,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from cellxgene_store import FakeAdaptor, body, cellxgene_store, head
 from galaxy_cellxgene.cli import main
 from galaxy_cellxgene.labels import (
     GENE_SETS_HEADER,
@@ -22,9 +21,10 @@ from galaxy_cellxgene.labels import (
     read_labels,
 )
 from galaxy_cellxgene.merge import GENE_SETS_UNS_KEY, merge_into_h5ad
-from h5ad_builders import GENE_SETS_CSV, LABELS_HEADER, N_CELLS, build_adata, cell_names, cell_types
 from server.common.genesets import read_gene_sets_tidycsv
 from server.common.utils.data_locator import DataLocator
+from support.cellxgene_store import FakeAdaptor, body, cellxgene_store, head
+from support.h5ad_builders import GENE_SETS_CSV, LABELS_HEADER, N_CELLS, build_adata, cell_names, cell_types
 
 
 def user_labels(n: int = N_CELLS) -> pd.DataFrame:

@@ -20,13 +20,13 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from cellxgene_store import FakeAdaptor, cellxgene_store, head
 from galaxy_cellxgene.labels import _rows_from_distinct_values, gene_sets_csv, labels_csv, read_gene_sets, read_labels
-from h5ad_builders import LABELS_HEADER
 from hypothesis import given
 from hypothesis import strategies as st
 from server.common.genesets import read_gene_sets_tidycsv
 from server.common.utils.data_locator import DataLocator
+from support.cellxgene_store import FakeAdaptor, cellxgene_store, head
+from support.h5ad_builders import LABELS_HEADER
 
 # Anything a CSV file can hold in UTF-8: no lone surrogates; NUL ends a field in pandas' C parser.
 any_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)

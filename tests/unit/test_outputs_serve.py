@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from galaxy_cellxgene import outputs, serve
+from galaxy_cellxgene import exit_codes, outputs, serve
 from galaxy_cellxgene.cellxgene_internals import cellxgene_message as _cellxgene_message
 from galaxy_cellxgene.durable import atomic_write
 from galaxy_cellxgene.serve import Binding, in_container, plan_binding, runtime_json, write_runtime_json
@@ -201,7 +201,7 @@ def test_write_runtime_json_is_complete_and_readable(tmp_path: Path, strict_umas
 
 
 def test_serve_exit_code_after_sigterm() -> None:
-    assert serve.EXIT_TERMINATED == 143  # the contract's exit code after Galaxy's Stop
+    assert serve.EXIT_TERMINATED == exit_codes.EXIT_TERMINATED == 143  # the contract's exit code after Galaxy's Stop
 
 
 # ---- app: cellxgene's messages, cleaned for users ----

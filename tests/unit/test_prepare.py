@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from galaxy_cellxgene.prepare import prepare, unique_names
 from galaxy_cellxgene.settings import ViewerOptions
-from h5ad_builders import N_CELLS, build_adata, with_obsm
+from support.h5ad_builders import N_CELLS, build_adata, with_obsm
 
 
 def galaxy_dataset(path: Path) -> Path:

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from galaxy_cellxgene import column_file, columns, store_cache
 from galaxy_cellxgene.settings import ViewerOptions
 from galaxy_cellxgene.store_choice import StoreChoice
-from h5ad_builders import write_matrix_h5ad
+from support.h5ad_builders import write_matrix_h5ad
 
 UUID = "0f6c4a8e-3b1d-4c2a-9e7f-5d8b6a4c2e10"
 KEY = store_cache.cache_key(UUID)

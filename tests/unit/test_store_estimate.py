@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from galaxy_cellxgene.multi.datasets import APP_OVERHEAD_BYTES, read_facts
 from galaxy_cellxgene.settings import ViewerOptions
 from galaxy_cellxgene.store_choice import StoreChoice, XLayout, copy_bytes, resident_bytes
-from h5ad_builders import write_matrix_h5ad
+from support.h5ad_builders import write_matrix_h5ad
 
 LAYOUT = XLayout("csr_matrix", "float32", (1_000_000, 20_000), 800_000_000)
 

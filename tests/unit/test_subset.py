@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from anndata_compare import assert_same_anndata
 from galaxy_cellxgene.containment import OutsideData
 from galaxy_cellxgene.labels import read_labels
 from galaxy_cellxgene.merge import add_labels_to_obs
 from galaxy_cellxgene.subset import SubsetError, SubsetSource, label_choices, subset_title
 from galaxy_cellxgene.subset_matrix import MatrixError
-from h5ad_builders import build_adata, cell_types
+from support.anndata_compare import assert_same_anndata
+from support.h5ad_builders import build_adata, cell_types
 
 TINY_BLOCKS = 64  # bytes: a few values per block, so every matrix is copied in many blocks
 

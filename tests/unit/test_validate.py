@@ -10,7 +10,7 @@ import pytest
 from galaxy_cellxgene.cli import main
 from galaxy_cellxgene.settings import ViewerOptions
 from galaxy_cellxgene.validate import Inspection, Problem, inspect
-from h5ad_builders import GENE_SETS_CSV, N_CELLS, NAN_ROWS, build_adata, cell_names, cell_types, with_obsm
+from support.h5ad_builders import GENE_SETS_CSV, N_CELLS, NAN_ROWS, build_adata, cell_names, cell_types, with_obsm
 
 
 def only_error(inspection: Inspection) -> Problem:

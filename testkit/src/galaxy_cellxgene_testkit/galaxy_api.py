@@ -60,6 +60,7 @@ class GalaxyApi:
         self.key = key
         self.timeout = timeout
         self.session = requests.Session()
+        self.session_cookie: str | None = None  # the browser session of sign_in (viewers want it)
         if key:
             self.session.headers["x-api-key"] = key
 
@@ -128,6 +129,7 @@ class GalaxyApi:
             raise GalaxyError(f"sign-in of {email} -> {response.status_code}: {response.text[:500]}")
         if remember:
             signed_in.remember(self.url, cookie)
+        self.session_cookie = cookie
         return cookie
 
     def new_api_key(self, user_id: str) -> str:

@@ -60,6 +60,8 @@ def post(url: str, *, like: str | None = None, **kwargs: Any) -> requests.Respon
 
 
 def _send(method: str, url: str, like: str | None, kwargs: dict[str, Any]) -> requests.Response:
-    headers = {**cookie_header(cookie_for(like or url)), **(kwargs.pop("headers", None) or {})}
+    # `cookie=`: this user's session, where several users share one Galaxy (one origin).
+    cookie = kwargs.pop("cookie", None) or cookie_for(like or url)
+    headers = {**cookie_header(cookie), **(kwargs.pop("headers", None) or {})}
     timeout = kwargs.pop("timeout", 30)
     return requests.request(method, url, headers=headers, timeout=timeout, **kwargs)

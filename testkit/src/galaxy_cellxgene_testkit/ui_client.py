@@ -131,6 +131,17 @@ class UiClient:
         response.raise_for_status()
         return response.json()
 
+    def save_labels(self, labels: Mapping[str, Sequence[str]], timeout: float = 30) -> dict:
+        """A label save as the UI sends it, then the runtime's word that it is on disk (its status)."""
+        from galaxy_cellxgene_testkit.galaxy_api import poll
+
+        before = self.status()["label_saves"]
+        response = self.put_labels(labels)
+        assert response.status_code == 200, response.text
+        return poll(
+            "the runtime to report the save", lambda: (s := self.status())["label_saves"] > before and s, timeout
+        )
+
     def finish(self) -> requests.Response:
         # The header the viewer's own page sends; without it Finish is refused (403).
         return self.session.post(self.url("galaxy/finish"), headers=FINISH_HEADERS, timeout=self.timeout)

@@ -111,7 +111,7 @@ class Session:
         """Differential expression results not exported yet go to the history (if export is on)."""
         if not self.app.config.get("GALAXY_EXPORT_ENABLED"):
             return None
-        name = self.options.title or self.paths.source.name
+        name = self.options.display_name(self.paths.source)
         return galaxy_export.export_diffexp_at_finish(self.galaxy, self.diffexp, name)
 
     def at_exit(self, terminated: bool) -> None:
@@ -203,7 +203,7 @@ def build_session(
         gene_sets_copy,
         paths.annotations_out,
         paths.gene_sets_out,
-        source_name=options.title or paths.source.name,
+        source_name=options.display_name(paths.source),
     )
     cx.use_annotations(app_config, store)
     store.publish_initial(data_adaptor)
@@ -217,15 +217,15 @@ def build_session(
     session.diffexp = DiffexpLog(paths.work_dir)
     _add_galaxy_routes(app, session)
     session.subsets = subset_routes.attach(
-        app, paths, options.title or paths.source.name, store, data_adaptor, galaxy if galaxy.can_write else None
+        app, paths, options.display_name(paths.source), store, data_adaptor, galaxy if galaxy.can_write else None
     )
     diffexp_export.record(app, session.diffexp, data_adaptor, labels=lambda: store.current_labels(data_adaptor))
     if scripts:
-        name = options.title or paths.source.name
+        name = options.display_name(paths.source)
         galaxy_export.register(app, galaxy, paths.annotations_out, paths.gene_sets_out, name, diffexp=session.diffexp)
         app.config["GALAXY_EXPORT_ENABLED"] = True
     # Outputs staged on a remote node (Pulsar): also push saves into the history.
-    session.saver = remote_save.attach(store, options.title or paths.source.name, galaxy)
+    session.saver = remote_save.attach(store, options.display_name(paths.source), galaxy)
     return session
 
 

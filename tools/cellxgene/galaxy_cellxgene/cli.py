@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 
 from galaxy_cellxgene import view_many
+from galaxy_cellxgene.exit_codes import EXIT_INPUT, EXIT_OUTPUT
 from galaxy_cellxgene.options import (
-    EXIT_INPUT,
-    EXIT_OUTPUT,
     add_display_options,
     add_server_options,
     add_session_options,
@@ -102,7 +101,7 @@ def run_check(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     inspection = guarded_inspect(args.input, options)
     options = with_dataset_defaults(options, inspection.summary.default_var_names, inspection.summary.default_embedding)
-    text = render(options.title or args.input.name, inspection, options)
+    text = render(options.display_name(args.input), inspection, options)
     if args.report:
         args.report.write_text(text)
     else:

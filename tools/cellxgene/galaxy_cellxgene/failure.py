@@ -1,6 +1,6 @@
 """Never a traceback: an unexpected exception becomes one line naming what was being read.
 
-Input problems end with exit code 2 (cli.EXIT_INPUT) and a message with the fix; anything
+Input problems end with exit code 2 (exit_codes.EXIT_INPUT) and a message with the fix; anything
 else is the runtime's own fault and ends here, with a code of its own (EX_SOFTWARE), so a
 Galaxy job log and a test can tell the two apart.
 """
@@ -11,7 +11,7 @@ import contextlib
 import sys
 from types import TracebackType
 
-EXIT_BUG = 70  # sysexits.h EX_SOFTWARE: distinct from 2 (input problems) and 1 (outputs not writable)
+from galaxy_cellxgene.exit_codes import EXIT_BUG
 
 # The element the metadata reader (frames.py) opened last: what the file looked like when it failed.
 _last_part = {"name": ""}

@@ -4,8 +4,9 @@ Groups (as cellxgene's own `launch.py` groups its options): *display* (what cell
 *session* (memory, idle timeout, differential expression bounds), *resume* (one earlier
 annotations/gene-sets file: `check` and `view` only) and *server* (where to listen and register).
 `options_from_args` turns a parsed command line into the pure `ViewerOptions` (settings.py);
-`server_from_args` into a `ServerOptions`. Exit codes and the job log's setup live here too, so
-every subcommand (cli.py, view_many.py) imports from this module and none from another.
+`server_from_args` into a `ServerOptions`. The job log's setup lives here too, so every
+subcommand (cli.py, view_many.py) imports from this module and none from another; the exit
+codes are exit_codes.py's.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from galaxy_cellxgene.exit_codes import EXIT_INPUT
 from galaxy_cellxgene.settings import ViewerOptions
 
-EXIT_OK = 0
-EXIT_OUTPUT = 1  # a Galaxy output cannot be written (disk, quota, permissions)
-EXIT_INPUT = 2  # input problems: one line each, what is wrong and the fix
-# 70 (failure.EXIT_BUG): the runtime's own fault; 143 (serve.EXIT_TERMINATED): Galaxy's Stop.
+# The option defaults are ViewerOptions' own (settings.py): the command line repeats none of them.
+DEFAULTS = ViewerOptions()
 
 
 def add_display_options(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +38,8 @@ def add_display_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--disable-annotations", action="store_true")
     g.add_argument("--disable-gene-sets-save", action="store_true")
     g.add_argument("--disable-custom-colors", action="store_true")
-    g.add_argument("--max-category-items", type=int, default=1000, metavar="N")
-    g.add_argument("--diffexp-lfc-cutoff", type=float, default=0.01, metavar="F")
+    g.add_argument("--max-category-items", type=int, default=DEFAULTS.max_category_items, metavar="N")
+    g.add_argument("--diffexp-lfc-cutoff", type=float, default=DEFAULTS.diffexp_lfc_cutoff, metavar="F")
 
 
 def add_resume_options(parser: argparse.ArgumentParser) -> None:
@@ -54,42 +54,48 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--x-store",
         choices=["auto", "memory", "disk"],
-        default="auto",
+        default=DEFAULTS.x_store,
         help="where gene requests read X: a column copy in memory, or on disk (auto: by the job's memory)",
     )
     g.add_argument(
         "--memory-mb",
         type=int,
-        default=0,
+        default=DEFAULTS.memory_mb,
         metavar="MB",
         help="the job's memory, for --x-store auto (0: $GALAXY_MEMORY_MB, set by Galaxy)",
     )
     g.add_argument(
         "--dataset-uuid",
-        default="",
+        default=DEFAULTS.dataset_uuid,
         metavar="UUID",
         help="Galaxy's UUID of the input: keys the shared column store cache ($GALAXY_CELLXGENE_STORE_CACHE)",
     )
-    g.add_argument("--idle-timeout", type=float, default=0, metavar="MINUTES", help="finish after idling (0: never)")
-    g.add_argument("--x-distribution", choices=["auto", "normal", "count"], default="auto")
+    g.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULTS.idle_timeout_minutes,
+        metavar="MINUTES",
+        help="finish after idling (0: never)",
+    )
+    g.add_argument("--x-distribution", choices=["auto", "normal", "count"], default=DEFAULTS.x_distribution)
     g.add_argument(
         "--diffexp-max-cells",
         type=int,
-        default=0,
+        default=DEFAULTS.diffexp_max_cells,
         metavar="N",
         help="most cells one differential expression may compare (0: derived from --diffexp-memory-mb)",
     )
     g.add_argument(
         "--diffexp-memory-mb",
         type=int,
-        default=4096,
+        default=DEFAULTS.diffexp_memory_mb,
         metavar="MB",
         help="memory one differential expression may use; sets the cell limit from the gene count",
     )
     g.add_argument(
         "--diffexp-concurrency",
         type=int,
-        default=1,
+        default=DEFAULTS.diffexp_concurrency,
         metavar="N",
         help="differential expression computations at once; more wait in line, then get 503",
     )

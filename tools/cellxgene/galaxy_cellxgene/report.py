@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from galaxy_cellxgene.problems import Inspection
 from galaxy_cellxgene.settings import ViewerOptions
 
@@ -18,7 +20,7 @@ def render(name: str, inspection: Inspection, options: ViewerOptions) -> str:
     lines += [
         "## What cellxgene will show",
         "",
-        f"- Title: {options.title or name}",
+        f"- Title: {options.display_name(Path(name))}",
         f"- Cells: {s.n_obs}",
         f"- Genes: {s.n_vars}",
         f"- Expression values: {f'layer {options.layer!r}' if options.layer else f'X ({s.x_encoding}, {s.x_dtype})'}",

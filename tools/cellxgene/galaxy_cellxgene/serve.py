@@ -23,11 +23,10 @@ from wsgiref.types import WSGIApplication
 
 from galaxy_cellxgene import entry_path, owner_gate
 from galaxy_cellxgene.durable import atomic_write
+from galaxy_cellxgene.exit_codes import EXIT_TERMINATED
 from galaxy_cellxgene.galaxy_client import GalaxyLink
 from galaxy_cellxgene.joblog import say
 from galaxy_cellxgene.options import ServerOptions
-
-EXIT_TERMINATED = 143
 
 
 class ServedSession(Protocol):

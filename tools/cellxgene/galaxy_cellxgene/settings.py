@@ -6,6 +6,7 @@ Nothing here touches files or imports cellxgene, so every rule is a one-line uni
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 Distribution = Literal["normal", "count"]  # cellxgene's X distribution; distribution.py measures it
@@ -49,6 +50,10 @@ class ViewerOptions:
     # The embedding the page opens on (page_fixes.py): the first one chosen, else the dataset's
     # uns['default_embedding'] (CELLxGENE Discover); empty: cellxgene's own rule (umap, tsne, pca).
     first_embedding: str = ""
+
+    def display_name(self, source: Path) -> str:
+        """The dataset's name wherever the viewer shows or sends it: the title, else the file's name."""
+        return self.title or source.name
 
 
 # The tool form's explicit "gene names: the var index" choice, beside the var columns (macros.xml).

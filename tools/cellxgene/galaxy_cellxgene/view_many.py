@@ -18,8 +18,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from galaxy_cellxgene.exit_codes import EXIT_INPUT
 from galaxy_cellxgene.layout import csv_name
-from galaxy_cellxgene.options import EXIT_INPUT, input_error, options_from_args, server_from_args, title_from_args
+from galaxy_cellxgene.options import input_error, options_from_args, server_from_args, title_from_args
 
 # Read by the runtime when no --memory-budget-mb is given: an admin sets it in the job
 # destination's environment. GALAXY_MEMORY_MB is what Galaxy sets when the destination

@@ -15,6 +15,7 @@ import requests
 from galaxy_cellxgene_testkit.jobs import Job, launch, new_job_dir, runtime_env
 from galaxy_cellxgene_testkit.jobs import wait_ready as wait_registered
 from galaxy_cellxgene_testkit.ui_client import UiClient
+
 from support.multi_data import DATASETS, make_dataset, make_datasets
 
 __all__ = ["DATASETS", "ManyJob", "make_dataset", "make_datasets", "start_many"]

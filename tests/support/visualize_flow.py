@@ -3,8 +3,7 @@
 Log in as the demo user, upload the demo dataset into a new history, Visualize -> cellxgene,
 wait for every cell, label one group of cells in cellxgene's own UI, press Galaxy's Stop
 (the API call its button makes), and check the job's annotations output holds the labels.
-Used by tests/galaxy/test_container_visualize.py (the container destination) and
-tests/galaxy/test_galaxy_releases.py (older Galaxy releases).
+Used by tests/galaxy/test_deployments.py on the deployments that run it (support.deployments).
 """
 
 from __future__ import annotations
@@ -13,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import anndata
-from browser.cellxgene_ui import create_category, label_selection, runtime_status, select_only, wait_for_cells
-from browser.cellxgene_ui import wait_until_saved as wait_until_ui_saved
-from browser.galaxy_ui import hide_tool_panel, open_visualization, require_plugin, viewer_frame
+
 from support.browser_fixture import log_in, switch_to_history
+from support.cellxgene_ui import create_category, label_selection, runtime_status, select_only, wait_for_cells
+from support.cellxgene_ui import wait_until_saved as wait_until_ui_saved
 from support.galaxy_fixture import VIEWER_TOOL, LocalGalaxy, poll
+from support.galaxy_ui import hide_tool_panel, open_visualization, require_plugin, viewer_frame
 
 DEMO = Path(__file__).resolve().parents[2] / "test-data" / "pbmc_demo.h5ad"
 VIEWER_START_TIMEOUT = 240.0

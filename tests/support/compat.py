@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from support.fixtures import ROOT, TEST_DATA
@@ -49,22 +50,16 @@ def writer_python(writer: str) -> Path | None:
 
 
 def read_back(merged: Path, original: Path) -> tuple[str, dict]:
-    """(who read it, what it saw): in the writer's environment if present, else in this one."""
+    """(who read it, what it saw): the script's own --readback, in the writer's environment if
+    present, else in this one (the runtime's anndata)."""
     writer = writer_of(original)
     python = writer_python(writer)
-    if python is not None:
-        command = [str(python), str(SCRIPT), "--venvs", str(VENVS), "--inside", writer]
-        command += ["--readback", str(merged), "--labels", LABEL, "--original", str(original)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"{writer}'s anndata cannot read the merged file:\n{done.stderr[-3000:]}"
-        return writer, json.loads(done.stdout.strip().splitlines()[-1])
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_compat_data", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return "runtime anndata", module.readback(merged, [LABEL], original)
+    command = [str(python or sys.executable), str(SCRIPT), "--venvs", str(VENVS), "--inside", writer]
+    command += ["--readback", str(merged), "--labels", LABEL, "--original", str(original)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    who = writer if python is not None else "runtime anndata"
+    assert done.returncode == 0, f"{who} cannot read the merged file:\n{done.stderr[-3000:]}"
+    return who, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def encodings(path: Path) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Galaxy dynamic job rules of the local test Galaxy (galaxy.yml's `rules_module`)."""
