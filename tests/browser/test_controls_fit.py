@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 from support.cellxgene_ui import assert_controls_clear_of_the_plot, wait_for_cells
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SIZES = [(1366, 768), (1600, 900), (1920, 1080)]
 # The viewer's frame inside Galaxy's centre panel (tool and history panels open) is narrower than
