@@ -129,7 +129,7 @@ def test_the_list_tool_opens_them_all_in_one_session(corpus, tmp_path: Path) -> 
 
     import anndata
     from galaxy_cellxgene.multi.names import unique_safe_names
-    from multi.multi_support import start_many
+    from support.multi import start_many
 
     names = [e["name"] for e in OPENS]
     job = start_many(tmp_path, {e["name"]: corpus[e["sha256"]] for e in OPENS})
