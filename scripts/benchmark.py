@@ -13,7 +13,7 @@ both sides of a ratio alike:
           column copy in memory and on disk: first gene, gene clicks, peak memory, build cost
 
 Usage:
-  .venv/bin/python scripts/make_bench_data.py            # once: bench-data/synth_*.h5ad
+  .venv/bin/python scripts/data/make_bench_data.py            # once: bench-data/synth_*.h5ad
   .venv/bin/python scripts/benchmark.py                   # everything (about 20 minutes)
   .venv/bin/python scripts/benchmark.py --quick           # smoke test: demo and 10k cells, N=1
   .venv/bin/python scripts/benchmark.py --write-docs      # and refresh docs/benchmarks.md
@@ -40,11 +40,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# scripts/ (this file's folder) is on sys.path when it runs as a script: bench/ and make_bench_data.
+# scripts/ (this file's folder) is on sys.path when it runs as a script: bench/ and data/ are packages there.
 from bench import atlas, procs
 from bench.load import run_load
+from data.make_bench_data import atlas_name, dataset_name
 from galaxy_cellxgene import store_cache
-from make_bench_data import atlas_name, dataset_name
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -516,7 +516,7 @@ def bench_atlas(bench: Bench) -> list[dict]:
     for size in (int(s) for s in args.atlas_sizes.split(",") if s):
         path = args.data / atlas_name(size)
         if not path.exists():
-            log(f"{path} missing: run scripts/make_bench_data.py --sizes '' --atlas {size}")
+            log(f"{path} missing: run scripts/data/make_bench_data.py --sizes '' --atlas {size}")
             continue
         ds = atlas.AtlasData.load(path, path.stem.removeprefix("atlas_"))
         samples: dict[str, list[dict]] = {}
@@ -881,7 +881,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         path = args.data / dataset_name(int(size))
         if not path.exists():
-            log(f"{path} missing: run scripts/make_bench_data.py --sizes {size}")
+            log(f"{path} missing: run scripts/data/make_bench_data.py --sizes {size}")
             return 2
         datasets.append(load_dataset(path))
 

@@ -7,8 +7,8 @@ layer, CSC integers, pandas' nullable columns, no X, a dataframe in obsm); the s
 also write a subset of scanpy's bundled PBMC data. A layout a writer cannot write is skipped
 and listed. The files are committed, so the test suite never builds these environments:
 
-    python3 scripts/make_compat_data.py --venvs /work/wt/venvs/compat        # build + write
-    python3 scripts/make_compat_data.py --venvs DIR --readback MERGED.h5ad   # read back (tests)
+    python3 scripts/data/make_compat_data.py --venvs /work/wt/venvs/compat        # build + write
+    python3 scripts/data/make_compat_data.py --venvs DIR --readback MERGED.h5ad   # read back (tests)
 
 This file runs under every writer's Python (3.9 to 3.13): keep its syntax to 3.9.
 """
@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "test-data" / "compat"
 PYENV = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
 

@@ -7,8 +7,8 @@ row per run: exit code (negative: killed by that signal; "served" if the view st
 time, peak RSS of the command's process (VmHWM, polled every 20 ms: wait4's ru_maxrss would
 include this script's own RSS, which Linux carries over fork), and the first ERROR line.
 
-    .venv/bin/python scripts/measure_crafted.py                       # this checkout's runtime
-    .venv/bin/python scripts/measure_crafted.py --tool-dir /tmp/base  # another runtime (before)
+    .venv/bin/python scripts/bench/measure_crafted.py                       # this checkout's runtime
+    .venv/bin/python scripts/bench/measure_crafted.py --tool-dir /tmp/base  # another runtime (before)
 
 A run is ended after --cap seconds (or once a view serves): its row then says so.
 """
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "safety"))
 
 import hostile_h5ad as crafted  # noqa: E402

@@ -5,8 +5,8 @@ The source is the 700-cell PBMC dataset that scanpy ships inside its wheel
 (scanpy/datasets/10x_pbmc68k_reduced.h5ad). The wheel is fetched with pip (no scanpy
 install needed) and the file's checksum is verified, so the same bytes go in every time.
 
-    .venv/bin/python scripts/make_test_data.py            # writes test-data/
-    .venv/bin/python scripts/make_test_data.py --out DIR  # writes elsewhere (used by the tests)
+    .venv/bin/python scripts/data/make_test_data.py            # writes test-data/
+    .venv/bin/python scripts/data/make_test_data.py --out DIR  # writes elsewhere (used by the tests)
 
 Rules the files obey (tests/tool/test_test_data.py checks them): every file < 1 MB, every
 h5ad >= 200 cells (smaller ones hit cellxgene's bytearray bug in a real browser), and every
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCANPY_VERSION = "1.11.5"
 SCANPY_WHEEL = f"scanpy-{SCANPY_VERSION}-py3-none-any.whl"
 SOURCE_MEMBER = "scanpy/datasets/10x_pbmc68k_reduced.h5ad"

@@ -19,8 +19,8 @@ files are streamed to disk row block by row block with h5py in anndata's on-disk
 so generating 1,000,000 cells (about 19 GB) needs a few hundred MiB, not the matrix.
 
 Usage:
-    .venv/bin/python scripts/make_bench_data.py [--sizes 10000,100000,500000] [--out bench-data]
-    .venv/bin/python scripts/make_bench_data.py --sizes '' --atlas 100000,1000000
+    .venv/bin/python scripts/data/make_bench_data.py [--sizes 10000,100000,500000] [--out bench-data]
+    .venv/bin/python scripts/data/make_bench_data.py --sizes '' --atlas 100000,1000000
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def make_dataset(n_cells: int, out_dir: Path, seed: int, nolayers: bool, force: 
     x, counts = build_matrices(n_cells, rng, density, mean_count)
     obs, obsm = obs_and_embeddings(n_cells, rng, x, counts)
     adata = anndata.AnnData(X=x, obs=obs, var=var, obsm=obsm, layers={"counts": counts})
-    adata.uns["bench"] = {"seed": seed, "n_cells": n_cells, "generator": "scripts/make_bench_data.py"}
+    adata.uns["bench"] = {"seed": seed, "n_cells": n_cells, "generator": "scripts/data/make_bench_data.py"}
 
     for path, keep_layer in ((with_layer, True), (without, False)):
         if path not in wanted:
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma-separated cell counts for 20,000-gene atlas shapes with counts and raw (e.g. 100000,1000000)",
     )
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "bench-data")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "bench-data")
     parser.add_argument("--seed", type=int, default=20261125)
     parser.add_argument("--no-nolayers", action="store_true", help="skip the _nolayers twins")
     parser.add_argument("--force", action="store_true", help="rewrite files that already exist")

@@ -4,7 +4,7 @@
 Needs a running local Galaxy (`scripts/galaxy.sh start` or `up`) and Debian's chromium
 (`apt-get install chromium`); Playwright only drives it and never downloads a browser.
 
-    .venv/bin/python scripts/screenshot_galaxy.py [--out docs/img] [--keep]
+    .venv/bin/python scripts/bench/screenshot_galaxy.py [--out docs/img] [--keep]
 
 It launches the viewer on the demo user's "PBMC demo" dataset through Galaxy's API, waits for
 the entry point, opens it at the one front URL (nginx -> gx-it-proxy -> cellxgene), and
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from galaxy_cellxgene_testkit.galaxy_api import GalaxyApi
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 CHROMIUM = "/usr/bin/chromium"
 # Without these, chromium keeps dialling out to hosts this machine cannot reach.

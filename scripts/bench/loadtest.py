@@ -10,7 +10,7 @@ A request fails if it raises or answers anything but 200; the one documented exc
 differential-expression gate's 503 (another computation is running), counted separately.
 Prints a JSON summary (also written with --json) and exits 1 if any check failed.
 
-    .venv/bin/python scripts/loadtest.py --dataset bench-data/synth_100k.h5ad --clients 32 --duration 60
+    .venv/bin/python scripts/bench/loadtest.py --dataset bench-data/synth_100k.h5ad --clients 32 --duration 60
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import pandas as pd
 import requests
 from galaxy_cellxgene_testkit.jobs import Job, launch, new_job_dir, runtime_env, wait_ready
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_SRC = ROOT / "tools" / "cellxgene"
 API = "api/v0.2/"
 BINARY = {"Accept": "application/octet-stream"}

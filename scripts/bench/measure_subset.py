@@ -9,8 +9,8 @@ Each contender runs in a fresh process; its peak RSS is the kernel's count for t
   anndata   `anndata.read_h5ad(INPUT)[mask].copy().write_h5ad(OUT)`: the whole file in memory
 
 Usage:
-    .venv/bin/python scripts/make_bench_data.py --sizes '' --atlas 100000
-    .venv/bin/python scripts/measure_subset.py bench-data/atlas_100k.h5ad --category cell_type --label type_00
+    .venv/bin/python scripts/data/make_bench_data.py --sizes '' --atlas 100000
+    .venv/bin/python scripts/bench/measure_subset.py bench-data/atlas_100k.h5ad --category cell_type --label type_00
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ANNDATA_WAY = """
 import sys, anndata as ad
 adata = ad.read_h5ad(sys.argv[1])
