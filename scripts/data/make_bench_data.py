@@ -258,6 +258,35 @@ def atlas_genes(rng: np.random.Generator, n_genes: int) -> tuple[pd.DataFrame, n
     return var, density, mean_count
 
 
+def _write_atlas_matrices(
+    f: h5py.File, rng: np.random.Generator, shape: tuple[int, int], density: np.ndarray, mean_count: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """X, layers/counts and raw/X written block by block; per cell: total counts, genes detected; nnz."""
+    n_cells = shape[0]
+    n_counts = np.zeros(n_cells, dtype=np.float32)
+    n_genes_per_cell = np.zeros(n_cells, dtype=np.int32)
+    x = _csr_group(f, "X", shape)
+    counts_group = _csr_group(f.create_group("layers"), "counts", shape)
+    f["layers"].attrs["encoding-type"] = "dict"
+    f["layers"].attrs["encoding-version"] = "0.1.0"
+    raw = f.create_group("raw")
+    raw.attrs["encoding-type"] = "raw"
+    raw.attrs["encoding-version"] = "0.1.0"
+    raw_x = _csr_group(raw, "X", shape)
+    indptr = np.zeros(n_cells + 1, dtype=np.int64)
+    for block in row_blocks(rng, n_cells, ATLAS_ROWS, density, mean_count, depth_sigma=0.4):
+        start, stop = block.start, block.stop
+        indptr[start + 1 : stop + 1] = indptr[start] + np.cumsum(block.row_len)
+        for group, values in ((x, block.x_vals), (counts_group, block.counts), (raw_x, block.x_vals)):
+            _append(group, "data", values)
+            _append(group, "indices", block.cols)
+        n_counts[start:stop] = block.row_sum
+        n_genes_per_cell[start:stop] = block.row_len
+    for group in (x, counts_group, raw_x):
+        group["indptr"][...] = indptr
+    return n_counts, n_genes_per_cell, int(indptr[-1])
+
+
 def make_atlas(n_cells: int, out_dir: Path, seed: int, force: bool, n_genes: int = ATLAS_GENES) -> Path:
     """Stream an atlas-shaped h5ad to disk in bounded memory (see the module docstring)."""
     from anndata.io import write_elem
@@ -269,37 +298,15 @@ def make_atlas(n_cells: int, out_dir: Path, seed: int, force: bool, n_genes: int
     t0 = time.perf_counter()
     rng = np.random.default_rng([seed, n_cells, n_genes])
     var, density, mean_count = atlas_genes(rng, n_genes)
-    shape = (n_cells, n_genes)
-    n_counts = np.zeros(n_cells, dtype=np.float32)
-    n_genes_per_cell = np.zeros(n_cells, dtype=np.int32)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with h5py.File(tmp, "w") as f:
         f.attrs["encoding-type"] = "anndata"
         f.attrs["encoding-version"] = "0.1.0"
-        x = _csr_group(f, "X", shape)
-        counts_group = _csr_group(f.create_group("layers"), "counts", shape)
-        f["layers"].attrs["encoding-type"] = "dict"
-        f["layers"].attrs["encoding-version"] = "0.1.0"
-        raw = f.create_group("raw")
-        raw.attrs["encoding-type"] = "raw"
-        raw.attrs["encoding-version"] = "0.1.0"
-        raw_x = _csr_group(raw, "X", shape)
-        indptr = np.zeros(n_cells + 1, dtype=np.int64)
-        for block in row_blocks(rng, n_cells, ATLAS_ROWS, density, mean_count, depth_sigma=0.4):
-            start, stop = block.start, block.stop
-            indptr[start + 1 : stop + 1] = indptr[start] + np.cumsum(block.row_len)
-            for group, values in ((x, block.x_vals), (counts_group, block.counts), (raw_x, block.x_vals)):
-                _append(group, "data", values)
-                _append(group, "indices", block.cols)
-            n_counts[start:stop] = block.row_sum
-            n_genes_per_cell[start:stop] = block.row_len
-        for group in (x, counts_group, raw_x):
-            group["indptr"][...] = indptr
-        nnz = int(indptr[-1])
+        n_counts, n_genes_per_cell, nnz = _write_atlas_matrices(f, rng, (n_cells, n_genes), density, mean_count)
         obs, obsm = _atlas_obs(rng, n_cells, n_counts, n_genes_per_cell)
         write_elem(f, "obs", obs)
         write_elem(f, "var", var)
-        write_elem(raw, "var", var)
+        write_elem(f["raw"], "var", var)
         write_elem(f, "obsm", obsm)
         for name in ("varm", "obsp", "varp"):
             write_elem(f, name, {})
