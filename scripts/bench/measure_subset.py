@@ -47,6 +47,22 @@ def run(command: list[str]) -> tuple[float, float]:
     return wall, peak / 1024
 
 
+def subset_command(args: argparse.Namespace, out: Path) -> list[str]:
+    """The contender's command: the runtime's merge with a subset, or anndata's own way (ANNDATA_WAY)."""
+    if args.contender == "runtime":
+        return [
+            sys.executable,
+            "-m",
+            "galaxy_cellxgene",
+            "merge",
+            str(args.input),
+            f"--subset-by={args.category}",
+            f"--subset-label={args.label}",
+            f"--subsets-dir={out}",
+        ]
+    return [sys.executable, "-c", ANNDATA_WAY, str(args.input), args.category, args.label, str(out / "a.h5ad")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", type=Path)
@@ -63,28 +79,7 @@ def main() -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(dir=args.input.parent) as scratch:
         out = Path(scratch)
-        if args.contender == "runtime":
-            command = [
-                sys.executable,
-                "-m",
-                "galaxy_cellxgene",
-                "merge",
-                str(args.input),
-                f"--subset-by={args.category}",
-                f"--subset-label={args.label}",
-                f"--subsets-dir={out}",
-            ]
-        else:
-            command = [
-                sys.executable,
-                "-c",
-                ANNDATA_WAY,
-                str(args.input),
-                args.category,
-                args.label,
-                str(out / "a.h5ad"),
-            ]
-        wall, peak = run(command)
+        wall, peak = run(subset_command(args, out))
         [written] = list(out.glob("*.h5ad"))
         with h5py.File(written, "r") as f:
             cells = int(f["X"].attrs["shape"][0]) if "shape" in f["X"].attrs else f["X"].shape[0]
