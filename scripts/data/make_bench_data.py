@@ -152,14 +152,20 @@ def build_matrices(
     return x_m, counts_m
 
 
-def obs_and_embeddings(
-    n_cells: int, rng: np.random.Generator, x: sparse.csr_matrix, counts: sparse.csr_matrix
-) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def clustered_embeddings(rng: np.random.Generator, n_cells: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Each cell's cluster, and X_umap / X_pca with the clusters apart (the first two PCs follow them)."""
     cluster = rng.integers(0, N_CLUSTERS, size=n_cells)
     centers = rng.normal(0.0, 10.0, size=(N_CLUSTERS, 2)).astype(np.float32)
     umap = centers[cluster] + rng.normal(0.0, 1.0, size=(n_cells, 2)).astype(np.float32)
     pca = rng.normal(0.0, 1.0, size=(n_cells, N_PCS)).astype(np.float32)
     pca[:, :2] += centers[cluster] / 3.0
+    return cluster, {"X_umap": umap, "X_pca": pca}
+
+
+def obs_and_embeddings(
+    n_cells: int, rng: np.random.Generator, x: sparse.csr_matrix, counts: sparse.csr_matrix
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    cluster, embeddings = clustered_embeddings(rng, n_cells)
 
     obs = pd.DataFrame(
         {
@@ -173,7 +179,7 @@ def obs_and_embeddings(
         },
         index=pd.Index([f"cell_{i:07d}" for i in range(n_cells)], name="cell_ids"),
     )
-    return obs, {"X_umap": umap, "X_pca": pca}
+    return obs, embeddings
 
 
 def make_dataset(n_cells: int, out_dir: Path, seed: int, nolayers: bool, force: bool) -> list[Path]:
@@ -323,11 +329,7 @@ def make_atlas(n_cells: int, out_dir: Path, seed: int, force: bool, n_genes: int
 def _atlas_obs(
     rng: np.random.Generator, n_cells: int, n_counts: np.ndarray, n_genes: np.ndarray
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    cluster = rng.integers(0, N_CLUSTERS, size=n_cells)
-    centers = rng.normal(0.0, 10.0, size=(N_CLUSTERS, 2)).astype(np.float32)
-    umap = centers[cluster] + rng.normal(0.0, 1.0, size=(n_cells, 2)).astype(np.float32)
-    pca = rng.normal(0.0, 1.0, size=(n_cells, N_PCS)).astype(np.float32)
-    pca[:, :2] += centers[cluster] / 3.0
+    cluster, embeddings = clustered_embeddings(rng, n_cells)
     obs = pd.DataFrame(
         {
             "cell_type": pd.Categorical.from_codes(cluster % len(CELL_TYPES), CELL_TYPES),
@@ -339,7 +341,7 @@ def _atlas_obs(
         },
         index=pd.Index([f"cell_{i:07d}" for i in range(n_cells)], name="cell_ids"),
     )
-    return obs, {"X_umap": umap, "X_pca": pca}
+    return obs, embeddings
 
 
 def main(argv: list[str] | None = None) -> int:
