@@ -162,6 +162,15 @@ def clustered_embeddings(rng: np.random.Generator, n_cells: int) -> tuple[np.nda
     return cluster, {"X_umap": umap, "X_pca": pca}
 
 
+def cluster_columns(rng: np.random.Generator, cluster: np.ndarray) -> dict[str, pd.Categorical]:
+    """obs's cell type and Leiden cluster (both follow the clusters) and a random sample of origin."""
+    return {
+        "cell_type": pd.Categorical.from_codes(cluster % len(CELL_TYPES), CELL_TYPES),
+        "sample": pd.Categorical.from_codes(rng.integers(0, len(SAMPLES), len(cluster)), SAMPLES),
+        "leiden": pd.Categorical.from_codes(cluster, [str(i) for i in range(N_CLUSTERS)]),
+    }
+
+
 def obs_and_embeddings(
     n_cells: int, rng: np.random.Generator, x: sparse.csr_matrix, counts: sparse.csr_matrix
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -169,9 +178,7 @@ def obs_and_embeddings(
 
     obs = pd.DataFrame(
         {
-            "cell_type": pd.Categorical.from_codes(cluster % len(CELL_TYPES), CELL_TYPES),
-            "sample": pd.Categorical.from_codes(rng.integers(0, len(SAMPLES), n_cells), SAMPLES),
-            "leiden": pd.Categorical.from_codes(cluster, [str(i) for i in range(N_CLUSTERS)]),
+            **cluster_columns(rng, cluster),
             "batch": pd.Categorical.from_codes(rng.integers(0, 3, n_cells), ["a", "b", "c"]),
             "n_counts": np.asarray(counts.sum(axis=1)).ravel().astype(np.float32),
             "n_genes": np.diff(x.indptr).astype(np.int32),
@@ -332,9 +339,7 @@ def _atlas_obs(
     cluster, embeddings = clustered_embeddings(rng, n_cells)
     obs = pd.DataFrame(
         {
-            "cell_type": pd.Categorical.from_codes(cluster % len(CELL_TYPES), CELL_TYPES),
-            "sample": pd.Categorical.from_codes(rng.integers(0, len(SAMPLES), n_cells), SAMPLES),
-            "leiden": pd.Categorical.from_codes(cluster, [str(i) for i in range(N_CLUSTERS)]),
+            **cluster_columns(rng, cluster),
             "n_counts": n_counts,
             "n_genes": n_genes,
             "pct_mito": rng.uniform(0.0, 20.0, n_cells).astype(np.float32),
