@@ -353,7 +353,7 @@ def test_no_plugin_library_is_loaded_for_a_missing_filter(tmp_path: Path, entry_
 
 
 def test_more_links_than_any_h5ad_are_refused_in_seconds(tmp_path: Path) -> None:
-    from hostile_h5ad import make_wide
+    from support.hostile_h5ad import make_wide
 
     path = make_wide(tmp_path)
     check_merge_view(path, tmp_path, "uns entry 'many' holds more than 200000 HDF5 links and attributes")
