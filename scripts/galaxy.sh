@@ -290,8 +290,8 @@ start_all() {
     log "galaxy-web (pid $(cat "$(pidfile galaxy)")); logs in $LOGS; waiting for $URL/api/version"
 
     local demo="$REPO/test-data/pbmc_demo.h5ad"
-    if [[ ! -f "$demo" && -f "$REPO/scripts/make_test_data.py" ]]; then
-        "$REPO/.venv/bin/python" "$REPO/scripts/make_test_data.py" >&2 || true
+    if [[ ! -f "$demo" && -f "$REPO/scripts/data/make_test_data.py" ]]; then
+        "$REPO/.venv/bin/python" "$REPO/scripts/data/make_test_data.py" >&2 || true
     fi
     local demo_args=()
     if [[ -f "$demo" && -z "${GALAXY_NO_DEMO:-}" ]]; then

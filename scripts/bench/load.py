@@ -6,7 +6,7 @@ import random
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,6 +32,45 @@ class LoadResult:
         return dict(self.__dict__)
 
 
+@dataclass
+class Client:
+    """One closed-loop client: which genes it asks for, and what it saw."""
+
+    i: int
+    port: int
+    var_column: str
+    genes: Sequence[str]
+    layout: str
+    seed: int
+    lat: list[float] = field(default_factory=list)
+    expr_lat: list[float] = field(default_factory=list)
+    errors: int = 0
+
+    def run(self, barrier: threading.Barrier, stop_at: list[float]) -> None:
+        rng = random.Random(self.seed * 1009 + self.i)
+        http = Http(self.port)
+        n = 0
+        barrier.wait()  # stop_at[0] is set before the main thread reaches the barrier
+        while time.perf_counter() < stop_at[0]:
+            is_layout = n % LAYOUT_EVERY == LAYOUT_EVERY - 1
+            path = layout_path(self.layout) if is_layout else expression_path(self.var_column, rng.choice(self.genes))
+            t = time.perf_counter()
+            try:
+                status, _, body = http.get(path, BINARY_HEADERS)
+                ok = status == 200 and len(body) > 0
+            except OSError:
+                ok = False
+            dt = time.perf_counter() - t
+            n += 1
+            if ok:
+                self.lat.append(dt)
+                if not is_layout:
+                    self.expr_lat.append(dt)
+            else:
+                self.errors += 1
+        http.close()
+
+
 def run_load(
     port: int,
     server_pid: int,
@@ -42,58 +81,34 @@ def run_load(
     duration_s: float,
     seed: int,
 ) -> LoadResult:
-    stop_at = 0.0
+    stop_at = [0.0]
     barrier = threading.Barrier(clients + 1)
-    lat: list[list[float]] = [[] for _ in range(clients)]
-    expr_lat: list[list[float]] = [[] for _ in range(clients)]
-    errors = [0] * clients
-
-    def worker(i: int) -> None:
-        rng = random.Random(seed * 1009 + i)
-        http = Http(port)
-        n = 0
-        barrier.wait()
-        while time.perf_counter() < stop_at:
-            is_layout = n % LAYOUT_EVERY == LAYOUT_EVERY - 1
-            path = layout_path(layout) if is_layout else expression_path(var_column, rng.choice(genes))
-            t = time.perf_counter()
-            try:
-                status, _, body = http.get(path, BINARY_HEADERS)
-                ok = status == 200 and len(body) > 0
-            except OSError:
-                ok = False
-            dt = time.perf_counter() - t
-            n += 1
-            if ok:
-                lat[i].append(dt)
-                if not is_layout:
-                    expr_lat[i].append(dt)
-            else:
-                errors[i] += 1
-        http.close()
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
+    workers = [Client(i, port, var_column, genes, layout, seed) for i in range(clients)]
+    threads = [threading.Thread(target=w.run, args=(barrier, stop_at), daemon=True) for w in workers]
     for t in threads:
         t.start()
     cpu0 = sample_tree(server_pid).cpu_total_s
     client_cpu0 = time.process_time()
     t0 = time.perf_counter()
-    stop_at = t0 + duration_s
+    stop_at[0] = t0 + duration_s
     barrier.wait()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t0
     client_cpu = time.process_time() - client_cpu0
     cpu = sample_tree(server_pid).cpu_total_s - cpu0
+    return result(workers, clients, elapsed, cpu, client_cpu)
 
-    all_lat = np.array([x for xs in lat for x in xs]) * 1000
-    all_expr = np.array([x for xs in expr_lat for x in xs]) * 1000
+
+def result(workers: list[Client], clients: int, elapsed: float, cpu: float, client_cpu: float) -> LoadResult:
+    all_lat = np.array([x for w in workers for x in w.lat]) * 1000
+    all_expr = np.array([x for w in workers for x in w.expr_lat]) * 1000
     done = len(all_lat)
     return LoadResult(
         clients=clients,
         seconds=elapsed,
         requests=done,
-        errors=sum(errors),
+        errors=sum(w.errors for w in workers),
         rps=done / elapsed,
         p50_ms=float(np.percentile(all_lat, 50)) if done else float("nan"),
         p99_ms=float(np.percentile(all_lat, 99)) if done else float("nan"),

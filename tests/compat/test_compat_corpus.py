@@ -1,7 +1,7 @@
 """Every h5ad in the compatibility corpus, as users bring them, through check, view, labels and merge.
 
 The corpus (test-data/compat/) was written by anndata 0.7 to 0.13 and scanpy with the pandas each
-was used with (scripts/make_compat_data.py; writers.json has the versions). For each file:
+was used with (scripts/data/make_compat_data.py; writers.json has the versions). For each file:
 `check` passes, or refuses with a named problem and the fix (no X: choose a layer); the viewer
 serves the page, schema and a gene as cellxgene's UI asks; a label save lands in the output;
 Finish writes a merged h5ad; and the writer's anndata reads it back with the labels and every

@@ -17,7 +17,13 @@ def bench_dataset() -> Path:
     """The benchmark's 100,000-cell dataset (issue 6's generator: same file, deterministic, cached)."""
     if not BENCH_100K.exists():
         subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "make_bench_data.py"), "--sizes", "100000", "--no-nolayers"],
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "data" / "make_bench_data.py"),
+                "--sizes",
+                "100000",
+                "--no-nolayers",
+            ],
             check=True,
             timeout=900,
         )

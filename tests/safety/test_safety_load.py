@@ -1,4 +1,4 @@
-"""32 clients on one runtime (scripts/loadtest.py): nothing fails, memory stays bounded, and the
+"""32 clients on one runtime (scripts/bench/loadtest.py): nothing fails, memory stays bounded, and the
 idle timeout still ends the session afterwards. CI runs 15 s; the note's figures come from 60 s."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def test_32_clients_mixed_load_no_failures_bounded_memory_then_idle_exit(bench_d
     proc = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "scripts" / "loadtest.py"),
+            str(ROOT / "scripts" / "bench" / "loadtest.py"),
             "--dataset",
             str(bench_dataset),
             "--clients",

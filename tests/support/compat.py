@@ -1,4 +1,4 @@
-"""The compatibility corpus (test-data/compat/, made by scripts/make_compat_data.py) and its read-back.
+"""The compatibility corpus (test-data/compat/, made by scripts/data/make_compat_data.py) and its read-back.
 
 Each file is named `<writer>_<layout>.h5ad`; writers.json beside them lists each writer's
 versions. The merged outputs are read back by the WRITER's anndata when its environment is
@@ -17,7 +17,7 @@ from pathlib import Path
 from support.fixtures import ROOT, TEST_DATA
 
 CORPUS = TEST_DATA / "compat"
-SCRIPT = ROOT / "scripts" / "make_compat_data.py"
+SCRIPT = ROOT / "scripts" / "data" / "make_compat_data.py"
 VENVS = Path(os.environ.get("COMPAT_VENVS", "/work/wt/venvs/compat"))
 LABEL = "compat_label"
 

@@ -199,7 +199,9 @@ def test_outside_link_differs_from_a_good_dataset_only_in_one_uns_entry() -> Non
 @pytest.mark.slow
 def test_make_test_data_reproduces_test_data(tmp_path: Path) -> None:
     """The committed files are exactly what the script makes (content; HDF5 bytes carry timestamps)."""
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_test_data.py"), "--out", str(tmp_path)], check=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "data" / "make_test_data.py"), "--out", str(tmp_path)], check=True
+    )
     made = {p.name for p in tmp_path.iterdir()}
     assert made == {p.name for p in all_files()}
     for name in sorted(made):

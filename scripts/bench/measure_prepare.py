@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Cost of the runtime's preparation step (check + prepare) on one dataset, per case.
 
-    .venv/bin/python scripts/measure_prepare.py bench-data/synth_200k.h5ad [-n 5]
+    .venv/bin/python scripts/bench/measure_prepare.py bench-data/synth_200k.h5ad [-n 5]
 
 Reports medians of N runs: the quick check cellxgene's start-up path runs, the thorough
 check `check` mode runs, and prepare (symlink, or a small h5ad of external links), plus the

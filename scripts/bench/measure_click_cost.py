@@ -5,7 +5,8 @@ Usage (after make_bench_data.py --atlas 1000000 and one build of the store; the 
 importable in .venv through the editable install scripts/setup-venv.sh makes):
     .venv/bin/python -c "from galaxy_cellxgene.column_file import build_column_file as b; \\
         print(b('bench-data/atlas_1m.h5ad', 'bench-data/atlas_1m.columns.h5'))"
-    .venv/bin/python scripts/measure_click_cost.py bench-data/atlas_1m.h5ad bench-data/atlas_1m.columns.h5
+    PYTHONPATH=scripts .venv/bin/python scripts/bench/measure_click_cost.py \\
+        bench-data/atlas_1m.h5ad bench-data/atlas_1m.columns.h5
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from pathlib import Path
 
 import numpy as np
 from backports import zstd
-
-# scripts/ (this file's folder) is on sys.path when it runs as a script.
-from bench.atlas import AtlasData
 from galaxy_cellxgene.column_file import ColumnFile
 from server.common.fbs.matrix import encode_matrix_fbs
+
+try:  # the benchmark's package: scripts/ must be on the path (this file's folder is scripts/bench)
+    from bench.atlas import AtlasData
+except ModuleNotFoundError:
+    print("measure_click_cost.py needs scripts/ on the path: PYTHONPATH=scripts .venv/bin/python ...", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(source: str, store_path: str, clicks: int = 40) -> None:

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Time to refusal and peak memory of the runtime's commands on the crafted files of issue 22.
 
-Builds each crafted file with tests/safety/hostile_h5ad.py, runs `check`, `view` (under
+Builds each crafted file with tests/support/hostile_h5ad.py, runs `check`, `view` (under
 GALAXY_MEMORY_MB, 512 by default) and `merge` on it as the tool does, and prints one Markdown
 row per run: exit code (negative: killed by that signal; "served" if the view started), wall
 time, peak RSS of the command's process (VmHWM, polled every 20 ms: wait4's ru_maxrss would
 include this script's own RSS, which Linux carries over fork), and the first ERROR line.
 
-    .venv/bin/python scripts/measure_crafted.py                       # this checkout's runtime
-    .venv/bin/python scripts/measure_crafted.py --tool-dir /tmp/base  # another runtime (before)
+    .venv/bin/python scripts/bench/measure_crafted.py                       # this checkout's runtime
+    .venv/bin/python scripts/bench/measure_crafted.py --tool-dir /tmp/base  # another runtime (before)
 
 A run is ended after --cap seconds (or once a view serves): its row then says so.
 """
@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "safety"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))  # the safety tests' file builders (tests/support)
 
-import hostile_h5ad as crafted  # noqa: E402
+from support import hostile_h5ad as crafted  # noqa: E402
 
 CASES = {
     "reference out of frame (unlinked external storage)": lambda d: crafted.make_legacy(d, "external storage"),

@@ -7,8 +7,8 @@ layer, CSC integers, pandas' nullable columns, no X, a dataframe in obsm); the s
 also write a subset of scanpy's bundled PBMC data. A layout a writer cannot write is skipped
 and listed. The files are committed, so the test suite never builds these environments:
 
-    python3 scripts/make_compat_data.py --venvs /work/wt/venvs/compat        # build + write
-    python3 scripts/make_compat_data.py --venvs DIR --readback MERGED.h5ad   # read back (tests)
+    python3 scripts/data/make_compat_data.py --venvs /work/wt/venvs/compat        # build + write
+    python3 scripts/data/make_compat_data.py --venvs DIR --readback MERGED.h5ad   # read back (tests)
 
 This file runs under every writer's Python (3.9 to 3.13): keep its syntax to 3.9.
 """
@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "test-data" / "compat"
 PYENV = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
 
@@ -59,14 +59,11 @@ def build_venv(venvs: Path, writer: str) -> Path:
 # ---- run inside a writer's venv ----
 
 
-def _base(layout: str):
-    import anndata as ad
+def _frames(rng, counts, layout: str):
+    """obs and var: categories, numbers, strings, booleans; the nullable layouts add their dtypes."""
     import numpy as np
     import pandas as pd
-    from scipy import sparse
 
-    rng = np.random.default_rng(13)
-    counts = rng.poisson(0.8, size=(N_CELLS, N_GENES)).astype(np.float32)
     obs = pd.DataFrame(
         {
             "cell_type": pd.Categorical(rng.choice(["B", "T", "NK", "Mono"], N_CELLS)),
@@ -88,12 +85,28 @@ def _base(layout: str):
         obs["n_cells_total"] = pd.array(np.arange(N_CELLS).tolist(), dtype="Int64")  # nullable, none missing
         var["length"] = pd.array([None, *range(1, N_GENES)], dtype="Int64")
     if layout == "nullable_string":  # pandas' StringDtype: anndata >= 0.11 writes it (opt-in before 0.13)
-        if hasattr(getattr(ad, "settings", None), "allow_write_nullable_strings"):
-            ad.settings.allow_write_nullable_strings = True
-        donors = np.array(["d1", "d2", "d3"])[np.arange(N_CELLS) % 3].astype(object)
-        donors[np.arange(N_CELLS) % 7 == 0] = None
-        obs["donor"] = pd.array(donors.tolist(), dtype="string")
-        obs["barcode"] = obs["barcode"].astype("string")
+        _nullable_strings(obs)
+    return obs, var
+
+
+def _nullable_strings(obs) -> None:
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    if hasattr(getattr(ad, "settings", None), "allow_write_nullable_strings"):
+        ad.settings.allow_write_nullable_strings = True
+    donors = np.array(["d1", "d2", "d3"])[np.arange(N_CELLS) % 3].astype(object)
+    donors[np.arange(N_CELLS) % 7 == 0] = None
+    obs["donor"] = pd.array(donors.tolist(), dtype="string")
+    obs["barcode"] = obs["barcode"].astype("string")
+
+
+def _matrices(counts, layout: str):
+    """X (or None) and the layers: dense, CSR with a counts layer, CSC of integers, or only layers."""
+    import numpy as np
+    from scipy import sparse
+
     x = np.log1p(counts)
     layers = {}
     if layout == "dense":
@@ -107,6 +120,19 @@ def _base(layout: str):
         layers["counts"] = sparse.csr_matrix(counts)
         layers["log1p"] = x
         x = None
+    return x, layers
+
+
+def _base(layout: str):
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+    from scipy import sparse
+
+    rng = np.random.default_rng(13)
+    counts = rng.poisson(0.8, size=(N_CELLS, N_GENES)).astype(np.float32)
+    obs, var = _frames(rng, counts, layout)
+    x, layers = _matrices(counts, layout)
     adata = ad.AnnData(X=x, obs=obs, var=var, layers=layers or None)
     adata.obsm["X_umap"] = rng.normal(size=(N_CELLS, 2)).astype(np.float32)
     adata.obsm["X_pca"] = rng.normal(size=(N_CELLS, 10))

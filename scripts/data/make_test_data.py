@@ -5,8 +5,8 @@ The source is the 700-cell PBMC dataset that scanpy ships inside its wheel
 (scanpy/datasets/10x_pbmc68k_reduced.h5ad). The wheel is fetched with pip (no scanpy
 install needed) and the file's checksum is verified, so the same bytes go in every time.
 
-    .venv/bin/python scripts/make_test_data.py            # writes test-data/
-    .venv/bin/python scripts/make_test_data.py --out DIR  # writes elsewhere (used by the tests)
+    .venv/bin/python scripts/data/make_test_data.py            # writes test-data/
+    .venv/bin/python scripts/data/make_test_data.py --out DIR  # writes elsewhere (used by the tests)
 
 Rules the files obey (tests/tool/test_test_data.py checks them): every file < 1 MB, every
 h5ad >= 200 cells (smaller ones hit cellxgene's bytearray bug in a real browser), and every
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCANPY_VERSION = "1.11.5"
 SCANPY_WHEEL = f"scanpy-{SCANPY_VERSION}-py3-none-any.whl"
 SOURCE_MEMBER = "scanpy/datasets/10x_pbmc68k_reduced.h5ad"
@@ -215,7 +215,13 @@ def make_broken(demo: ad.AnnData, out: Path) -> None:
     with h5py.File(out / "broken_not_anndata.h5ad", "w") as f:
         f.create_dataset("matrix", data=np.arange(600, dtype=np.int32).reshape(300, 2))
         f.attrs["description"] = "an HDF5 file, but no AnnData groups (obs, var, X)"
+    make_broken_embeddings(demo, out)
+    make_broken_names(demo, out)
+    make_outside_link(demo, out)
 
+
+def make_broken_embeddings(demo: ad.AnnData, out: Path) -> None:
+    """No embedding, one without the X_ prefix, one with infinities, one all NaN."""
     no_embedding = demo.copy()
     no_embedding.obsm = {}
     write_h5ad(no_embedding, out / "broken_no_embedding.h5ad")
@@ -235,6 +241,9 @@ def make_broken(demo: ad.AnnData, out: Path) -> None:
     all_nan.obsm = {"X_umap": np.full_like(demo.obsm["X_umap"], np.nan)}
     write_h5ad(all_nan, out / "broken_embedding_all_nan.h5ad")
 
+
+def make_broken_names(demo: ad.AnnData, out: Path) -> None:
+    """Duplicate cell names, duplicate gene names."""
     dup_obs = demo.copy()
     names = dup_obs.obs_names.to_numpy(dtype=object).copy()
     names[1] = names[0]
@@ -248,6 +257,8 @@ def make_broken(demo: ad.AnnData, out: Path) -> None:
     dup_var.var_names = names.astype(str)
     write_h5ad(dup_var, out / "broken_duplicate_var_names.h5ad")
 
+
+def make_outside_link(demo: ad.AnnData, out: Path) -> None:
     # A colour list in another file (an HDF5 external link): anndata and cellxgene would read the
     # target's bytes as this dataset's. The target cannot exist, so the file shows the attack
     # without ever pointing at a real file; the runtime must refuse it before resolving anything.

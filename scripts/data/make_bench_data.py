@@ -19,8 +19,8 @@ files are streamed to disk row block by row block with h5py in anndata's on-disk
 so generating 1,000,000 cells (about 19 GB) needs a few hundred MiB, not the matrix.
 
 Usage:
-    .venv/bin/python scripts/make_bench_data.py [--sizes 10000,100000,500000] [--out bench-data]
-    .venv/bin/python scripts/make_bench_data.py --sizes '' --atlas 100000,1000000
+    .venv/bin/python scripts/data/make_bench_data.py [--sizes 10000,100000,500000] [--out bench-data]
+    .venv/bin/python scripts/data/make_bench_data.py --sizes '' --atlas 100000,1000000
 """
 
 from __future__ import annotations
@@ -152,20 +152,33 @@ def build_matrices(
     return x_m, counts_m
 
 
-def obs_and_embeddings(
-    n_cells: int, rng: np.random.Generator, x: sparse.csr_matrix, counts: sparse.csr_matrix
-) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def clustered_embeddings(rng: np.random.Generator, n_cells: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Each cell's cluster, and X_umap / X_pca with the clusters apart (the first two PCs follow them)."""
     cluster = rng.integers(0, N_CLUSTERS, size=n_cells)
     centers = rng.normal(0.0, 10.0, size=(N_CLUSTERS, 2)).astype(np.float32)
     umap = centers[cluster] + rng.normal(0.0, 1.0, size=(n_cells, 2)).astype(np.float32)
     pca = rng.normal(0.0, 1.0, size=(n_cells, N_PCS)).astype(np.float32)
     pca[:, :2] += centers[cluster] / 3.0
+    return cluster, {"X_umap": umap, "X_pca": pca}
+
+
+def cluster_columns(rng: np.random.Generator, cluster: np.ndarray) -> dict[str, pd.Categorical]:
+    """obs's cell type and Leiden cluster (both follow the clusters) and a random sample of origin."""
+    return {
+        "cell_type": pd.Categorical.from_codes(cluster % len(CELL_TYPES), CELL_TYPES),
+        "sample": pd.Categorical.from_codes(rng.integers(0, len(SAMPLES), len(cluster)), SAMPLES),
+        "leiden": pd.Categorical.from_codes(cluster, [str(i) for i in range(N_CLUSTERS)]),
+    }
+
+
+def obs_and_embeddings(
+    n_cells: int, rng: np.random.Generator, x: sparse.csr_matrix, counts: sparse.csr_matrix
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    cluster, embeddings = clustered_embeddings(rng, n_cells)
 
     obs = pd.DataFrame(
         {
-            "cell_type": pd.Categorical.from_codes(cluster % len(CELL_TYPES), CELL_TYPES),
-            "sample": pd.Categorical.from_codes(rng.integers(0, len(SAMPLES), n_cells), SAMPLES),
-            "leiden": pd.Categorical.from_codes(cluster, [str(i) for i in range(N_CLUSTERS)]),
+            **cluster_columns(rng, cluster),
             "batch": pd.Categorical.from_codes(rng.integers(0, 3, n_cells), ["a", "b", "c"]),
             "n_counts": np.asarray(counts.sum(axis=1)).ravel().astype(np.float32),
             "n_genes": np.diff(x.indptr).astype(np.int32),
@@ -173,7 +186,7 @@ def obs_and_embeddings(
         },
         index=pd.Index([f"cell_{i:07d}" for i in range(n_cells)], name="cell_ids"),
     )
-    return obs, {"X_umap": umap, "X_pca": pca}
+    return obs, embeddings
 
 
 def make_dataset(n_cells: int, out_dir: Path, seed: int, nolayers: bool, force: bool) -> list[Path]:
@@ -191,7 +204,7 @@ def make_dataset(n_cells: int, out_dir: Path, seed: int, nolayers: bool, force: 
     x, counts = build_matrices(n_cells, rng, density, mean_count)
     obs, obsm = obs_and_embeddings(n_cells, rng, x, counts)
     adata = anndata.AnnData(X=x, obs=obs, var=var, obsm=obsm, layers={"counts": counts})
-    adata.uns["bench"] = {"seed": seed, "n_cells": n_cells, "generator": "scripts/make_bench_data.py"}
+    adata.uns["bench"] = {"seed": seed, "n_cells": n_cells, "generator": "scripts/data/make_bench_data.py"}
 
     for path, keep_layer in ((with_layer, True), (without, False)):
         if path not in wanted:
@@ -258,6 +271,35 @@ def atlas_genes(rng: np.random.Generator, n_genes: int) -> tuple[pd.DataFrame, n
     return var, density, mean_count
 
 
+def _write_atlas_matrices(
+    f: h5py.File, rng: np.random.Generator, shape: tuple[int, int], density: np.ndarray, mean_count: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """X, layers/counts and raw/X written block by block; per cell: total counts, genes detected; nnz."""
+    n_cells = shape[0]
+    n_counts = np.zeros(n_cells, dtype=np.float32)
+    n_genes_per_cell = np.zeros(n_cells, dtype=np.int32)
+    x = _csr_group(f, "X", shape)
+    counts_group = _csr_group(f.create_group("layers"), "counts", shape)
+    f["layers"].attrs["encoding-type"] = "dict"
+    f["layers"].attrs["encoding-version"] = "0.1.0"
+    raw = f.create_group("raw")
+    raw.attrs["encoding-type"] = "raw"
+    raw.attrs["encoding-version"] = "0.1.0"
+    raw_x = _csr_group(raw, "X", shape)
+    indptr = np.zeros(n_cells + 1, dtype=np.int64)
+    for block in row_blocks(rng, n_cells, ATLAS_ROWS, density, mean_count, depth_sigma=0.4):
+        start, stop = block.start, block.stop
+        indptr[start + 1 : stop + 1] = indptr[start] + np.cumsum(block.row_len)
+        for group, values in ((x, block.x_vals), (counts_group, block.counts), (raw_x, block.x_vals)):
+            _append(group, "data", values)
+            _append(group, "indices", block.cols)
+        n_counts[start:stop] = block.row_sum
+        n_genes_per_cell[start:stop] = block.row_len
+    for group in (x, counts_group, raw_x):
+        group["indptr"][...] = indptr
+    return n_counts, n_genes_per_cell, int(indptr[-1])
+
+
 def make_atlas(n_cells: int, out_dir: Path, seed: int, force: bool, n_genes: int = ATLAS_GENES) -> Path:
     """Stream an atlas-shaped h5ad to disk in bounded memory (see the module docstring)."""
     from anndata.io import write_elem
@@ -269,37 +311,15 @@ def make_atlas(n_cells: int, out_dir: Path, seed: int, force: bool, n_genes: int
     t0 = time.perf_counter()
     rng = np.random.default_rng([seed, n_cells, n_genes])
     var, density, mean_count = atlas_genes(rng, n_genes)
-    shape = (n_cells, n_genes)
-    n_counts = np.zeros(n_cells, dtype=np.float32)
-    n_genes_per_cell = np.zeros(n_cells, dtype=np.int32)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with h5py.File(tmp, "w") as f:
         f.attrs["encoding-type"] = "anndata"
         f.attrs["encoding-version"] = "0.1.0"
-        x = _csr_group(f, "X", shape)
-        counts_group = _csr_group(f.create_group("layers"), "counts", shape)
-        f["layers"].attrs["encoding-type"] = "dict"
-        f["layers"].attrs["encoding-version"] = "0.1.0"
-        raw = f.create_group("raw")
-        raw.attrs["encoding-type"] = "raw"
-        raw.attrs["encoding-version"] = "0.1.0"
-        raw_x = _csr_group(raw, "X", shape)
-        indptr = np.zeros(n_cells + 1, dtype=np.int64)
-        for block in row_blocks(rng, n_cells, ATLAS_ROWS, density, mean_count, depth_sigma=0.4):
-            start, stop = block.start, block.stop
-            indptr[start + 1 : stop + 1] = indptr[start] + np.cumsum(block.row_len)
-            for group, values in ((x, block.x_vals), (counts_group, block.counts), (raw_x, block.x_vals)):
-                _append(group, "data", values)
-                _append(group, "indices", block.cols)
-            n_counts[start:stop] = block.row_sum
-            n_genes_per_cell[start:stop] = block.row_len
-        for group in (x, counts_group, raw_x):
-            group["indptr"][...] = indptr
-        nnz = int(indptr[-1])
+        n_counts, n_genes_per_cell, nnz = _write_atlas_matrices(f, rng, (n_cells, n_genes), density, mean_count)
         obs, obsm = _atlas_obs(rng, n_cells, n_counts, n_genes_per_cell)
         write_elem(f, "obs", obs)
         write_elem(f, "var", var)
-        write_elem(raw, "var", var)
+        write_elem(f["raw"], "var", var)
         write_elem(f, "obsm", obsm)
         for name in ("varm", "obsp", "varp"):
             write_elem(f, name, {})
@@ -316,23 +336,17 @@ def make_atlas(n_cells: int, out_dir: Path, seed: int, force: bool, n_genes: int
 def _atlas_obs(
     rng: np.random.Generator, n_cells: int, n_counts: np.ndarray, n_genes: np.ndarray
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    cluster = rng.integers(0, N_CLUSTERS, size=n_cells)
-    centers = rng.normal(0.0, 10.0, size=(N_CLUSTERS, 2)).astype(np.float32)
-    umap = centers[cluster] + rng.normal(0.0, 1.0, size=(n_cells, 2)).astype(np.float32)
-    pca = rng.normal(0.0, 1.0, size=(n_cells, N_PCS)).astype(np.float32)
-    pca[:, :2] += centers[cluster] / 3.0
+    cluster, embeddings = clustered_embeddings(rng, n_cells)
     obs = pd.DataFrame(
         {
-            "cell_type": pd.Categorical.from_codes(cluster % len(CELL_TYPES), CELL_TYPES),
-            "sample": pd.Categorical.from_codes(rng.integers(0, len(SAMPLES), n_cells), SAMPLES),
-            "leiden": pd.Categorical.from_codes(cluster, [str(i) for i in range(N_CLUSTERS)]),
+            **cluster_columns(rng, cluster),
             "n_counts": n_counts,
             "n_genes": n_genes,
             "pct_mito": rng.uniform(0.0, 20.0, n_cells).astype(np.float32),
         },
         index=pd.Index([f"cell_{i:07d}" for i in range(n_cells)], name="cell_ids"),
     )
-    return obs, {"X_umap": umap, "X_pca": pca}
+    return obs, embeddings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma-separated cell counts for 20,000-gene atlas shapes with counts and raw (e.g. 100000,1000000)",
     )
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "bench-data")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "bench-data")
     parser.add_argument("--seed", type=int, default=20261125)
     parser.add_argument("--no-nolayers", action="store_true", help="skip the _nolayers twins")
     parser.add_argument("--force", action="store_true", help="rewrite files that already exist")

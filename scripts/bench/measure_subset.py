@@ -9,8 +9,8 @@ Each contender runs in a fresh process; its peak RSS is the kernel's count for t
   anndata   `anndata.read_h5ad(INPUT)[mask].copy().write_h5ad(OUT)`: the whole file in memory
 
 Usage:
-    .venv/bin/python scripts/make_bench_data.py --sizes '' --atlas 100000
-    .venv/bin/python scripts/measure_subset.py bench-data/atlas_100k.h5ad --category cell_type --label type_00
+    .venv/bin/python scripts/data/make_bench_data.py --sizes '' --atlas 100000
+    .venv/bin/python scripts/bench/measure_subset.py bench-data/atlas_100k.h5ad --category cell_type --label type_00
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ANNDATA_WAY = """
 import sys, anndata as ad
 adata = ad.read_h5ad(sys.argv[1])
@@ -47,6 +47,22 @@ def run(command: list[str]) -> tuple[float, float]:
     return wall, peak / 1024
 
 
+def subset_command(args: argparse.Namespace, out: Path) -> list[str]:
+    """The contender's command: the runtime's merge with a subset, or anndata's own way (ANNDATA_WAY)."""
+    if args.contender == "runtime":
+        return [
+            sys.executable,
+            "-m",
+            "galaxy_cellxgene",
+            "merge",
+            str(args.input),
+            f"--subset-by={args.category}",
+            f"--subset-label={args.label}",
+            f"--subsets-dir={out}",
+        ]
+    return [sys.executable, "-c", ANNDATA_WAY, str(args.input), args.category, args.label, str(out / "a.h5ad")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", type=Path)
@@ -63,28 +79,7 @@ def main() -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(dir=args.input.parent) as scratch:
         out = Path(scratch)
-        if args.contender == "runtime":
-            command = [
-                sys.executable,
-                "-m",
-                "galaxy_cellxgene",
-                "merge",
-                str(args.input),
-                f"--subset-by={args.category}",
-                f"--subset-label={args.label}",
-                f"--subsets-dir={out}",
-            ]
-        else:
-            command = [
-                sys.executable,
-                "-c",
-                ANNDATA_WAY,
-                str(args.input),
-                args.category,
-                args.label,
-                str(out / "a.h5ad"),
-            ]
-        wall, peak = run(command)
+        wall, peak = run(subset_command(args, out))
         [written] = list(out.glob("*.h5ad"))
         with h5py.File(written, "r") as f:
             cells = int(f["X"].attrs["shape"][0]) if "shape" in f["X"].attrs else f["X"].shape[0]
