@@ -121,7 +121,7 @@ class GalaxyApi:
         browser = requests.Session()
         # Galaxy 26 wants the session's CSRF token with the form; its login page carries it.
         page = browser.get(f"{self.url}/login/start", timeout=self.timeout).text
-        token = re.search(r'session_csrf_token\s*[=:]\s*"([^"]+)"', page)
+        token = re.search(r'session_csrf_token"?\s*[=:]\s*"([^"]+)"', page)
         form = {"login": email, "password": password, "session_csrf_token": token.group(1) if token else None}
         response = browser.post(f"{self.url}/user/login", json=form, timeout=self.timeout)
         cookie = browser.cookies.get(signed_in.COOKIE_NAME)
