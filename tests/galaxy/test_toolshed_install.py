@@ -178,7 +178,7 @@ def test_the_installed_viewer_opens(galaxy_container: LocalGalaxy, installed: di
     job_id = run["jobs"][0]["id"]
     entry_point = galaxy_container.wait_for_entry_point(job_id, timeout=300)
     try:
-        ui = UiClient(galaxy_container.entry_point_url(entry_point))
+        ui = UiClient(galaxy_container.entry_point_url(entry_point), cookie=galaxy_container.session_cookie)
         health = poll(
             "the installed viewer through gx-it-proxy", lambda: ui.health() if ui.get("health").ok else None, 60
         )

@@ -47,7 +47,10 @@ class LocalGalaxy(GalaxyApi):
         self.admin = GalaxyApi(self.url, self.admin_key)
         # The viewer answers only its owner's Galaxy session (owner_gate.py): sign in as a browser
         # would, so every UiClient on this Galaxy's origin sends the demo user's cookie.
-        self.session_cookie: str = self.sign_in(credentials["user_email"], credentials["user_password"])
+        # Only the demo user's session becomes the origin's default (signed_in.py): the destination
+        # users of the same Galaxy pass theirs explicitly (open_viewer, cookie=session_cookie).
+        demo = "destination" not in credentials
+        self.session_cookie: str = self.sign_in(credentials["user_email"], credentials["user_password"], remember=demo)
         # gx-it-proxy's routes (galaxy.yml's interactivetools_map, scripts/galaxy/galaxy.yml.in).
         self.proxy_map = CREDENTIALS.parent / "data" / "interactivetools_map.sqlite"
 

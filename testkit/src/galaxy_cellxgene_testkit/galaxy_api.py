@@ -127,9 +127,8 @@ class GalaxyApi:
         cookie = browser.cookies.get(signed_in.COOKIE_NAME)
         if not response.ok or not cookie:
             raise GalaxyError(f"sign-in of {email} -> {response.status_code}: {response.text[:500]}")
-        if remember:  # this GalaxyApi acts as that user from now on; else a second browser's session
+        if remember:  # the origin's default session: UiClients without a cookie send it
             signed_in.remember(self.url, cookie)
-            self.session_cookie = cookie
         return cookie
 
     def new_api_key(self, user_id: str) -> str:
