@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time to refusal and peak memory of the runtime's commands on the crafted files of issue 22.
 
-Builds each crafted file with tests/support/hostile_h5ad.py, runs `check`, `view` (under
+Builds each crafted file with galaxy_cellxgene_testkit/hostile_h5ad.py, runs `check`, `view` (under
 GALAXY_MEMORY_MB, 512 by default) and `merge` on it as the tool does, and prints one Markdown
 row per run: exit code (negative: killed by that signal; "served" if the view started), wall
 time, peak RSS of the command's process (VmHWM, polled every 20 ms: wait4's ru_maxrss would
@@ -24,10 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))  # the safety tests' file builders (tests/support)
+from galaxy_cellxgene_testkit import hostile_h5ad as crafted
 
-from support import hostile_h5ad as crafted  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 CASES = {
     "reference out of frame (unlinked external storage)": lambda d: crafted.make_legacy(d, "external storage"),

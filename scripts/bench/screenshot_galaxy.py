@@ -19,23 +19,13 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from galaxy_cellxgene_testkit.chromium import CHROMIUM, CHROMIUM_ARGS
 from galaxy_cellxgene_testkit.galaxy_api import GalaxyApi
 
 if TYPE_CHECKING:  # imported for real inside main: only a screenshot run needs playwright
     from playwright.sync_api import Browser, Page
 
 ROOT = Path(__file__).resolve().parents[2]
-
-CHROMIUM = "/usr/bin/chromium"
-# Without these, chromium keeps dialling out to hosts this machine cannot reach.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def parse_args() -> argparse.Namespace:

@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.fixtures import TOOL_DIR, start_job
-from support.hostile_h5ad import (
+from galaxy_cellxgene_testkit.hostile_h5ad import (
     CANARY,
     SPARSE_FAULTS,
     USER_DEFINED_LINK_TYPE,
@@ -31,6 +30,7 @@ from support.hostile_h5ad import (
     make_unavailable_filter,
     make_user_defined_link,
 )
+from support.fixtures import TOOL_DIR, start_job
 from support.safety import uncaught
 
 ENV = {"PYTHONPATH": str(TOOL_DIR), "PATH": "/usr/bin:/bin"}
@@ -353,7 +353,7 @@ def test_no_plugin_library_is_loaded_for_a_missing_filter(tmp_path: Path, entry_
 
 
 def test_more_links_than_any_h5ad_are_refused_in_seconds(tmp_path: Path) -> None:
-    from support.hostile_h5ad import make_wide
+    from galaxy_cellxgene_testkit.hostile_h5ad import make_wide
 
     path = make_wide(tmp_path)
     check_merge_view(path, tmp_path, "uns entry 'many' holds more than 200000 HDF5 links and attributes")

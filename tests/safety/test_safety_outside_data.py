@@ -19,8 +19,8 @@ from galaxy_cellxgene.containment import OutsideData, outside_references
 from galaxy_cellxgene.merge import merge_into_h5ad
 from galaxy_cellxgene.prepare import prepare
 from galaxy_cellxgene.settings import ViewerOptions
+from galaxy_cellxgene_testkit.hostile_h5ad import CANARY, CRAFTED, make, make_linked_csv_stand_in
 from support.fixtures import TOOL_DIR, start_job
-from support.hostile_h5ad import CANARY, CRAFTED, make, make_linked_csv_stand_in
 from support.safety import uncaught
 
 ENV = {"PYTHONPATH": str(TOOL_DIR)}

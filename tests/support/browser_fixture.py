@@ -21,20 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from galaxy_cellxgene_testkit.chromium import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
-CHROMIUM = os.environ.get("GALAXY_CELLXGENE_CHROMIUM", "/usr/bin/chromium")
-# Without the background-networking flags Chromium keeps dialing Google hosts that this
-# offline machine refuses; --no-sandbox because CI runs as root.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 1920, "height": 1080}
 
 

@@ -23,7 +23,7 @@ def open_viewer(
     url = galaxy.entry_point_url(entry_point)
     assert url.startswith(galaxy.url + "/"), url
     # The user this GalaxyApi acts as (sign_in): on one Galaxy several users share an origin.
-    ui = UiClient(url, cookie=getattr(galaxy, "session_cookie", None))
+    ui = UiClient(url, cookie=galaxy.session_cookie)
     poll("cellxgene through Galaxy's proxy", lambda: ui if healthy(ui.base_url, timeout=10) else None, health_timeout)
     return entry_point, ui
 
