@@ -112,7 +112,33 @@ class Presentation:
     shown_as: str
 
 
-class LazyFrame:
+class FrameReading:
+    """What every frame reader derives from its columns (LazyFrame, legacy_frame.StructuredFrame):
+    each defines `columns`, `index`, `__getitem__` and `_find_unreadable`."""
+
+    def unreadable(self) -> dict[str, str]:
+        """Columns neither this reader nor cellxgene 1.3.0 understands, with the reason."""
+        return self._unreadable
+
+    @cached_property
+    def _unreadable(self) -> dict[str, str]:
+        return self._find_unreadable()
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Every readable column, as read (small: obs and var hold metadata only)."""
+        frame = pd.DataFrame({c: self[c].array for c in self.columns if c not in self.unreadable()})
+        frame.index = self.index
+        return frame
+
+    def presented(self) -> pd.DataFrame:
+        """The frame in dtypes cellxgene 1.3.0 loads: the small prepared file's obs/var."""
+        shown = [c for c in self.columns if c not in self.unreadable()]
+        frame = pd.DataFrame({c: present(self[c]) for c in shown}, index=pd.Index(self.index.astype(str)))
+        frame.index.name = None
+        return frame
+
+
+class LazyFrame(FrameReading):
     """The parts of a pandas DataFrame the checks use: columns, index, len, frame[col]."""
 
     def __init__(self, group: h5py.Group) -> None:
@@ -177,18 +203,7 @@ class LazyFrame:
             return "categorical", 2, "bool"
         return "categorical", int(self[column].nunique(dropna=True)), "string"
 
-    def to_pandas(self) -> pd.DataFrame:
-        """Every readable column, as read (small: obs and var hold metadata only)."""
-        frame = pd.DataFrame({c: self[c].array for c in self.columns if c not in self.unreadable()})
-        frame.index = self.index
-        return frame
-
-    def unreadable(self) -> dict[str, str]:
-        """Columns neither this reader nor cellxgene 1.3.0 understands, with the reason."""
-        return self._unreadable
-
-    @cached_property
-    def _unreadable(self) -> dict[str, str]:
+    def _find_unreadable(self) -> dict[str, str]:
         found = {}
         for column in self.columns:
             node = self.group.get(column)
@@ -217,13 +232,6 @@ class LazyFrame:
             elif encoding == "categorical" and encoding_of(node["categories"]) in NULLABLE:
                 changes.append(Presentation(name, "categorical with nullable categories", "categorical"))
         return changes
-
-    def presented(self) -> pd.DataFrame:
-        """The frame in dtypes cellxgene 1.3.0 loads: the small prepared file's obs/var."""
-        shown = [c for c in self.columns if c not in self.unreadable()]
-        frame = pd.DataFrame({c: present(self[c]) for c in shown}, index=pd.Index(self.index.astype(str)))
-        frame.index.name = None
-        return frame
 
 
 def _strings_dtype(node) -> bool:

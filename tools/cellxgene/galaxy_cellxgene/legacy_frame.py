@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from galaxy_cellxgene.failure import reading
-from galaxy_cellxgene.frames import FrameError, LazyFrame, present
+from galaxy_cellxgene.frames import FrameError, FrameReading, LazyFrame
 
 INDEX_FIELD = "index"
 
@@ -38,7 +38,7 @@ def _decoded(values: np.ndarray) -> np.ndarray:
     return values
 
 
-class StructuredFrame:
+class StructuredFrame(FrameReading):
     """The parts of a pandas DataFrame the checks use, for a pre-0.7 obs/var."""
 
     structured = True  # frames.LazyFrame has no such attribute
@@ -96,11 +96,7 @@ class StructuredFrame:
             return "categorical", 2, "bool"
         return "categorical", int(pd.Series(_decoded(values)).nunique(dropna=True)), "string"
 
-    def unreadable(self) -> dict[str, str]:
-        return self._unreadable
-
-    @cached_property
-    def _unreadable(self) -> dict[str, str]:
+    def _find_unreadable(self) -> dict[str, str]:
         found = {}
         for column in self.columns:
             field = self.dataset.dtype.fields[column][0]  # type: ignore[index]
@@ -114,17 +110,6 @@ class StructuredFrame:
     def needs_presenting(self) -> bool:
         """Always: cellxgene's reader is anndata, and the runtime hands it the current layout."""
         return True
-
-    def to_pandas(self) -> pd.DataFrame:
-        frame = pd.DataFrame({c: self[c].array for c in self.columns if c not in self.unreadable()})
-        frame.index = self.index
-        return frame
-
-    def presented(self) -> pd.DataFrame:
-        shown = [c for c in self.columns if c not in self.unreadable()]
-        frame = pd.DataFrame({c: present(self[c]) for c in shown}, index=pd.Index(self.index.astype(str)))
-        frame.index.name = None
-        return frame
 
 
 def frame_of(node: h5py.Group | h5py.Dataset):
