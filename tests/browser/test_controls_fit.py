@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import expect
-from support.cellxgene_ui import assert_controls_clear_of_the_plot, wait_for_cells
+from support.cellxgene_ui import WINDOW_SIZES, assert_controls_clear_of_the_plot, wait_for_cells
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-SIZES = [(1366, 768), (1600, 900), (1920, 1080)]
 # The viewer's frame inside Galaxy's centre panel (tool and history panels open) is narrower than
 # cellxgene's page (1240 px at least, so its right sidebar scrolls out of view): about 1000 x 800
 # in a 1600 x 900 window, 766 x 680 in a 1366 x 768 one.
@@ -40,7 +39,7 @@ def viewer_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
         job.wait(10)
 
 
-@pytest.mark.parametrize(("width", "height"), SIZES + FRAMES, ids=[f"{w}x{h}" for w, h in SIZES + FRAMES])
+@pytest.mark.parametrize(("width", "height"), WINDOW_SIZES + FRAMES, ids=[f"{w}x{h}" for w, h in WINDOW_SIZES + FRAMES])
 def test_controls_clear_of_selector_and_plot(chromium: Any, shots: Any, viewer_url: str, width: int, height: int):
     context = chromium.new_context(viewport={"width": width, "height": height})
     try:

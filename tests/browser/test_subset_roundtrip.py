@@ -23,6 +23,7 @@ from playwright.sync_api import expect
 from support.anndata_compare import assert_same_anndata
 from support.browser_fixture import switch_to_history
 from support.cellxgene_ui import (
+    WINDOW_SIZES,
     assert_controls_clear_of_the_plot,
     create_category,
     label_selection,
@@ -31,17 +32,15 @@ from support.cellxgene_ui import (
     wait_for_cells,
     wait_until_saved,
 )
+from support.fixtures import DEMO
 from support.galaxy_fixture import VIEWER_TOOL
 from support.galaxy_ui import hide_tool_panel, open_visualization, require_plugin, viewer_frame
 
 pytestmark = [pytest.mark.browser, pytest.mark.galaxy, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "test-data" / "pbmc_demo.h5ad"
 CATEGORY = "picked"
 LABEL = ("louvain", "1", "my_monocytes")
 AT_FINISH = ("louvain", "3")
-SIZES = [(1366, 768), (1600, 900), (1920, 1080)]
 PLACED = """() => {
   const box = document.querySelector('#galaxy-cellxgene-controls');
   const grid = box && box.parentElement;
@@ -87,7 +86,7 @@ def test_new_dataset_from_labelled_cells_lands_in_the_history(
     viewer.locator("#galaxy-cellxgene-subset").wait_for()
 
     # Galaxy's centre panel, tool and history panels open, at three window sizes.
-    for width, height in SIZES:
+    for width, height in WINDOW_SIZES:
         page.set_viewport_size({"width": width, "height": height})
         wait_for_cells(viewer, total, total)
         # Readiness, not the assertion: the box has been placed for the frame's new width.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import anndata
@@ -34,14 +33,13 @@ from support.cellxgene_ui import (
     wait_for_cells,
     wait_until_saved,
 )
+from support.fixtures import DEMO
 from support.galaxy_fixture import VIEWER_TOOL, poll, read_labels_csv
 from support.galaxy_ui import hide_tool_panel, launcher, open_visualization, require_plugin, viewer_frame
 from support.page_health import PageWatch
 
 pytestmark = [pytest.mark.browser, pytest.mark.galaxy, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "test-data" / "pbmc_demo.h5ad"
 CATEGORY = "my_cell_types"
 FIRST = ("louvain", "1", "monocytes_by_hand")
 DIFFEXP = ("louvain", "1", "3")  # set 1: cluster 1, set 2: cluster 3

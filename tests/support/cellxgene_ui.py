@@ -12,6 +12,9 @@ from typing import Any
 
 from playwright.sync_api import expect
 
+# The windows the Galaxy controls must fit beside the plot (issue 26): laptop to desktop.
+WINDOW_SIZES = [(1366, 768), (1600, 900), (1920, 1080)]
+
 
 def _tick(checkbox: Any) -> None:
     # Blueprint draws its own indicator over the <input>; the click belongs to the <label>.
