@@ -153,12 +153,16 @@ def floor_record(ds: AtlasData, store: Path, clicks: int, seed: int, log: Callab
     return rec
 
 
-def _click(client: procs.Http, column: str, gene: str) -> float:
+def _click(client: procs.Http, column: str, gene: str, n_cells: int) -> float:
     t0 = time.perf_counter()
-    status, _, body = client.get(procs.expression_path(column, gene), procs.BINARY_HEADERS)
+    status, headers, body = client.get(procs.expression_path(column, gene), procs.BINARY_HEADERS)
     elapsed = time.perf_counter() - t0
     if status != 200 or not body:
         raise procs.BenchError(f"gene {gene}: {status}")
+    # Checked after the timing: a gene the server does not know is a 200 with an empty matrix,
+    # which would otherwise be timed as a (very fast) click.
+    if (rows := procs.n_rows_of(procs.decode_body(headers, body))) != n_cells:
+        raise procs.BenchError(f"gene {gene}: answer has {rows} rows, want {n_cells}")
     return elapsed
 
 
@@ -196,7 +200,7 @@ def run_one(
             raise procs.BenchError(f"{name}: first gene has {rows} rows, want {ds.n_cells}")
         client = procs.Http(st.port, timeout=wait_s)
         genes = click_genes(ds, clicks, seed)
-        times = [_click(client, st.var_column, g) for g in genes]
+        times = [_click(client, st.var_column, g, ds.n_cells) for g in genes]
         densest_ms = times[genes.index(ds.densest)] * 1000
         client.close()
         settled = procs.wait_rss_settled(st)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from data.make_bench_data import atlas_name
 from galaxy_cellxgene import store_cache
+from galaxy_cellxgene.settings import INDEX_CHOICE
 
 from bench import atlas, procs
 from bench.cases import Dataset, runtime_launch
@@ -28,8 +29,11 @@ def launches(ds: atlas.AtlasData, run_dir: Path, limit_gib: float, cache: Path) 
             {store_cache.CACHE_ENV: str(cache)},
         ),
     }
+    # Genes by the var index (Ensembl IDs), as plain shows them: the runtime's default is now the
+    # unique `gene_symbols` column (gene_names.py), where a gene asked for by ID answers 0 cells.
+    same_names = ["--var-names", INDEX_CHOICE]
     for name, (extra, env) in variants.items():
-        base = runtime_launch(Dataset(ds.path, ds.n_cells, ds.genes, []), run_dir, None, extra, name)
+        base = runtime_launch(Dataset(ds.path, ds.n_cells, ds.genes, []), run_dir, None, [*extra, *same_names], name)
         out.append((name, procs.Launch(name, [*cap, *base.server], env={**base.env, **env})))
     return out
 
