@@ -1,9 +1,10 @@
 """cellxgene modules the first page never needs, run when first used instead of at start-up.
 
-cellxgene's data adaptor imports, at module level, its differential expression (scipy.stats) and
-its distribution estimate (numba): together about 1 s of a 100k-cell view's start (measured with
-`python -X importtime`, docs/benchmarks.md issue 25) before any cell can be served. The view never
-runs the estimate (it passes a fixed distribution and sets the real one itself, distribution.py),
+cellxgene's data adaptor imports, at module level, its differential expression (scipy.stats), its
+distribution estimate (numba) and, through its data locator, boto3 (for s3:// URLs): about 1 s of
+a 100k-cell view's start under load (`python -X importtime`, docs/benchmarks.md issue 25) before
+any cell can be served. The view never runs the estimate (it passes a fixed distribution and sets
+the real one itself, distribution.py), never opens an s3:// URL,
 and differential expression is asked for minutes later, if at all.
 
 Each is registered as a stand-in module whose first attribute access imports the real one (under
@@ -20,7 +21,13 @@ import sys
 import threading
 import types
 
-DEFERRED = ("server.common.compute.diffexp_generic", "server.common.compute.estimate_distribution")
+DEFERRED = (
+    "server.common.compute.diffexp_generic",
+    "server.common.compute.estimate_distribution",
+    # cellxgene's data locator reads s3:// URLs with them; the view opens a local file.
+    "boto3",
+    "botocore",
+)
 _lock = threading.Lock()
 
 
@@ -56,6 +63,7 @@ def defer(names: tuple[str, ...] = DEFERRED) -> list[str]:
             continue  # cellxgene without it: its own import will say so
         sys.modules[name] = stand_in = Deferred(name, spec)
         parent, _, child = name.rpartition(".")
-        setattr(sys.modules[parent], child, stand_in)
+        if parent:
+            setattr(sys.modules[parent], child, stand_in)
         deferred.append(name)
     return deferred
