@@ -9,14 +9,17 @@ from data.make_bench_data import atlas_name
 from galaxy_cellxgene import store_cache
 
 from bench import atlas, procs
-from bench.cases import Dataset, runtime_launch
+from bench.cases import TOOL_DIR, Dataset, runtime_launch
 from bench.common import CELLXGENE, log, rotate
 from bench.harness import Bench
 
 
-def launches(ds: atlas.AtlasData, run_dir: Path, limit_gib: float, cache: Path) -> list[tuple[str, procs.Launch]]:
+def launches(
+    ds: atlas.AtlasData, run_dir: Path, limit_gib: float, cache: Path, others: dict[str, Path] | None = None
+) -> list[tuple[str, procs.Launch]]:
     """plain; the runtime with the column copy in memory, on disk, and on disk from the shared store
-    cache (store_cache.py, built once before the runs): same data-segment ceiling."""
+    cache (store_cache.py, built once before the runs); each --variant (`others`: name -> a patched
+    copy of tools/cellxgene) on disk and on disk cached, side by side: same data-segment ceiling."""
     cap = ["prlimit", f"--data={int(limit_gib * 2**30)}"]
     plain = procs.Launch("plain", [*cap, CELLXGENE, "--no-upgrade-check", "launch", str(ds.path), "--port", "{port}"])
     out = [("plain", plain)]
@@ -28,9 +31,14 @@ def launches(ds: atlas.AtlasData, run_dir: Path, limit_gib: float, cache: Path) 
             {store_cache.CACHE_ENV: str(cache)},
         ),
     }
-    for name, (extra, env) in variants.items():
-        base = runtime_launch(Dataset(ds.path, ds.n_cells, ds.genes, []), run_dir, None, extra, name)
-        out.append((name, procs.Launch(name, [*cap, *base.server], env={**base.env, **env})))
+    roots = [("runtime", TOOL_DIR), *(others or {}).items()]
+    for prefix, root in roots:
+        for kind, (extra, env) in variants.items():
+            if prefix != "runtime" and kind == "runtime-memory":
+                continue
+            name = kind if prefix == "runtime" else prefix + kind.removeprefix("runtime")
+            base = runtime_launch(Dataset(ds.path, ds.n_cells, ds.genes, []), run_dir, None, extra, name, root)
+            out.append((name, procs.Launch(name, [*cap, *base.server], env={**base.env, **env})))
     return out
 
 
@@ -55,10 +63,11 @@ def measure(bench: Bench, ds: atlas.AtlasData) -> dict[str, list[dict]]:
     cache = bench.run_dir(f"atlas-{ds.label}-store-cache")
     store = atlas.fill_store_cache(ds, cache, log)
     for rep in range(args.atlas_reps):
-        makers = launches(ds, args.data, args.data_limit_gib, cache)
+        others = {k: v for k, v in args.runtimes.items() if k != "runtime"}
+        makers = launches(ds, args.data, args.data_limit_gib, cache, others)
         for name, _ in rotate(makers, rep):
             run_dir = bench.run_dir(f"atlas-{ds.label}-{name}")
-            launch = dict(launches(ds, run_dir, args.data_limit_gib, cache))[name]
+            launch = dict(launches(ds, run_dir, args.data_limit_gib, cache, others))[name]
             rec = atlas.run_one(ds, name, launch, run_dir, args.atlas_clicks, 17 + rep, args.atlas_wait, log)
             if not args.keep_runs:
                 shutil.rmtree(run_dir, ignore_errors=True)
