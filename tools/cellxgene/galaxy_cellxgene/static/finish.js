@@ -19,6 +19,7 @@
   var lastStatus = null; // the last /galaxy/status answer
   var BUILD_POLL_MS = 1500;
   var buildPoll = null; // the one pending status poll while the store is built
+  var statusFailures = 0; // status requests failed in a row (the session may have ended)
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -172,10 +173,9 @@
       .then(function (r) { return r.json(); })
       .then(function (s) {
         lastStatus = s;
+        statusFailures = 0;
         showGeneNotice(s);
-        if (s.column_copy === "building" && !s.finished && !buildPoll) {
-          buildPoll = setTimeout(function () { buildPoll = null; refreshStatus(); }, BUILD_POLL_MS);
-        }
+        if (s.column_copy === "building" && !s.finished) pollBuild();
         if (s.last_error) {
           status.textContent = s.last_error;
           status.style.color = "#b00020";
@@ -185,7 +185,16 @@
         }
         return s;
       })
-      .catch(function () { /* the session may have ended */ });
+      .catch(function () {
+        // The session may have ended; while the store was being built, ask again (a notice left
+        // saying "building" after the store is ready would mislead).
+        statusFailures += 1;
+        if (lastStatus && lastStatus.column_copy === "building" && statusFailures < 20) pollBuild();
+      });
+  }
+
+  function pollBuild() {
+    if (!buildPoll) buildPoll = setTimeout(function () { buildPoll = null; refreshStatus(); }, BUILD_POLL_MS);
   }
 
   function waitForSaves() {
