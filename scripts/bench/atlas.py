@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -40,6 +40,9 @@ class AtlasData:
     n_cells: int
     genes: list[str]
     densest: str  # the gene detected in the most cells: the largest answer
+    # Each string var column, gene by gene: the runtime names genes by a symbol column when the
+    # index holds gene IDs (gene_names.py), so a gene is asked for in the server's own column.
+    names: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path, label: str) -> AtlasData:
@@ -48,8 +51,18 @@ class AtlasData:
             index = var[var.attrs["_index"]][()].astype(str).tolist()
             n_cells = int(f["X"].attrs["shape"][0])
             rate = var["detection_rate"][()] if "detection_rate" in var else None
+            names = {k: var[k][()].astype(str).tolist() for k in var if isinstance(var[k], h5py.Dataset)}
         densest = index[int(np.argmax(rate))] if rate is not None else index[0]
-        return cls(path, label, n_cells, index, densest)
+        names = {k: v for k, v in names.items() if len(v) == len(index) and v and isinstance(v[0], str)}
+        return cls(path, label, n_cells, index, densest, names)
+
+    def named(self, column: str, gene: str) -> str:
+        """`gene` (an index name) as the server's var column `column` names it."""
+        if column not in self.names:
+            return gene
+        if not hasattr(self, "_position"):
+            self._position = {g: i for i, g in enumerate(self.genes)}
+        return self.names[column][self._position[gene]]
 
 
 CELLS_FLOOR = """
@@ -188,7 +201,10 @@ def run_one(
     st = procs.start(launch, procs.free_port(), run_dir, dict(os.environ))
     try:
         try:
-            rows = procs.wait_ready(st, ds.genes[len(ds.genes) // 3], deadline_s=wait_s, request_timeout=wait_s)
+            first = ds.genes[len(ds.genes) // 3]
+            rows = procs.wait_ready(
+                st, lambda column: ds.named(column, first), deadline_s=wait_s, request_timeout=wait_s
+            )
         except (procs.BenchError, OSError) as err:
             tail = st.log_tail(6)
             # The server's own last word (cellxgene: "Error: Out of memory - file is too large ...").

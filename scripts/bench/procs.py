@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -278,9 +278,15 @@ def start(launch: Launch, port: int, cwd: Path, base_env: dict[str, str]) -> Sta
 
 
 def wait_ready(
-    st: Started, gene: str, deadline_s: float = 180.0, poll_s: float = 0.01, request_timeout: float = 60.0
+    st: Started,
+    gene: str | Callable[[str], str],
+    deadline_s: float = 180.0,
+    poll_s: float = 0.01,
+    request_timeout: float = 60.0,
 ) -> int:
     """Poll /health, then do what the page does before the first gene shows: schema, expression.
+    `gene`: its name, or a function of the var column the server names genes by (the runtime may
+    name them by a symbol column, gene_names.py).
 
     Returns the number of cells in the expression answer, so the caller can check it.
     """
@@ -301,6 +307,7 @@ def wait_ready(
     st.var_column = schema["annotations"]["var"]["index"]
     show_cells(client, schema, st.launch.name)
     st.t_cells = time.perf_counter()
+    gene = gene(st.var_column) if callable(gene) else gene
     status, headers, body = client.get(expression_path(st.var_column, gene), BINARY_HEADERS)
     st.t_ready = time.perf_counter()
     client.close()

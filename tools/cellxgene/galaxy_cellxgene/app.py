@@ -135,18 +135,12 @@ class Session:
             scratch_dir=self.paths.merged_out.parent,
         )
 
-    def _column_state(self) -> str:
-        if self.columns is None:
-            return "off"
-        if self.columns.error:
-            return f"failed: {self.columns.error}"
-        return "ready" if self.columns.matrix is not None else "building"
-
     def status(self) -> dict:
         log_ = self.store.log
         return {
             "title": self.options.title,
-            "column_copy": self._column_state(),
+            "column_copy": self.columns.state() if self.columns is not None else "off",
+            "column_copy_progress": self.columns.progress if self.columns is not None else None,
             "x_store": self.columns.describe() if self.columns is not None else {"kind": "cellxgene"},
             "label_saves": log_.label_saves,
             "gene_set_saves": log_.gene_set_saves,

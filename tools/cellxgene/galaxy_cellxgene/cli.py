@@ -136,6 +136,9 @@ def run_view(args: argparse.Namespace) -> int:
     except (XTooLarge, SparseStructureError) as err:
         return input_error(str(err))
 
+    from galaxy_cellxgene import deferred_imports
+
+    deferred_imports.defer()  # cellxgene's diffexp and estimate: imported when first used, not before the cells
     from galaxy_cellxgene.app import build_session
     from galaxy_cellxgene.cellxgene_internals import StartupError
     from galaxy_cellxgene.joblog import say

@@ -23,7 +23,7 @@ import itertools
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -106,9 +106,15 @@ def check_disk_space(directory: Path, nnz: int, itemsize: int, row_itemsize: int
 
 
 def build_column_file(
-    source: str | Path, target: str | Path, matrix: str = "X", nnz_per_block: int = NNZ_PER_BLOCK
+    source: str | Path,
+    target: str | Path,
+    matrix: str = "X",
+    nnz_per_block: int = NNZ_PER_BLOCK,
+    progress: Callable[[float], None] | None = None,
 ) -> BuildReport:
-    """Write `source`'s CSR `matrix` as a CSC HDF5 file at `target` (replaced atomically)."""
+    """Write `source`'s CSR `matrix` as a CSC HDF5 file at `target` (replaced atomically).
+    `progress` hears the fraction done (0..1) after each block: the page shows it (finish.js)."""
+    told = progress or (lambda fraction: None)
     started = time.monotonic()
     target = Path(target)
     scratch = target.with_name(f".{target.name}.{os.getpid()}")
@@ -125,8 +131,8 @@ def build_column_file(
             row_dtype = _row_dtype(n_rows)
             check_disk_space(target.parent, int(indptr[-1]), dtype.itemsize, row_dtype.itemsize)
             bounds = row_block_bounds(indptr, nnz_per_block) if n_rows else [0]
-            colptr, value_range = _spill_blocks(node, indptr, bounds, (n_rows, n_cols), row_dtype, spills)
-        _gather(scratch, spills, colptr, len(bounds) - 1, (n_rows, n_cols), dtype, row_dtype, nnz_per_block)
+            colptr, value_range = _spill_blocks(node, indptr, bounds, (n_rows, n_cols), row_dtype, spills, told)
+        _gather(scratch, spills, colptr, len(bounds) - 1, (n_rows, n_cols), dtype, row_dtype, nnz_per_block, told)
         os.replace(scratch, target)
     finally:
         for path in (*spills, scratch):
@@ -141,8 +147,10 @@ def _spill_blocks(
     shape: tuple[int, int],
     row_dtype: np.dtype,
     spills: list[Path],
+    told: Callable[[float], None],
 ) -> tuple[np.ndarray, tuple[float, float] | None]:
-    """Pass 1: each row block as CSC, appended to the spill files. Returns X's column pointer."""
+    """Pass 1 (the first half of the progress): each row block as CSC, appended to the spill files.
+    Returns X's column pointer."""
     data, indices = node["data"], node["indices"]
     counts = np.zeros(shape[1], dtype=np.int64)
     low, high = np.inf, -np.inf
@@ -159,6 +167,7 @@ def _spill_blocks(
             pointer = block.indptr.astype(np.int64)
             pointer.tofile(ptr_out)
             counts += np.diff(pointer)
+            told(0.5 * hi / max(1, int(indptr[-1])))
     colptr = np.zeros(shape[1] + 1, dtype=np.int64)
     np.cumsum(counts, out=colptr[1:])
     return colptr, ((low, high) if np.isfinite(low) else None)
@@ -173,8 +182,10 @@ def _gather(
     dtype: np.dtype,
     row_dtype: np.dtype,
     nnz_per_block: int,
+    told: Callable[[float], None],
 ) -> None:
-    """Pass 2: column ranges assembled from every block's piece, written in order."""
+    """Pass 2 (the second half of the progress): column ranges assembled from every block's piece,
+    written in order."""
     nnz = int(colptr[-1])
     n_cols = shape[1]
     block_start = np.zeros(n_blocks + 1, dtype=np.int64)  # first value of each block in the spill
@@ -211,6 +222,7 @@ def _gather(
                     cursor += per_column
                 values[first : first + size] = value_buf
                 rows[first : first + size] = row_buf
+                told(0.5 + 0.5 * (first + size) / nnz)
     finally:
         for fd in fds:
             os.close(fd)

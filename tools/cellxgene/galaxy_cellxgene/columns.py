@@ -122,8 +122,14 @@ class RowBlocks:
         return sparse.vstack(pieces, format="csr")
 
 
-def read_row_blocks(path: str, matrix: str = "X", nnz_per_block: int = NNZ_PER_BLOCK) -> RowBlocks:
-    """A CSR matrix of an h5ad file as RowBlocks (the file's values, unchanged)."""
+def read_row_blocks(
+    path: str,
+    matrix: str = "X",
+    nnz_per_block: int = NNZ_PER_BLOCK,
+    progress: Callable[[float], None] | None = None,
+) -> RowBlocks:
+    """A CSR matrix of an h5ad file as RowBlocks (the file's values, unchanged); `progress` hears
+    the fraction read after each block."""
     with h5py.File(path, "r") as f:
         node = f[matrix]
         if not isinstance(node, h5py.Group) or encoding_of(node) != "csr_matrix":
@@ -143,6 +149,8 @@ def read_row_blocks(path: str, matrix: str = "X", nnz_per_block: int = NNZ_PER_B
             ).tocsc()
             block.has_sorted_indices = True  # scipy's CSR -> CSC walks rows in order
             blocks.append(block)
+            if progress is not None:
+                progress(hi / max(1, int(indptr[-1])))
     return RowBlocks(tuple(bounds), tuple(blocks), shape)
 
 
@@ -169,6 +177,9 @@ class ColumnStore:
         self.seconds: float | None = None
         self.store_bytes = 0  # disk used by a built column file
         self.refusal: str | None = None  # X is malformed: the view must end, nothing may read X
+        # Fraction built (0..1), for the page's notice; None while not known (another job builds
+        # the shared cached store, or the store is read in place).
+        self.progress: float | None = None
         self._original: Callable | None = None
 
     def start(self) -> ColumnStore:
@@ -196,7 +207,7 @@ class ColumnStore:
 
     def _open(self) -> RowBlocks | ColumnFile:
         if self.choice.kind == "memory":
-            return read_row_blocks(self.path)
+            return read_row_blocks(self.path, progress=self._built)
         if not self.choice.build:  # already column-major: read in place
             return ColumnFile(self.path, "X")
         if self.cache is not None and self.key is not None:
@@ -205,10 +216,20 @@ class ColumnStore:
         value_range = self._build_into(self.store_path)
         return ColumnFile(self.store_path, value_range=value_range, row_file=RowFile(self.path))
 
+    def _built(self, fraction: float) -> None:
+        self.progress = min(1.0, max(0.0, fraction))
+
     def _build_into(self, target: Path) -> tuple[float, float] | None:
-        report = build_column_file(self.path, target)
+        report = build_column_file(self.path, target, progress=self._built)
         self.store_bytes = report.bytes
         return report.value_range
+
+    def state(self) -> str:
+        """/galaxy/status's column_copy: "building", "ready" or "failed: why" (gene requests wait
+        while building, and fail after a failure)."""
+        if self.error:
+            return f"failed: {self.error}"
+        return "ready" if self.matrix is not None else "building"
 
     def describe(self) -> dict:
         """For /galaxy/status and the benchmarks: which store, why, and what it cost."""

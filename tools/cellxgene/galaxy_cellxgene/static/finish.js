@@ -15,6 +15,11 @@
   var FINISH_LABEL = "Finish and save to Galaxy";
   var pendingSaves = 0;
   var lastSaveStarted = 0;
+  var pendingGenes = 0; // gene (expression) requests in flight
+  var lastStatus = null; // the last /galaxy/status answer
+  var BUILD_POLL_MS = 1500;
+  var buildPoll = null; // the one pending status poll while the store is built
+  var statusFailures = 0; // status requests failed in a row (the session may have ended)
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -106,8 +111,23 @@
     return method === "PUT" && /annotations\/obs|genesets/.test(url);
   }
 
+  function isGene(input) {
+    var url = typeof input === "string" ? input : (input && input.url) || "";
+    return /\/(data|summary)\/var\b/.test(url); // a gene, or a gene set's mean
+  }
+
   var originalFetch = window.fetch.bind(window);
   window.fetch = function (input, init) {
+    if (isGene(input)) {
+      // A gene asked for while the column store is built waits on the server (no timeout in
+      // cellxgene's client): the notice says so while it waits.
+      pendingGenes += 1;
+      showGeneNotice(lastStatus);
+      return originalFetch(input, init).finally(function () {
+        pendingGenes -= 1;
+        showGeneNotice(lastStatus);
+      });
+    }
     if (!isSave(input, init)) return originalFetch(input, init);
     pendingSaves += 1;
     lastSaveStarted = Date.now();
@@ -121,10 +141,41 @@
   var finish = el("button", { id: "galaxy-cellxgene-finish", type: "button" }, FINISH_LABEL);
   finish.style.cssText = "background:#2c3143;color:#fff;border:0;border-radius:3px;padding:5px 10px;cursor:pointer";
 
+  // The notice of the column store (columns.py): while it is built the cells, labels and
+  // embeddings work and a gene waits for it; the status is polled until the store is ready.
+  var geneNotice = el("span", { id: "galaxy-cellxgene-genes", role: "status", "aria-live": "polite" });
+  geneNotice.style.cssText = "flex-basis:100%;color:#6d4c00;background:#fff8e1;border-radius:3px;padding:4px 6px";
+  geneNotice.hidden = true;
+
+  function showGeneNotice(s) {
+    var state = (s && s.column_copy) || "off";
+    if (state === "building") {
+      var pct = typeof s.column_copy_progress === "number" ? " " + Math.floor(s.column_copy_progress * 100) + "%" : "";
+      geneNotice.textContent = "Preparing gene expression for fast access" + (pct ? ":" + pct : "…") + " — " +
+        (pendingGenes ? "your gene opens when ready" : "genes open when ready") + "; everything else works now.";
+      geneNotice.style.color = "#6d4c00";
+      geneNotice.setAttribute("data-state", "building");
+      geneNotice.hidden = false;
+    } else if (state.indexOf("failed") === 0) {
+      geneNotice.textContent = "Gene expression cannot be shown in this session (" + state.slice(8) +
+        "); everything else works.";
+      geneNotice.style.color = "#b00020";
+      geneNotice.setAttribute("data-state", "failed");
+      geneNotice.hidden = false;
+    } else {
+      geneNotice.setAttribute("data-state", state);
+      geneNotice.hidden = true;
+    }
+  }
+
   function refreshStatus() {
     return originalFetch("galaxy/status", { cache: "no-store" })
       .then(function (r) { return r.json(); })
       .then(function (s) {
+        lastStatus = s;
+        statusFailures = 0;
+        showGeneNotice(s);
+        if (s.column_copy === "building" && !s.finished) pollBuild();
         if (s.last_error) {
           status.textContent = s.last_error;
           status.style.color = "#b00020";
@@ -134,7 +185,16 @@
         }
         return s;
       })
-      .catch(function () { /* the session may have ended */ });
+      .catch(function () {
+        // The session may have ended; while the store was being built, ask again (a notice left
+        // saying "building" after the store is ready would mislead).
+        statusFailures += 1;
+        if (lastStatus && lastStatus.column_copy === "building" && statusFailures < 20) pollBuild();
+      });
+  }
+
+  function pollBuild() {
+    if (!buildPoll) buildPoll = setTimeout(function () { buildPoll = null; refreshStatus(); }, BUILD_POLL_MS);
   }
 
   function waitForSaves() {
@@ -180,6 +240,7 @@
     var box = controls();
     box.insertBefore(finish, box.firstChild);
     box.insertBefore(status, box.firstChild);
+    box.insertBefore(geneNotice, box.firstChild);
     refreshStatus();
   }
   if (document.body) mount();
