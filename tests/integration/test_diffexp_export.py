@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from galaxy_cellxgene.app import build_session
 from galaxy_cellxgene.diffexp_export import COLUMNS
-from galaxy_cellxgene.layout import Paths
 from galaxy_cellxgene.prepare import prepare
+from galaxy_cellxgene.session_files import Paths
 from galaxy_cellxgene.settings import ViewerOptions
 from support.fixtures import DEMO
 

@@ -15,9 +15,9 @@ import anndata as ad
 import pytest
 from galaxy_cellxgene.app import build_session
 from galaxy_cellxgene.labels import read_labels
-from galaxy_cellxgene.layout import Paths
 from galaxy_cellxgene.merge import add_labels_to_obs
 from galaxy_cellxgene.prepare import prepare
+from galaxy_cellxgene.session_files import Paths
 from galaxy_cellxgene.settings import ViewerOptions
 from support.anndata_compare import assert_same_anndata
 from support.fixtures import DEMO, TEST_DATA, wait_until

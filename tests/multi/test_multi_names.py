@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
-from galaxy_cellxgene.layout import OutputDirs
 from galaxy_cellxgene.multi.datasets import Dataset, read_facts
 from galaxy_cellxgene.multi.landing import render_landing
 from galaxy_cellxgene.multi.names import MAX_NAME_LENGTH, safe_name, unique_safe_names
 from galaxy_cellxgene.multi.session import MultiSession
+from galaxy_cellxgene.session_files import OutputDirs
 from galaxy_cellxgene.settings import ViewerOptions
 from hypothesis import given
 from hypothesis import strategies as st

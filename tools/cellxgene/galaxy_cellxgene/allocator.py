@@ -1,7 +1,7 @@
 """Keep glibc's allocator from holding freed memory in one heap per thread.
 
 glibc gives threads their own malloc arenas (up to 8 per core) and keeps what they free for
-later reuse. Each waitress thread that answers a gene or a layout then holds its own high-water
+later reuse. Each waitress thread that answers a gene or an embedding then holds its own high-water
 mark: in backed mode, where every gene read allocates a large transient buffer, that measured
 ~100 MiB retained per viewer at 10k cells (434 vs 338 MiB peak with two arenas). A hosted Galaxy
 runs many viewers on one node, so two arenas it is, unless the admin set MALLOC_ARENA_MAX.

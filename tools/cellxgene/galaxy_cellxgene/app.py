@@ -21,9 +21,9 @@ from galaxy_cellxgene import diffexp_export, galaxy_export, limits, page_fixes, 
 from galaxy_cellxgene.columns import ColumnStore, start_column_copy
 from galaxy_cellxgene.diffexp_export import DiffexpLog
 from galaxy_cellxgene.galaxy_client import GalaxyLink
-from galaxy_cellxgene.layout import Paths
 from galaxy_cellxgene.merge import merge_into_h5ad
 from galaxy_cellxgene.outputs import GalaxyAnnotations
+from galaxy_cellxgene.session_files import Paths
 from galaxy_cellxgene.settings import (
     EXPORT_SCRIPT,
     ViewerOptions,

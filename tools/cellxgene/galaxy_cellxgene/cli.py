@@ -142,8 +142,8 @@ def run_view(args: argparse.Namespace) -> int:
     from galaxy_cellxgene.app import build_session
     from galaxy_cellxgene.cellxgene_internals import StartupError
     from galaxy_cellxgene.joblog import say
-    from galaxy_cellxgene.layout import Paths
     from galaxy_cellxgene.serve import run_server
+    from galaxy_cellxgene.session_files import Paths
 
     say(f"dataset prepared in {time.monotonic() - started:.2f} s ({prepared.reason})")
     paths = Paths(

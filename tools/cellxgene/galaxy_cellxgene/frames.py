@@ -1,4 +1,4 @@
-"""The one reader of an h5ad's obs/var metadata, for every layout anndata has written since 0.7.
+"""The one reader of an h5ad's obs/var metadata, for every on-disk format anndata has written since 0.7.
 
 Used by the checks (validate.py), the report, prepare.py (what cellxgene is handed) and the
 merge (labels.py). It reads with h5py, element by element, so it depends on neither the

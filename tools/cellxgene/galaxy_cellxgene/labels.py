@@ -53,7 +53,7 @@ def read_labels(path: str | Path) -> pd.DataFrame:
 
 
 def labels_csv(labels: pd.DataFrame, header: str) -> str:
-    """cellxgene's layout; with no categories left we still write the cell column, never 0 bytes."""
+    """cellxgene's CSV format; with no categories left we still write the cell column, never 0 bytes."""
     out = io.StringIO()
     out.write(header)
     frame = labels
@@ -207,7 +207,7 @@ def parse_gene_sets(text: str) -> dict[str, dict]:
 
 
 def gene_sets_csv(gene_sets: Mapping[str, dict] | Iterable[dict], header: str) -> str:
-    """cellxgene's layout, byte for byte, except that rows are quoted when a name starts with '#'."""
+    """cellxgene's CSV format, byte for byte, except that rows are quoted when a name starts with '#'."""
     values = list(gene_sets.values() if isinstance(gene_sets, Mapping) else gene_sets)
     needs_quotes = any(str(g["geneset_name"]).startswith("#") for g in values)
     out = io.StringIO(newline="")

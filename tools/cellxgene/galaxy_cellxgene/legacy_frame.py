@@ -1,7 +1,7 @@
 """obs/var as anndata < 0.7 wrote them: one HDF5 compound dataset (a numpy structured array).
 
 scanpy's bundled PBMC data (`scanpy.datasets.pbmc68k_reduced`, the dataset of countless
-tutorials) is stored so, and anndata 0.12 still reads it. The layout, as that reader takes it:
+tutorials) is stored so, and anndata 0.12 still reads it. The structure, as that reader takes it:
 
 - the field `index` holds the names (bytes); every other field is a column;
 - a column whose `uns/<column>_categories` exists holds integer codes into those categories;
@@ -108,12 +108,12 @@ class StructuredFrame(FrameReading):
         return []
 
     def needs_presenting(self) -> bool:
-        """Always: cellxgene's reader is anndata, and the runtime hands it the current layout."""
+        """Always: cellxgene's reader is anndata, and the runtime hands it the current on-disk format."""
         return True
 
 
 def frame_of(node: h5py.Group | h5py.Dataset):
-    """The reader for an obs/var element in any layout anndata has written (LazyFrame or StructuredFrame)."""
+    """The reader for an obs/var element in any on-disk format anndata has written (LazyFrame or StructuredFrame)."""
     return StructuredFrame(node) if is_structured(node) else LazyFrame(node)
 
 

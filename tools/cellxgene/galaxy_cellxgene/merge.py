@@ -89,7 +89,7 @@ def add_labels_to_obs(obs: pd.DataFrame, labels: pd.DataFrame, overwrite: bool =
 
 def add_label_columns(group: h5py.Group, labels: pd.DataFrame, overwrite: bool = False) -> None:
     """Write each label category as a categorical column into the obs group, in place, in the
-    frame's own layout (anndata 0.7's keeps categories apart, in obs/__categories)."""
+    frame's own on-disk format (anndata 0.7's keeps categories apart, in obs/__categories)."""
     from anndata.io import write_elem
 
     from galaxy_cellxgene.frames import LazyFrame
@@ -220,7 +220,7 @@ def _merge_rewritten(
 ) -> None:
     """anndata < 0.7 stored obs/var as structured arrays, which no current anndata writes (nor adds a
     column to). Such files are small and old: read whole by the runtime's anndata and written in the
-    current layout, which every anndata from 0.8 on reads. The only merge that loads X."""
+    current on-disk format, which every anndata from 0.8 on reads. The only merge that loads X."""
     import anndata
 
     adata = anndata.read_h5ad(source)

@@ -45,7 +45,7 @@ def _not_arrays(f: h5py.File) -> list[str]:
 
 def presented_frames(f: h5py.File) -> list[str]:
     """obs/var, if cellxgene 1.3.0 cannot load them as written (see frames.LazyFrame.presentation;
-    anndata < 0.7's structured arrays: always, so cellxgene reads the current layout)."""
+    anndata < 0.7's structured arrays: always, so cellxgene reads the current on-disk format)."""
     return [axis for axis in ("obs", "var") if frame_of(f[axis]).needs_presenting()]
 
 

@@ -181,7 +181,7 @@ def _frame(f: h5py.File, key: str) -> pd.DataFrame:
     node = f.get(key)
     if not isinstance(node, h5py.Group) or encoding_of(node) != "dataframe":
         raise SubsetError(
-            f"the dataset's {key} is stored in a layout older than anndata 0.7, which this tool cannot subset.",
+            f"the dataset's {key} is written by an anndata older than 0.7, which this tool cannot subset.",
             "Read it with anndata and save it again (adata.write_h5ad), then try again.",
         )
     return _read(node)

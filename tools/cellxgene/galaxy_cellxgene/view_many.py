@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from galaxy_cellxgene.exit_codes import EXIT_INPUT
-from galaxy_cellxgene.layout import csv_name
 from galaxy_cellxgene.options import input_error, options_from_args, server_from_args, title_from_args
+from galaxy_cellxgene.session_files import csv_name
 
 # Read by the runtime when no --memory-budget-mb is given: an admin sets it in the job
 # destination's environment. GALAXY_MEMORY_MB is what Galaxy sets when the destination
@@ -180,10 +180,10 @@ def memory_budget_bytes(cli_mb: int | None, env: dict[str, str]) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     from galaxy_cellxgene.joblog import say
-    from galaxy_cellxgene.layout import OutputDirs
     from galaxy_cellxgene.multi.datasets import plan_datasets, quick_check
     from galaxy_cellxgene.multi.session import MultiSession
     from galaxy_cellxgene.serve import run_server
+    from galaxy_cellxgene.session_files import OutputDirs
     from galaxy_cellxgene.settings import idle_timeout_seconds
 
     started = time.monotonic()

@@ -21,5 +21,5 @@ The parts, each a module of this package:
 - landing.py   the landing page (its markup in landing.html)
 - session.py   MultiSession, what serve() drives (serve.ServedSession, as app.Session is)
 
-File names come from layout.OutputDirs, the same layout the single viewer's files follow.
+File names come from session_files.OutputDirs, named as the single viewer's files are.
 """

@@ -12,8 +12,8 @@ import json
 import threading
 
 from galaxy_cellxgene.durable import atomic_write
-from galaxy_cellxgene.layout import OUTPUTS, OutputDirs
 from galaxy_cellxgene.multi.datasets import Dataset
+from galaxy_cellxgene.session_files import OUTPUTS, OutputDirs
 
 
 class GalaxyListing:

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from galaxy_cellxgene.app import Session, build_session
 from galaxy_cellxgene.cellxgene_internals import StartupError
 from galaxy_cellxgene.joblog import say
-from galaxy_cellxgene.layout import OutputDirs, Paths
 from galaxy_cellxgene.multi.datasets import Dataset, DatasetUnavailable
+from galaxy_cellxgene.session_files import OutputDirs, Paths
 from galaxy_cellxgene.settings import ViewerOptions
 from galaxy_cellxgene.sparse_structure import SparseStructureError
 from galaxy_cellxgene.x_bounds import XTooLarge

@@ -17,12 +17,12 @@ import time
 from galaxy_cellxgene import remote_save
 from galaxy_cellxgene.app import Session, build_session
 from galaxy_cellxgene.galaxy_client import GalaxyLink
-from galaxy_cellxgene.layout import OutputDirs, Paths
 from galaxy_cellxgene.multi.datasets import Dataset
 from galaxy_cellxgene.multi.landing import render_landing
 from galaxy_cellxgene.multi.listing import GalaxyListing
 from galaxy_cellxgene.multi.pool import DatasetPool, Loader
 from galaxy_cellxgene.multi.routes import Dispatcher
+from galaxy_cellxgene.session_files import OutputDirs, Paths
 from galaxy_cellxgene.settings import ViewerOptions
 
 log = logging.getLogger("galaxy_cellxgene.multi")

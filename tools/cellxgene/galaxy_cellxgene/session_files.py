@@ -1,4 +1,4 @@
-"""Where a session's files are: one layout for the single viewer and for each dataset of a list.
+"""Where a session's files are: the same naming for the single viewer and for each dataset of a list.
 
 The single viewer is given its output paths by Galaxy (`--annotations-out` ...); the list tool
 is given folders, and each dataset's files in them are named after its safe name (multi/names.py):
