@@ -51,6 +51,25 @@ class AtlasData:
         densest = index[int(np.argmax(rate))] if rate is not None else index[0]
         return cls(path, label, n_cells, index, densest)
 
+    def first_gene(self, column: str) -> str:
+        """The gene each contender shows first, as `column` names it."""
+        return self.names_in(column)[self.genes[len(self.genes) // 3]]
+
+    def names_in(self, column: str) -> dict[str, str]:
+        """Each gene (by the index) as the var column `column` names it: the runtime names genes
+        by a symbol column when the index is Ensembl IDs (gene_names.py); plain cellxgene by the
+        index, under a column name of its own that the file does not have."""
+        with h5py.File(self.path, "r") as f:
+            var = f["var"]
+            if column not in var or column == var.attrs["_index"]:
+                return {g: g for g in self.genes}
+            node = var[column]
+            if isinstance(node, h5py.Group):  # categorical: codes into categories
+                values = node["categories"].asstr()[()][node["codes"][()]].tolist()
+            else:
+                values = node.asstr()[()].tolist()
+        return dict(zip(self.genes, values, strict=True))
+
 
 CELLS_FLOOR = """
 import sys, time
@@ -184,7 +203,7 @@ def run_one(
     st = procs.start(launch, procs.free_port(), run_dir, dict(os.environ))
     try:
         try:
-            rows = procs.wait_ready(st, ds.genes[len(ds.genes) // 3], deadline_s=wait_s, request_timeout=wait_s)
+            rows = procs.wait_ready(st, ds.first_gene, deadline_s=wait_s, request_timeout=wait_s)
         except (procs.BenchError, OSError) as err:
             tail = st.log_tail(6)
             # The server's own last word (cellxgene: "Error: Out of memory - file is too large ...").
@@ -196,7 +215,8 @@ def run_one(
             raise procs.BenchError(f"{name}: first gene has {rows} rows, want {ds.n_cells}")
         client = procs.Http(st.port, timeout=wait_s)
         genes = click_genes(ds, clicks, seed)
-        times = [_click(client, st.var_column, g) for g in genes]
+        names = ds.names_in(st.var_column)
+        times = [_click(client, st.var_column, names[g]) for g in genes]
         densest_ms = times[genes.index(ds.densest)] * 1000
         client.close()
         settled = procs.wait_rss_settled(st)

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -278,11 +278,17 @@ def start(launch: Launch, port: int, cwd: Path, base_env: dict[str, str]) -> Sta
 
 
 def wait_ready(
-    st: Started, gene: str, deadline_s: float = 180.0, poll_s: float = 0.01, request_timeout: float = 60.0
+    st: Started,
+    gene: str | Callable[[str], str],
+    deadline_s: float = 180.0,
+    poll_s: float = 0.01,
+    request_timeout: float = 60.0,
 ) -> int:
     """Poll /health, then do what the page does before the first gene shows: schema, expression.
 
-    Returns the number of cells in the expression answer, so the caller can check it.
+    `gene` is a name, or a function of the var column the schema names genes by (the runtime may
+    show symbols where plain cellxgene shows the index: gene_names.py). Returns the number of
+    cells in the expression answer, so the caller can check it.
     """
     end = time.perf_counter() + deadline_s
     base_url = f"http://127.0.0.1:{st.port}/"
@@ -301,7 +307,8 @@ def wait_ready(
     st.var_column = schema["annotations"]["var"]["index"]
     show_cells(client, schema, st.launch.name)
     st.t_cells = time.perf_counter()
-    status, headers, body = client.get(expression_path(st.var_column, gene), BINARY_HEADERS)
+    name = gene(st.var_column) if callable(gene) else gene
+    status, headers, body = client.get(expression_path(st.var_column, name), BINARY_HEADERS)
     st.t_ready = time.perf_counter()
     client.close()
     if status != 200 or not body:
