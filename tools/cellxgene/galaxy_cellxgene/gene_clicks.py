@@ -1,23 +1,25 @@
 """A gene click answered from the column store, beside Flask: cellxgene's own answer, fewer steps.
 
-Every gene the user clicks is `GET /api/v0.2/data/var?var:<var index column>=<gene>` (cellxgene
-1.3.0's client). cellxgene answers it through Flask, its filter parser, a boolean mask over every
-gene, our column store (columns.py), a FlatBuffers builder that copies the column twice and
-Flask-Compress's zstd at level 3. At 100k cells the store's read is ~0.1 ms of a 3-9 ms click;
-the rest is that path (docs/benchmarks.md, issue 25).
+Every gene the user clicks is `GET /api/v0.2/data/var?var:<gene-name column>=<gene>` (cellxgene
+1.3.0's client; the column is cellxgene's `var_names`). cellxgene answers it through Flask, its
+filter parser, a boolean mask over every gene, our column store (columns.py), a FlatBuffers builder
+that copies the column twice and Flask-Compress's zstd at level 3: 2-5 ms at 100k cells, of which
+the store's read is ~0.01 ms (docs/benchmarks.md, issue 25).
 
 This WSGI layer sits inside the Flask app (`app.wsgi_app`), so behind the entry-path and owner
 gates (serve.py): it answers only requests those gates passed. It answers exactly one request
-shape: one gene by the var index column, from a built store of floating-point values. The answer
+shape: one gene by the gene-name column, from a built store of floating-point values. The answer
 is cellxgene's own bytes (a `NetEncoding.Matrix` with one Float32Array column and a one-entry
 Int32Array colIndex, laid out by cellxgene's encoder once per session: `MatrixTemplate`), with
 cellxgene's headers. Anything else (other columns, several genes, ranges, unknown genes, a store
-still being built or failed, dense or integer X served by cellxgene) goes to cellxgene unchanged.
+still being built or failed, dense or integer X served by cellxgene, rows a malformed store gives)
+goes to cellxgene unchanged.
 
-Compression: the browser's `Accept-Encoding` decides among zstd (level 1), gzip (level 1) and
-identity. Real users reach the viewer through Galaxy's proxy over a network, where a 100k-cell
-answer (391 KiB raw, typically 2-30 KiB compressed) costs far more on the wire than zstd's
-~0.1-0.4 ms; level 1 instead of Flask-Compress's 3 halves that cost for a few percent more bytes.
+Compression: the browser's `Accept-Encoding` decides among zstd (level 1; its fast mode for genes
+in over a quarter of the cells), brotli (quality 1), gzip (level 1) and identity. Real users reach
+the viewer through Galaxy's proxy over a network, and the layer cannot tell them from a local
+client: a 100k-cell answer is 391 KiB raw and ~8 KiB with zstd for the median gene, so it always
+compresses what the browser accepts (~0.1 ms for that gene), never sends raw to save that.
 """
 
 from __future__ import annotations
@@ -206,9 +208,7 @@ class GeneClicks:
         self.app = app
         self.store = store  # columns.ColumnStore: .matrix once built, .ready
         self.genes = GeneIndex(adaptor)
-        n_rows, n_cols = cx.shape(adaptor)
-        self.n_cols = n_cols
-        self.template = matrix_template(n_rows)
+        self.template = matrix_template(cx.shape(adaptor)[0])
         self.within_limit = not adaptor.server_config.exceeds_limit("column_request_max", 1)
         self.started, self.ended = activity
         self.cache_control = f"public, max-age={ONE_WEEK}" if cache_headers else None
