@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Where a gene click's time goes: the on-disk store's read, cellxgene's encoding, compression.
+"""Where a gene click's time goes: each store's read, cellxgene's encoding against the gene-click
+layer's template (gene_clicks.py), and the compressions a browser may get.
 
-Usage (after make_bench_data.py --atlas 1000000 and one build of the store; the runtime is
+Usage (after make_bench_data.py --atlas 100000 and one build of the store; the runtime is
 importable in .venv through the editable install scripts/setup-venv.sh makes):
     .venv/bin/python -c "from galaxy_cellxgene.column_file import build_column_file as b; \\
-        print(b('bench-data/atlas_1m.h5ad', 'bench-data/atlas_1m.columns.h5'))"
+        print(b('bench-data/atlas_100k.h5ad', 'bench-data/atlas_100k.columns.h5'))"
     PYTHONPATH=scripts .venv/bin/python scripts/bench/measure_click_cost.py \\
-        bench-data/atlas_1m.h5ad bench-data/atlas_1m.columns.h5
+        bench-data/atlas_100k.h5ad bench-data/atlas_100k.columns.h5
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import sys
 import time
 from pathlib import Path
 
+import brotli
 import numpy as np
 from backports import zstd
 from galaxy_cellxgene.column_file import ColumnFile
+from galaxy_cellxgene.columns import read_row_blocks
+from galaxy_cellxgene.gene_clicks import matrix_template
 from server.common.fbs.matrix import encode_matrix_fbs
 
 try:  # the benchmark's package: scripts/ must be on the path (this file's folder is scripts/bench)
@@ -31,30 +35,33 @@ except ModuleNotFoundError:
 
 def main(source: str, store_path: str, clicks: int = 40) -> None:
     ds = AtlasData.load(Path(source), Path(source).stem)
-    store = ColumnFile(store_path)
+    disk, memory = ColumnFile(store_path), read_row_blocks(source)
+    template = matrix_template(ds.n_cells)
     rng = random.Random(17)  # the benchmark's genes
     genes = [*rng.sample(range(len(ds.genes)), clicks - 1), ds.genes.index(ds.densest)]
-    times: dict[str, list[float]] = {"store read": [], "encode (sparse in)": [], "encode (dense in)": [], "zstd 3": []}
-    col = np.array([0])
+    answers = {g: disk.select(None, np.array([g])) for g in genes}
+    bodies = {g: bytes(template.encode(*disk.gene(g), g)) for g in genes}
     steps = {
-        "store read": lambda g: store.select(None, np.array([g])),
-        "encode (sparse in)": lambda g: encode_matrix_fbs(answers[g], col_idx=col),
-        "encode (dense in)": lambda g: encode_matrix_fbs(answers[g].toarray(), col_idx=col),
-        "zstd 3": lambda g: zstd.compress(encoded[g], 3),
+        "disk store read, gene()": lambda g: disk.gene(g),
+        "memory store read, gene()": lambda g: memory.gene(g),
+        "cellxgene's encoder (sparse in)": lambda g: encode_matrix_fbs(answers[g], col_idx=np.array([0])),
+        "disk read + template encode (gene_clicks)": lambda g: template.encode(*disk.gene(g), g),
+        "zstd 1": lambda g: zstd.compress(bodies[g], 1),
+        "zstd -5": lambda g: zstd.compress(bodies[g], -5),
+        "zstd 3 (Flask-Compress)": lambda g: zstd.compress(bodies[g], 3),
+        "brotli 1": lambda g: brotli.compress(bodies[g], quality=1),
     }
-    answers = {g: store.select(None, np.array([g])) for g in genes}
-    encoded = {g: bytes(encode_matrix_fbs(answers[g].toarray(), col_idx=col)) for g in genes}
-    for g in genes:
-        for key, step in steps.items():
+    for key, step in steps.items():
+        times = []
+        for g in genes:
             # Best of 5: the machine is shared, the minimum is the step's own cost.
             best = float("inf")
             for _ in range(5):
                 t0 = time.perf_counter()
                 step(g)
                 best = min(best, time.perf_counter() - t0)
-            times[key].append(best)
-    for key, xs in times.items():
-        print(f"{key}: median {statistics.median(xs) * 1000:.1f} ms, worst {max(xs) * 1000:.1f} ms (best of 5 each)")
+            times.append(best)
+        print(f"{key}: median {statistics.median(times) * 1000:.3f} ms, densest {times[-1] * 1000:.3f} ms")
     print("load average", Path("/proc/loadavg").read_text().split()[:3])
 
 

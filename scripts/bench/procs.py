@@ -285,10 +285,10 @@ def wait_ready(
     request_timeout: float = 60.0,
 ) -> int:
     """Poll /health, then do what the page does before the first gene shows: schema, expression.
-    `gene`: its name, or a function of the var column the server names genes by (the runtime may
-    name them by a symbol column, gene_names.py).
 
-    Returns the number of cells in the expression answer, so the caller can check it.
+    `gene` is a name, or a function of the var column the schema names genes by (the runtime may
+    show symbols where plain cellxgene shows the index: gene_names.py). Returns the number of
+    cells in the expression answer, so the caller can check it.
     """
     end = time.perf_counter() + deadline_s
     base_url = f"http://127.0.0.1:{st.port}/"

@@ -84,6 +84,26 @@ def test_only_the_owner_gets_the_viewer(runtime, users_stand_in: UsersStandIn) -
     assert nobody.health()["status"] == "pass"
 
 
+def test_a_gene_click_is_the_owners_only(runtime, users_stand_in: UsersStandIn, tmp_path) -> None:
+    """Sparse X gets a column store, so gene_clicks.py answers clicks: still behind the gate."""
+    import anndata as ad
+    import scipy.sparse as sp
+    from support.fixtures import DEMO
+
+    adata = ad.read_h5ad(DEMO)
+    adata.X = sp.csr_matrix(adata.X)
+    sparse = tmp_path / "pbmc_sparse.h5ad"
+    adata.write_h5ad(sparse)
+    job = runtime(sparse, env=owner_env(users_stand_in.url))
+    owner = UiClient(job.url, cookie="owner-session")
+    assert owner.status()["x_store"]["kind"] in ("memory", "disk")
+    assert owner.expression("HES4").shape == (320,)
+    click = "api/v0.2/data/var?var:" + owner.schema()["annotations"]["var"]["index"] + "=HES4"
+    for stranger in (UiClient(job.url, cookie="other-session"), UiClient(job.url, signed_in=False)):
+        response = stranger.get(click, headers={"Accept": "application/octet-stream"})
+        assert response.status_code == 403 and "only the" in response.text
+
+
 def test_a_save_from_another_user_does_not_land(runtime, users_stand_in: UsersStandIn) -> None:
     job = runtime(env=owner_env(users_stand_in.url))
     other = UiClient(job.url, cookie="other-session")

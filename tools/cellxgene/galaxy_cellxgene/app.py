@@ -17,7 +17,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, jsonify, send_from_directory
 
 from galaxy_cellxgene import cellxgene_internals as cx
-from galaxy_cellxgene import diffexp_export, galaxy_export, limits, page_fixes, remote_save, subset_routes
+from galaxy_cellxgene import diffexp_export, galaxy_export, gene_clicks, limits, page_fixes, remote_save, subset_routes
 from galaxy_cellxgene.columns import ColumnStore, start_column_copy
 from galaxy_cellxgene.diffexp_export import DiffexpLog
 from galaxy_cellxgene.galaxy_client import GalaxyLink
@@ -176,8 +176,7 @@ def build_session(
     backed = columns is not None or None  # X stays on disk for cellxgene: the copy serves it
     app_config = cx.load_app_config(
         server_config(options, str(paths.prepared), secrets.token_hex(32), load_backed=backed),
-        # "normal" is a placeholder when auto: the real value is set right after loading,
-        # without cellxgene's per-start numba compile (see distribution.py).
+        # "normal" is a placeholder when auto: set after loading, without cellxgene's numba compile (distribution.py).
         dataset_config(options_for_config, str(labels_copy), str(gene_sets_copy), "normal"),
         lambda message: log.info("[cellxgene] %s", message),
     )
@@ -210,6 +209,7 @@ def build_session(
     )
     session.diffexp = DiffexpLog(paths.work_dir)
     _add_galaxy_routes(app, session)
+    gene_clicks.install(session)  # one gene's click from the column store, beside Flask (gene_clicks.py)
     session.subsets = subset_routes.attach(
         app, paths, options.display_name(paths.source), store, data_adaptor, galaxy if galaxy.can_write else None
     )

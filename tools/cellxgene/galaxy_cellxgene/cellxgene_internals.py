@@ -56,6 +56,10 @@ SYMBOLS: tuple[str, ...] = (
     "server.data_common.data_adaptor.DataAdaptor.layout_to_fbs_matrix",  # replaced by a cache (app.py)
     "server.data_common.data_adaptor.DataAdaptor.check_new_gene_sets",
     "server.data_common.data_adaptor.DataAdaptor._axis_filter_to_mask",
+    # gene_clicks.py answers this handler's single-gene request with this encoder's bytes:
+    "server.common.rest.data_var_get",
+    "server.common.rest._query_parameter_to_filter",
+    "server.common.fbs.matrix.encode_matrix_fbs",
 )
 # Attributes read or set on instances (not resolvable without a loaded dataset; the integration
 # tests exercise them): AnnotationsLocalFile's label_lock, gene_sets_lock, last_label_fname,
@@ -199,6 +203,13 @@ def obs_mask(adaptor, obs_filter: dict):
     from server.common.constants import Axis
 
     return adaptor._axis_filter_to_mask(Axis.OBS, obs_filter, shape(adaptor)[0])
+
+
+def encode_matrix(matrix, col_idx) -> bytes:
+    """cellxgene's FlatBuffers `NetEncoding.Matrix` of `matrix`, as its data/var handler encodes it."""
+    from server.common.fbs.matrix import encode_matrix_fbs
+
+    return bytes(encode_matrix_fbs(matrix, col_idx=col_idx))
 
 
 def gene_names(adaptor) -> list[str]:

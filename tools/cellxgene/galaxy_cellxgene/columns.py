@@ -80,6 +80,19 @@ class RowBlocks:
             matrix = matrix[as_indices(obs_mask, n_rows), :]
         return matrix
 
+    def gene(self, col: int) -> tuple[np.ndarray, np.ndarray]:
+        """One column's row numbers (in row order) and values: the gene-click layer's read
+        (gene_clicks.py), one slice per block, without a sparse matrix around them."""
+        rows, values = [], []
+        for block, start in zip(self.blocks, self.starts, strict=False):
+            lo, hi = block.indptr[col], block.indptr[col + 1]
+            if hi > lo:
+                rows.append(block.indices[lo:hi] + np.int64(start))  # one pass, widened to int64
+                values.append(block.data[lo:hi])
+        if not rows:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=self.dtype)
+        return np.concatenate(rows), np.concatenate(values)
+
     def _columns(self, cols: np.ndarray) -> sparse.csc_matrix:
         n_rows = self.shape[0]
         if len(cols) > MANY_COLUMNS or not self.blocks:
