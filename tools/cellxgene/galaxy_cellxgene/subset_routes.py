@@ -120,13 +120,11 @@ class Subsets:
 
     def finish(self) -> str | None:
         """Write each subset asked for at Finish into the job's outputs; a problem to report, or None."""
-        from galaxy_cellxgene.multi.names import unique_safe_names
-
         problems = []
-        stems = unique_safe_names("_".join(r.labels) for r in self.at_finish)
+        stems = finish_stems(self.finish_prefix, [r.labels for r in self.at_finish])
         for request, stem in zip(self.at_finish, stems, strict=True):
             try:
-                self._write(request, self.finish_dir, self.finish_prefix + stem)
+                self._write(request, self.finish_dir, stem)
             except Exception as err:
                 problems.append(f"{request.title}: {_describe(err)}")
         return "The subsets could not all be written: " + "; ".join(problems) if problems else None
@@ -140,6 +138,14 @@ class Subsets:
             "state": request.state,
             "message": request.message,
         }
+
+
+def finish_stems(prefix: str, chosen: list[tuple[str, ...]]) -> list[str]:
+    """The file stems of the subsets asked for at Finish: safe, distinct, named after the labels;
+    `prefix` (layout.Paths.subsets_prefix) keeps the list tool's datasets apart in one folder."""
+    from galaxy_cellxgene.multi.names import unique_safe_names
+
+    return [prefix + stem for stem in unique_safe_names("_".join(labels) for labels in chosen)]
 
 
 def upload_to_history(link: GalaxyLink, path: Path, title: str) -> str:
