@@ -7,4 +7,6 @@ pytest_plugins = [
     "support.container_fixture",
     "support.pulsar_fixture",
     "support.browser_fixture",
+    "support.galaxy_stand_in",
+    "support.multi",
 ]

@@ -27,6 +27,7 @@ from support.cellxgene_ui import (
     assert_controls_clear_of_the_plot,
     create_category,
     label_selection,
+    pick_subset,
     runtime_status,
     select_only,
     wait_for_cells,
@@ -56,16 +57,6 @@ def expected(obs_labels: dict[str, str] | None, column: str, values: list[str]) 
         labels = pd.DataFrame({CATEGORY: [obs_labels.get(str(c), "unassigned") for c in adata.obs_names]})
         adata.obs = add_labels_to_obs(adata.obs, labels.set_axis(adata.obs_names))
     return adata[adata.obs[column].astype(str).isin(values).to_numpy()].copy()
-
-
-def pick(viewer: Any, category: str, labels: list[str], button: str) -> None:
-    panel = viewer.locator("#galaxy-cellxgene-subset-panel")
-    if not panel.is_visible():
-        viewer.locator("#galaxy-cellxgene-subset").click()
-    viewer.locator("#galaxy-cellxgene-subset-category").select_option(category)
-    for label in labels:
-        panel.get_by_label(label, exact=True).check()
-    viewer.locator(button).click()
 
 
 @pytest.mark.timeout(900)
@@ -103,7 +94,7 @@ def test_new_dataset_from_labelled_cells_lands_in_the_history(
     wait_until_saved(viewer, saves)
 
     # "New dataset from cells" -> "Add to history now": answered at once, written beside the viewer.
-    pick(viewer, CATEGORY, [LABEL[2]], "#galaxy-cellxgene-subset-now")
+    pick_subset(viewer, CATEGORY, [LABEL[2]], "#galaxy-cellxgene-subset-now")
     title = f"cellxgene on {DEMO.name}: {LABEL[2]} ({count:,} cells)"
     status = viewer.get_by_test_id("galaxy-subset-status")
     expect(status).to_contain_text("In your Galaxy history", timeout=240_000)
@@ -119,7 +110,7 @@ def test_new_dataset_from_labelled_cells_lands_in_the_history(
     assert_same_anndata(anndata.read_h5ad(sent), expected(labelled, CATEGORY, [LABEL[2]]))
 
     # "Save at Finish" for a cluster; Finish; the job's subsets collection holds it.
-    pick(viewer, AT_FINISH[0], [AT_FINISH[1]], "#galaxy-cellxgene-subset-finish")
+    pick_subset(viewer, AT_FINISH[0], [AT_FINISH[1]], "#galaxy-cellxgene-subset-finish")
     expect(status).to_contain_text("Will be saved at Finish", timeout=30_000)
     jobs = galaxy.get("jobs", params={"history_id": history_id, "tool_id": VIEWER_TOOL})
     job_id = jobs[0]["id"]

@@ -159,3 +159,74 @@ def test_stop_keeps_every_saved_label_and_makes_no_merged_files(
     frame = galaxy.labels(annotations["day14"])
     assert [str(v) for v in frame["before_stop"]] == saved
     assert elements_by_name(galaxy, outputs["annotated"]) == {}, "a Stop must not produce merged h5ad files"
+
+
+def test_each_viewer_sends_to_the_history_and_the_subsets_list_names_its_dataset(
+    galaxy: LocalGalaxy, galaxy_history: str, tmp_path: Path
+) -> None:
+    """Issue 26: the single viewer's Galaxy controls in each viewer of the list, as its page calls
+    them (relative to d/<slug>/, the owner's session): Export and "Add to history now" land in the
+    history under the dataset's name; "Save at Finish" in two datasets with the same label gives one
+    "cell subsets" list whose elements name their dataset; Finish sends the comparison not exported."""
+    if galaxy.request("GET", f"tools/{MANY_TOOL}").status_code != 200:
+        pytest.fail(f"the running Galaxy has no tool {MANY_TOOL}: restart it (scripts/galaxy.sh stop) to load it")
+    hdca_id = build_list(galaxy, galaxy_history, tmp_path)
+    run = galaxy.run_tool(MANY_TOOL, galaxy_history, {"inputs": {"src": "hdca", "id": hdca_id}, "idle_timeout": 0})
+    job = run["jobs"][0]
+    outputs = galaxy.output_ids(run)
+    assert "subsets" in outputs, outputs
+    url = galaxy.entry_point_url(galaxy.wait_for_entry_point(job["id"], timeout=ENTRY_POINT_TIMEOUT))
+    poll("the landing page through the proxy", lambda: signed_in.get(url, timeout=30).ok or None, 60)
+    first, second = UiClient(f"{url}d/{SLUG['day0']}/"), UiClient(f"{url}d/{SLUG['day 7 – Müller']}/")
+    n1, n2 = first.schema()["dataframe"]["nObs"], second.schema()["dataframe"]["nObs"]
+    labels1, labels2 = labels(n1, ["T cell", "B cell"]), labels(n2, ["T cell", "NK"])
+    assert first.put_labels({"cell_type": labels1}).status_code == 200
+    assert second.put_labels({"cell_type": labels2}).status_code == 200
+
+    exported = first.session.post(first.url("galaxy/export"), headers={"X-Galaxy-Cellxgene": "export"}, timeout=120)
+    assert exported.status_code == 200, exported.text
+    sent = {d["kind"]: d for d in exported.json()["datasets"]}
+    assert sent["annotations"]["name"].startswith("day0: cellxgene annotations (exported ")
+    assert [str(v) for v in galaxy.labels(sent["annotations"]["id"])["cell_type"]] == labels1
+
+    subset = {"X-Galaxy-Cellxgene": "subset"}
+    asked = second.session.post(
+        second.url("galaxy/subset"), json={"category": "cell_type", "labels": ["NK"], "when": "now"}, headers=subset
+    )
+    assert asked.status_code == 202, asked.text
+    title = asked.json()["title"]
+    assert title == f"cellxgene on day 7 – Müller: NK ({labels2.count('NK')} cells)"
+    state = lambda: second.get(f"galaxy/subset/{asked.json()['id']}").json()  # noqa: E731
+    poll("the subset sent", lambda: state()["state"] in ("sent", "error") or None, 300)
+    assert state()["state"] == "sent", state()
+    [now] = [d for d in galaxy.history_contents(galaxy_history) if d["name"] == title]
+    galaxy.wait_for_dataset(now["id"])
+    assert ad.read_h5ad(galaxy.download(now["id"], tmp_path / "now.h5ad")).n_obs == labels2.count("NK")
+
+    assert second.diffexp(range(0, n2, 2), range(1, n2, 2), count=5).status_code == 200
+    for client in (first, second):
+        answer = client.session.post(
+            client.url("galaxy/subset"),
+            json={"category": "cell_type", "labels": ["T cell"], "when": "finish"},
+            headers=subset,
+        )
+        assert answer.status_code == 202, answer.text
+    response = signed_in.post(url + "galaxy/finish", headers={"X-Galaxy-Cellxgene": "finish"}, timeout=300)
+    assert response.status_code == 200 and response.json()["finish_error"] is None, response.text
+    finished = galaxy.wait_for_job(job["id"], timeout=JOB_TIMEOUT)
+    assert finished["state"] == "ok", galaxy.job_stderr(job["id"])
+
+    subsets = elements_by_name(galaxy, outputs["subsets"])
+    assert sorted(subsets) == ["day 7 – Müller: T cell", "day0: T cell"], subsets
+    for name, values, seed in (("day0: T cell", labels1, 0), ("day 7 – Müller: T cell", labels2, 1)):
+        assert galaxy.wait_for_dataset(subsets[name])["extension"] == "h5ad"
+        adata = ad.read_h5ad(galaxy.download(subsets[name], tmp_path / f"subset-{seed}.h5ad"))
+        assert adata.n_obs == values.count("T cell") and adata.obs_names[0].startswith(f"s{seed}_")
+        assert {str(v) for v in adata.obs["cell_type"]} == {"T cell"}
+    tables = [
+        d
+        for d in galaxy.history_contents(galaxy_history)
+        if d["name"].startswith("day 7 – Müller: cellxgene differential expression 1, ")
+    ]
+    assert len(tables) == 1 and tables[0]["extension"] == "tabular", tables
+    assert galaxy.dataset_text(galaxy.wait_for_dataset(tables[0]["id"])["id"]).startswith("#gene\tlog_fold_change")

@@ -24,8 +24,8 @@ from galaxy_cellxgene import owner_gate
 from galaxy_cellxgene.app import build_session
 from galaxy_cellxgene.galaxy_client import GalaxyLink
 from galaxy_cellxgene.gene_clicks import GeneClicks
-from galaxy_cellxgene.layout import Paths
 from galaxy_cellxgene.prepare import prepare
+from galaxy_cellxgene.session_files import Paths
 from galaxy_cellxgene.settings import ViewerOptions
 from server.common.fbs.matrix import decode_matrix_fbs
 from support.h5ad_builders import build_adata

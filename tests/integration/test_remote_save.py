@@ -1,144 +1,27 @@
 """Issue 15: the runtime pushes saves into the history only when its outputs are staged copies.
 
-The real runtime (a subprocess, as Galaxy runs it) talks to a stand-in for Galaxy's API: a real
-HTTP server on loopback that answers `POST /api/tools/fetch` and
-`DELETE /api/histories/{id}/contents/{id}` the way Galaxy 26.1 does and records every request.
+The real runtime (a subprocess, as Galaxy runs it) talks to a stand-in for Galaxy's API
+(support/galaxy_stand_in.py: a real HTTP server on loopback that answers `POST /api/tools/fetch` and
+`DELETE /api/histories/{id}/contents/{id}` the way Galaxy 26.1 does and records every request).
 A stand-in, because this level has no Galaxy; tests/galaxy/test_deployments.py (its `pulsar`
 deployment) runs the same code against a real Galaxy and a real Pulsar.
 """
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
-import json
 import re
 import signal
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from galaxy_cellxgene_testkit.stand_in import JsonHandler
 from galaxy_cellxgene_testkit.ui_client import UiClient
 from support.fixtures import wait_until
+from support.galaxy_stand_in import HISTORY, SESSION, GalaxyStandIn, galaxy_env
 
 pytestmark = pytest.mark.slow
 
-HISTORY = "f2db41e1fa331b3e"
-# No API key: the runtime acts with the owner's Galaxy session, as the owner's browser sent it.
-SESSION = "remote-save-test-session"
-OWNER = "owner@example.org"
 NAME = re.compile(r"^cellxgene on pbmc_demo\.h5ad: cell annotations \(saved at \d\d:\d\d\)$")
-
-
-@dataclass
-class GalaxyStandIn:
-    url: str
-    uploads: list[dict[str, Any]] = field(default_factory=list)  # {"names": [...], "files": {...}}
-    deleted: list[str] = field(default_factory=list)
-    delay: float = 0.0  # seconds before answering an upload (a slow Galaxy)
-    staged: dict[str, bytes] = field(default_factory=dict)  # outputs Galaxy collected, by id
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def requests(self) -> int:
-        with self.lock:
-            return len(self.uploads) + len(self.deleted)
-
-
-@pytest.fixture
-def galaxy_stand_in() -> Iterator[GalaxyStandIn]:
-    state = GalaxyStandIn("")
-
-    class Handler(JsonHandler):
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers["Content-Length"]))
-            if self.path != "/api/tools/fetch" or self.headers.get("Cookie") != f"galaxysession={SESSION}":
-                self.answer({"err_msg": "unexpected"}, 400)
-                return
-            message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-                b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + raw
-            )
-            fields = {part.get_param("name", header="content-disposition"): part for part in message.iter_parts()}
-            targets = json.loads(fields["targets"].get_content())
-            names = [element["name"] for element in targets[0]["elements"]]
-            files = {name: fields[f"files_{i}|file_data"].get_content() for i, name in enumerate(names)}
-            time.sleep(state.delay)
-            with state.lock:
-                first = sum(len(upload["names"]) for upload in state.uploads)
-                state.uploads.append({"names": names, "files": files, "history": fields["history_id"].get_content()})
-            ids = [f"pushed{first + i}" for i in range(len(names))]
-            self.answer(
-                {
-                    "outputs": [{"id": i, "hid": 1, "name": n} for i, n in zip(ids, names, strict=True)],
-                    "jobs": [{"id": "upload-job"}],
-                }
-            )
-
-        def do_GET(self) -> None:
-            if self.path == "/api/users/current":  # the owner gate's question (owner_gate.py)
-                known = self.headers.get("Cookie") == f"galaxysession={SESSION}"
-                self.answer({"email": OWNER} if known else {})
-                return
-            if self.headers.get("Cookie") != f"galaxysession={SESSION}":
-                self.answer({"err_msg": "unexpected"}, 400)
-                return
-            with state.lock:  # the pushed copies carry the ids do_POST gave them, in order
-                pushed = [data.encode() for upload in state.uploads for data in upload["files"].values()]
-                contents = {**{f"pushed{i}": data for i, data in enumerate(pushed)}, **state.staged}
-                deleted = set(state.deleted)
-            if self.path.startswith(f"/api/histories/{HISTORY}/contents?"):
-                listing = [
-                    {
-                        "id": i,
-                        "state": "ok",
-                        "deleted": i in deleted,
-                        "file_size": len(data),
-                        "history_content_type": "dataset",
-                    }
-                    for i, data in contents.items()
-                ]
-                self.answer(listing)
-            elif (match := re.fullmatch(r"/api/datasets/(\w+)/display", self.path)) and match.group(1) in contents:
-                data = contents[match.group(1)]
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            else:
-                self.answer({"err_msg": "unexpected"}, 400)
-
-        def do_DELETE(self) -> None:
-            match = re.fullmatch(rf"/api/histories/{HISTORY}/contents/(\w+)", self.path)
-            if not match or self.headers.get("Cookie") != f"galaxysession={SESSION}":
-                self.answer({"err_msg": "unexpected"}, 400)
-                return
-            with state.lock:
-                state.deleted.append(match.group(1))
-            self.answer({"deleted": True})
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-
-
-def galaxy_env(stand_in: GalaxyStandIn, staged: bool, debounce: float = 0.3) -> dict[str, str]:
-    env = {
-        "GALAXY_URL": stand_in.url,
-        "GALAXY_CELLXGENE_OWNER": OWNER,
-        "GALAXY_HISTORY_ID": HISTORY,
-        "GALAXY_CELLXGENE_REMOTE_SAVE_DEBOUNCE": str(debounce),
-    }
-    if staged:
-        env["GALAXY_CELLXGENE_OUTPUTS"] = "staged"
-    return env
 
 
 def as_owner(job: Any) -> Any:

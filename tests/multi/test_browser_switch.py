@@ -156,3 +156,50 @@ def test_switching_between_datasets_in_the_browser_keeps_each_ones_labels(page: 
     assert (merged.obs["region"].astype(str) == "left").sum() == n_b
     assert sorted(p.name for p in job.merged_dir.glob("*.h5ad")) == ["PBMC_day_0.h5ad", "PBMC_day_7_Muller_lab.h5ad"]
     assert not (job.annotations_dir / "reference_atlas.csv").exists()
+
+
+def test_a_list_viewer_has_the_galaxy_controls_under_its_prefix(
+    page: Any, many: Any, galaxy_stand_in: Any, tmp_path: Path
+) -> None:
+    """Issue 26: export.js, subset.js and finish.js work in a list viewer (their relative routes under
+    <entry point>/d/<slug>/) beside multi.js's "All datasets"; Galaxy is the stand-in of
+    support/galaxy_stand_in.py, the browser carries the owner's Galaxy session as a cookie."""
+    from playwright.sync_api import expect
+    from support.cellxgene_ui import create_category, label_selection, pick_subset, select_only, wait_until_saved
+    from support.galaxy_stand_in import SESSION, galaxy_env
+
+    env = {**galaxy_env(galaxy_stand_in, staged=False), ENV_NAME: PREFIX}
+    job = many(None, "--subsets-dir", "subsets", env=env)
+    origin = job.url.rstrip("/")
+    job.url = job.url + PREFIX.lstrip("/") + "/"
+    page.context.add_cookies([{"name": "galaxysession", "value": SESSION, "url": origin + "/"}])
+    watch = PageWatch(page, lambda url: url.startswith(origin))
+    frame = page.main_frame
+    page.goto(job.url + "d/day0/")
+    for control in ("All datasets", "Export to Galaxy", "New dataset from cells"):
+        expect(page.get_by_text(control, exact=True)).to_be_visible()
+
+    n = select_only(frame, "louvain", "c1", 220)
+    create_category(frame, "stage")
+    label_selection(frame, "stage", "early", n)
+    wait_until_saved(frame, 0)
+    pick_subset(frame, "stage", ["early"], "#galaxy-cellxgene-subset-now")
+    title = f"cellxgene on day0: early ({n} cells)"
+    expect(page.get_by_test_id("galaxy-subset-status")).to_contain_text(f"In your Galaxy history: #1 {title}")
+    pick_subset(frame, "louvain", ["c2"], "#galaxy-cellxgene-subset-finish")
+    expect(page.get_by_test_id("galaxy-subset-status")).to_contain_text("Will be saved at Finish")
+    page.get_by_test_id("galaxy-export").click()
+    expect(page.get_by_test_id("galaxy-export-status")).to_contain_text("Added to your Galaxy history", timeout=60_000)
+    page.screenshot(path=str(SHOTS / "11-galaxy-controls.png"))
+    names = [name for upload in galaxy_stand_in.uploads for name in upload["names"]]
+    assert names[0] == title and names[1].startswith("day0: cellxgene annotations (exported "), names
+    watch.assert_clean(frame, "a list viewer with its Galaxy controls")
+
+    page.get_by_role("link", name="All datasets").click()
+    expect(page).to_have_url(job.url)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Finish and save to Galaxy").click()
+    expect(page.locator("#done")).to_be_visible()
+    assert job.wait(60) == 0
+    assert [p.name for p in job.subsets_dir.iterdir()] == ["day0+c2.h5ad"]
+    assert set(ad.read_h5ad(job.subsets_dir / "day0+c2.h5ad").obs["louvain"].astype(str)) == {"c2"}

@@ -13,7 +13,8 @@ from galaxy_cellxgene.multi.names import MAX_NAME_LENGTH, safe_name, unique_safe
 from galaxy_cellxgene.multi.session import MultiSession
 from galaxy_cellxgene.session_files import OutputDirs
 from galaxy_cellxgene.settings import ViewerOptions
-from hypothesis import given
+from galaxy_cellxgene.subset_routes import finish_stems
+from hypothesis import example, given
 from hypothesis import strategies as st
 from support.multi import make_dataset
 
@@ -89,3 +90,29 @@ def test_landing_page_escapes_user_text(tmp_path: Path) -> None:
     assert html.escape(hostile) in page
     assert "<b>title</b>" not in page
     assert f'href="d/{entry.slug}/"' in page
+
+
+NAMES = st.text(min_size=1, max_size=30)
+
+
+ASKED = st.lists(st.lists(NAMES, min_size=1, max_size=3), max_size=4)  # each subset's labels
+
+
+@given(st.lists(st.tuples(NAMES, ASKED), min_size=1, max_size=4))
+@example([("a", [["b-c"]]), ("a-b", [["c"]]), ("a.b", [["c"]]), ("a", [["b", "c"]])])
+def test_subsets_at_finish_of_every_dataset_share_one_folder_without_a_clash(
+    datasets: list[tuple[str, list[list[str]]]],
+) -> None:
+    """The list tool writes every dataset's "Save at Finish" subsets into one folder: whatever the
+    element identifiers and the labels ("a" with "b-c" and "a-b" with "c" included), each file name
+    is safe, stays in the folder and is no other subset's."""
+    dirs = OutputDirs(Path("a"), Path("g"), None, Path("w"), subsets=Path("subsets"))
+    slugs = unique_safe_names(name for name, _ in datasets)
+    files = []
+    for slug, (_, asked) in zip(slugs, datasets, strict=True):
+        paths = dirs.paths(slug, Path("in.h5ad"), reload=False)
+        assert paths.subsets_out == Path("subsets")
+        files += [f"{stem}.h5ad" for stem in finish_stems(paths.subsets_prefix, [tuple(c) for c in asked])]
+    assert len({f.lower() for f in files}) == len(files), files
+    for name in files:
+        assert "/" not in name and not name.startswith(".") and re.fullmatch(r"[A-Za-z0-9_.+-]+", name), name

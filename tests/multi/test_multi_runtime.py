@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
-import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anndata as ad
@@ -15,27 +12,11 @@ import pytest
 import requests
 from galaxy_cellxgene.labels import read_gene_sets, read_labels
 from support.fixtures import DEMO, wait_until
-from support.multi import ManyJob, make_dataset, make_datasets, start_many
+from support.multi import ManyJob, make_dataset
 
 pytestmark = pytest.mark.slow
 
 DAY0, MULLER, DAY14 = "day0", "day_7_Muller", "day14"
-
-
-@pytest.fixture
-def many(tmp_path: Path) -> Iterator[Callable[..., ManyJob]]:
-    jobs: list[ManyJob] = []
-
-    def start(datasets: dict[str, Path] | None = None, *extra: str, wait_ready: bool = True) -> ManyJob:
-        job = start_many(tmp_path, datasets or make_datasets(tmp_path / "data"), *extra, wait_ready=wait_ready)
-        jobs.append(job)
-        return job
-
-    yield start
-    for job in jobs:
-        job.send(signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            job.wait(10)
 
 
 def labels_for(n: int, names: list[str], offset: int = 0) -> list[str]:

@@ -137,3 +137,15 @@ def assert_controls_clear_of_the_plot(frame: Any) -> None:
         assert beside, f"the Galaxy controls reach into the plot: {boxes}"
     text = frame.get_by_test_id("layout-choice").inner_text()
     assert "out of" in text and "cells" in text, text
+
+
+def pick_subset(frame: Any, category: str, labels: list[str], button: str) -> None:
+    """ "New dataset from cells" (subset.js): open the panel, choose the category and its labels,
+    then click `button` (#galaxy-cellxgene-subset-now or #galaxy-cellxgene-subset-finish)."""
+    panel = frame.locator("#galaxy-cellxgene-subset-panel")
+    if not panel.is_visible():
+        frame.locator("#galaxy-cellxgene-subset").click()
+    frame.locator("#galaxy-cellxgene-subset-category").select_option(category)
+    for label in labels:
+        panel.get_by_label(label, exact=True).check()
+    frame.locator(button).click()

@@ -49,7 +49,8 @@ class LocalGalaxy(GalaxyApi):
         # would, so every UiClient on this Galaxy's origin sends the demo user's cookie.
         # Only the demo user's session becomes the origin's default (signed_in.py): the destination
         # users of the same Galaxy pass theirs explicitly (open_viewer, cookie=session_cookie).
-        demo = "destination" not in credentials
+        # (scripts/galaxy.sh writes its own "destination", the Galaxy's mode: "by-user" for the suite's.)
+        demo = "destination_user" not in credentials
         self.session_cookie: str = self.sign_in(credentials["user_email"], credentials["user_password"], remember=demo)
         # gx-it-proxy's routes (galaxy.yml's interactivetools_map, scripts/galaxy/galaxy.yml.in).
         self.proxy_map = CREDENTIALS.parent / "data" / "interactivetools_map.sqlite"
@@ -185,7 +186,7 @@ def destination_user(galaxy: LocalGalaxy, destination: str) -> LocalGalaxy:
             "user_password": user["password"],
             "user_id": user["id"],
             "user_key": user["key"],
-            "destination": destination,
+            "destination_user": destination,
         }
     )
 

@@ -7,18 +7,23 @@ readiness from the runtime's own signals (container_runtime.json, then /health),
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
+import pytest
+from galaxy_cellxgene_testkit import signed_in
 from galaxy_cellxgene_testkit.jobs import Job, launch, new_job_dir, runtime_env
 from galaxy_cellxgene_testkit.jobs import wait_ready as wait_registered
 from galaxy_cellxgene_testkit.ui_client import UiClient
 
 from support.multi_data import DATASETS, make_dataset, make_datasets
 
-__all__ = ["DATASETS", "ManyJob", "make_dataset", "make_datasets", "start_many"]
+__all__ = ["DATASETS", "ManyJob", "make_dataset", "make_datasets", "many", "start_many"]
 
 
 @dataclass
@@ -35,6 +40,10 @@ class ManyJob(Job):
     def merged_dir(self) -> Path:
         return self.working / "merged"
 
+    @property
+    def subsets_dir(self) -> Path:
+        return self.working / "subsets"
+
     def galaxy_listing(self) -> dict[str, list[tuple[str, str]]]:
         """galaxy.json as Galaxy reads it: output -> [(element identifier, file name)]."""
         listing = json.loads((self.working / "galaxy.json").read_text(encoding="utf-8"))
@@ -44,17 +53,17 @@ class ManyJob(Job):
         return UiClient(f"{self.url}d/{slug}/")
 
     def status(self) -> dict:
-        response = requests.get(self.url + "galaxy/status", timeout=30)
+        response = signed_in.get(self.url + "galaxy/status", timeout=30)
         response.raise_for_status()
         return response.json()
 
     def landing(self) -> str:
-        response = requests.get(self.url, timeout=30)
+        response = signed_in.get(self.url, timeout=30)
         response.raise_for_status()
         return response.text
 
     def finish(self) -> dict:
-        response = requests.post(self.url + "galaxy/finish", headers={"X-Galaxy-Cellxgene": "finish"}, timeout=120)
+        response = signed_in.post(self.url + "galaxy/finish", headers={"X-Galaxy-Cellxgene": "finish"}, timeout=120)
         response.raise_for_status()
         return response.json()
 
@@ -88,3 +97,26 @@ def start_many(
     if wait_ready:
         wait_registered(job)
     return job
+
+
+@pytest.fixture
+def many(tmp_path: Path) -> Iterator[Callable[..., ManyJob]]:
+    """Start view-many jobs on `datasets` (default: make_datasets); each is killed at the end.
+    `env`: more environment (a Galaxy's URL, the owner); every job is forgotten by signed_in."""
+    jobs: list[ManyJob] = []
+
+    def start(
+        datasets: dict[str, Path] | None = None, *extra: str, wait_ready: bool = True, env: dict | None = None
+    ) -> ManyJob:
+        datasets = datasets or make_datasets(tmp_path / "data")
+        job = start_many(tmp_path, datasets, *extra, wait_ready=wait_ready, extra_env=env)
+        jobs.append(job)
+        return job
+
+    yield start
+    for job in jobs:
+        job.send(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            job.wait(10)
+        if job.url:
+            signed_in.forget(job.url)

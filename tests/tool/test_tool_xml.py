@@ -169,6 +169,26 @@ def test_interactive_entry_point_matches_the_runtime_port() -> None:
     assert (env["GALAXY_HISTORY_ID"].text or "").strip() == "$__history_id__"
 
 
+def test_the_list_tool_has_the_single_viewers_galaxy_environment() -> None:
+    """Export to Galaxy, "Add to history now" and the tables sent at Finish need Galaxy's URL and the
+    owner's history: each viewer of the list tool gets what the single viewer gets, and its command
+    writes the subsets asked for at Finish where its `subsets` collection looks."""
+
+    def environment(xml: str) -> dict[str, tuple[str | None, str]]:
+        tool = ET.parse(TOOL_DIR / xml).getroot()
+        variables = tool.findall("./environment_variables/environment_variable")
+        return {e.get("name"): (e.get("inject"), (e.text or "").strip()) for e in variables}
+
+    assert environment("cellxgene_many.xml") == environment("cellxgene.xml")
+    many = ET.parse(TOOL_DIR / "cellxgene_many.xml").getroot()
+    command = many.findtext("command") or ""
+    assert "--subsets-dir subsets" in command and re.search(r"mkdir -p [^&]*\bsubsets\b", command)
+    [subsets] = [c for c in many.iter("collection") if c.get("name") == "subsets"]
+    discover = subsets.find("discover_datasets")
+    assert discover.get("directory") == "subsets" and discover.get("from_provided_metadata") == "true"
+    assert discover.get("format") == "h5ad"
+
+
 def test_command_passes_only_the_runtime_cli_options() -> None:
     """Every --option the XMLs pass exists in the runtime's argparse parser (no drift)."""
     import argparse

@@ -2,7 +2,9 @@
 
 The single viewer is given its output paths by Galaxy (`--annotations-out` ...); the list tool
 is given folders, and each dataset's files in them are named after its safe name (multi/names.py):
-`<annotations>/<slug>.csv`, `<gene sets>/<slug>.csv`, `<merged>/<slug>.h5ad`, `<work>/<slug>/`.
+`<annotations>/<slug>.csv`, `<gene sets>/<slug>.csv`, `<merged>/<slug>.h5ad`, `<work>/<slug>/`, and
+the subsets asked for at Finish `<subsets>/<slug>+<labels>.h5ad` (one folder for every dataset:
+"+" is in no safe name, so two datasets' subsets never share a file name).
 Either way a dataset ends up as one `Paths`, which is all app.build_session reads.
 """
 
@@ -16,6 +18,8 @@ LABELS_COPY = "annotations.csv"
 GENE_SETS_COPY = "gene-sets.csv"
 PREPARED = "dataset.h5ad"
 # Output name -> (Galaxy datatype, file suffix), as the list tool's collections and galaxy.json name them.
+# Between a dataset's safe name and a subset's in the shared subsets folder: no safe name holds it.
+SUBSET_SEPARATOR = "+"
 OUTPUTS = {"annotations": ("csv", ".csv"), "gene_sets": ("csv", ".csv"), "annotated": ("h5ad", ".h5ad")}
 
 
@@ -34,6 +38,7 @@ class Paths:
     previous_annotations: Path | None = None
     previous_gene_sets: Path | None = None
     subsets_out: Path | None = None  # the folder of the subsets asked for at Finish
+    subsets_prefix: str = ""  # their file names' start: the list tool's datasets share one folder
 
     @property
     def labels_copy(self) -> Path:
@@ -55,6 +60,8 @@ class OutputDirs:
     # Galaxy's tool-provided metadata file: lets each output element keep the user's own element
     # identifier ("day 7"), where file names must be safe ("day_7.csv").
     galaxy_json: Path | None = None
+    # The subsets asked for at Finish, every dataset's in this one folder (SUBSET_SEPARATOR).
+    subsets: Path | None = None
 
     def folder(self, output: str) -> Path | None:
         return {"annotations": self.annotations, "gene_sets": self.gene_sets, "annotated": self.merged}[output]
@@ -70,7 +77,7 @@ class OutputDirs:
         return self.gene_sets / csv_name(slug)
 
     def create(self) -> None:
-        for folder in (self.annotations, self.gene_sets, self.merged, self.work):
+        for folder in (self.annotations, self.gene_sets, self.merged, self.work, self.subsets):
             if folder is not None:
                 folder.mkdir(parents=True, exist_ok=True)
 
@@ -93,6 +100,8 @@ class OutputDirs:
             merged_out=self.output_file("annotated", slug),
             previous_annotations=labels if labels and labels.exists() else None,
             previous_gene_sets=sets if sets and sets.exists() else None,
+            subsets_out=self.subsets,
+            subsets_prefix=f"{slug}{SUBSET_SEPARATOR}" if self.subsets is not None else "",
         )
 
 

@@ -57,6 +57,7 @@ class Subsets:
     labels: Callable[[], pd.DataFrame | None]
     obs: Callable[[], pd.DataFrame]
     finish_dir: Path | None = None
+    finish_prefix: str = ""  # file names' start in finish_dir (session_files.Paths.subsets_prefix)
     upload: Callable[[Path, str], str] | None = None  # returns how the history names it
     requests: dict[int, Request] = field(default_factory=dict)
     at_finish: list[Request] = field(default_factory=list)
@@ -102,6 +103,7 @@ class Subsets:
             cells = source.write(source.mask(request.category, request.labels), path)
         # The labels may have changed since the request: the name tells what the file holds.
         request.cells, request.title = cells, subset_title(self.dataset_name, request.labels, cells)
+        request.path = path
         return path
 
     def _now(self, request: Request) -> None:
@@ -118,10 +120,8 @@ class Subsets:
 
     def finish(self) -> str | None:
         """Write each subset asked for at Finish into the job's outputs; a problem to report, or None."""
-        from galaxy_cellxgene.multi.names import unique_safe_names
-
         problems = []
-        stems = unique_safe_names("_".join(r.labels) for r in self.at_finish)
+        stems = finish_stems(self.finish_prefix, [r.labels for r in self.at_finish])
         for request, stem in zip(self.at_finish, stems, strict=True):
             try:
                 self._write(request, self.finish_dir, stem)
@@ -138,6 +138,14 @@ class Subsets:
             "state": request.state,
             "message": request.message,
         }
+
+
+def finish_stems(prefix: str, chosen: list[tuple[str, ...]]) -> list[str]:
+    """The file stems of the subsets asked for at Finish: safe, distinct, named after the labels;
+    `prefix` (session_files.Paths.subsets_prefix) keeps the list tool's datasets apart in one folder."""
+    from galaxy_cellxgene.multi.names import unique_safe_names
+
+    return [prefix + stem for stem in unique_safe_names("_".join(labels) for labels in chosen)]
 
 
 def upload_to_history(link: GalaxyLink, path: Path, title: str) -> str:
@@ -164,6 +172,7 @@ def attach(app: flask.Flask, paths, dataset_name: str, store, data_adaptor, link
         labels=lambda: store.current_labels(data_adaptor) if store.user_annotations_enabled() else None,
         obs=lambda: cx.obs_frame(data_adaptor),
         finish_dir=paths.subsets_out,
+        finish_prefix=paths.subsets_prefix,
         upload=functools.partial(upload_to_history, link) if link is not None else None,
     )
     register(app, subsets)

@@ -1,11 +1,12 @@
 """`view-many`: several datasets in one cellxgene session (see multi/).
 
     python -m galaxy_cellxgene view-many --dataset NAME=PATH [--dataset NAME=PATH ...]
-        [--datasets-json FILE] --annotations-dir DIR --gene-sets-dir DIR [--merged-dir DIR]
+        [--datasets-json FILE] --annotations-dir DIR --gene-sets-dir DIR [--merged-dir DIR] [--subsets-dir DIR]
         [--memory-budget-mb MB] [--unload-after MINUTES] [VIEW OPTIONS] [--port/--host/--register ...]
 
 Outputs, one file per opened dataset, named after its safe name (multi/names.py):
-`<annotations-dir>/<name>.csv`, `<gene-sets-dir>/<name>.csv`, `<merged-dir>/<name>.h5ad`.
+`<annotations-dir>/<name>.csv`, `<gene-sets-dir>/<name>.csv`, `<merged-dir>/<name>.h5ad`; and one
+file per subset asked for at Finish, `<subsets-dir>/<name>+<labels>.h5ad` (multi/subsets.py).
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--annotations-dir", type=Path, required=True)
     g.add_argument("--gene-sets-dir", type=Path, required=True)
     g.add_argument("--merged-dir", type=Path, help="merged h5ad per opened dataset, written on a clean finish")
+    g.add_argument(
+        "--subsets-dir",
+        type=Path,
+        help="the subsets asked for with 'Save at Finish' in any dataset, written on a clean finish",
+    )
     g.add_argument(
         "--galaxy-json",
         type=Path,
@@ -224,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         previous_annotations=previous_annotations,
         previous_gene_sets=previous_gene_sets,
         galaxy_json=args.galaxy_json,
+        subsets=args.subsets_dir,
     )
     budget = memory_budget_bytes(args.memory_budget_mb, dict(os.environ))
     unload_after = args.unload_after * 60 if args.unload_after and args.unload_after > 0 else None

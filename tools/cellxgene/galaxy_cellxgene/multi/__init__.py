@@ -20,6 +20,7 @@ The parts, each a module of this package:
 - routes.py    the WSGI dispatcher: landing page, status, finish, /d/<slug>/ to each app
 - landing.py   the landing page (its markup in landing.html)
 - session.py   MultiSession, what serve() drives (serve.ServedSession, as app.Session is)
+- subsets.py   "New dataset from cells ... Save at Finish" for the whole list: one subsets folder
 
 File names come from session_files.OutputDirs, named as the single viewer's files are.
 """

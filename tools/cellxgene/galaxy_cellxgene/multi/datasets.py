@@ -88,6 +88,8 @@ class Dataset:
     # Save counters live in each session; these carry them across unloads for the job log.
     past_label_saves: int = 0
     past_gene_set_saves: int = 0
+    # "Save at Finish" subsets asked for in any load of it (subset_routes.Request; multi/subsets.py).
+    subsets_at_finish: list = field(default_factory=list)
 
     @property
     def usable(self) -> bool:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from galaxy_cellxgene.app import Session, build_session
 from galaxy_cellxgene.cellxgene_internals import StartupError
 from galaxy_cellxgene.joblog import say
+from galaxy_cellxgene.multi import subsets
 from galaxy_cellxgene.multi.datasets import Dataset, DatasetUnavailable
 from galaxy_cellxgene.session_files import OutputDirs, Paths
 from galaxy_cellxgene.settings import ViewerOptions
@@ -107,6 +108,7 @@ class DatasetPool:
             prepared = prepare(entry.source, paths.work_dir, options)
             paths = dataclasses.replace(paths, prepared=prepared.path)
             session = self._loader(paths, options)
+            subsets.adopt(entry, session)  # its "Save at Finish" requests outlive this load
         except (StartupError, XTooLarge, SparseStructureError) as err:  # the dataset's fault, said as such
             entry.load_error = str(err)
             raise DatasetUnavailable(409, f"cellxgene could not open this dataset: {err}") from err

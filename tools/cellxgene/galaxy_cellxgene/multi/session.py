@@ -17,6 +17,7 @@ import time
 from galaxy_cellxgene import remote_save
 from galaxy_cellxgene.app import Session, build_session
 from galaxy_cellxgene.galaxy_client import GalaxyLink
+from galaxy_cellxgene.multi import subsets
 from galaxy_cellxgene.multi.datasets import Dataset
 from galaxy_cellxgene.multi.landing import render_landing
 from galaxy_cellxgene.multi.listing import GalaxyListing
@@ -128,7 +129,8 @@ class MultiSession:
         remote_save.at_exit(list(self.savers), terminated)
 
     def finish(self, reason: str) -> dict:
-        """Finish every dataset: freeze saves, write each opened dataset's merged h5ad. Idempotent."""
+        """Finish every dataset: freeze saves, write each opened dataset's merged h5ad and the subsets
+        asked for at Finish, send its differential expression results not exported yet. Idempotent."""
         with self._finish_lock:
             if self.finish_reason is None:
                 self.finish_reason = reason
@@ -149,11 +151,14 @@ class MultiSession:
             if result.get("finish_error"):
                 self.finish_errors.append(f"{entry.name}: {result['finish_error']}")
             return
+        paths = self.pool.paths_for(entry)
+        problem = subsets.finish_unloaded(entry, paths)
+        if problem:
+            self.finish_errors.append(f"{entry.name}: {problem}")
         if entry.loads == 0 or self.dirs.merged is None:
             return  # never opened: nothing was made, and a copy of the input would only cost disk
         from galaxy_cellxgene.merge import merge_files
 
-        paths = self.pool.paths_for(entry)
         try:
             assert paths.merged_out is not None
             labels, sets = (p if p.exists() else None for p in (paths.annotations_out, paths.gene_sets_out))
@@ -188,6 +193,7 @@ class MultiSession:
             "gene_set_saves": inner.get("gene_set_saves", 0) + entry.past_gene_set_saves,
             "categories": inner["categories"] if "categories" in inner else _categories_in(labels),
             "merged": entry.merged_written,
+            "subsets_at_finish": [r.title for r in entry.subsets_at_finish],
         }
 
 
