@@ -32,15 +32,15 @@ from support.compat import (
     assert_layout_kept,
     corpus,
     labels_for,
-    layout_of,
     read_back,
+    storage_of,
     writer_of,
     writers,
 )
 from support.multi import ManyJob, start_many
 
 FILES = corpus()
-NEEDS_LAYER = [f for f in FILES if layout_of(f) == "no_x"]
+NEEDS_LAYER = [f for f in FILES if storage_of(f) == "no_x"]
 HAS_X = [f for f in FILES if f not in NEEDS_LAYER]
 NEWEST = "anndata-0.13"
 
@@ -75,12 +75,12 @@ def test_check(path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "- Cells: 2" in text  # >= 200 cells in every file
     # pandas' nullable columns, and anndata 0.13's index and text: shown converted, and the report says so.
     # (anndata 0.7 turned pandas strings into categoricals: nothing to convert there.)
-    nullable = layout_of(path) in ("nullable", "nullable_string") and writer_of(path) != "anndata-0.7"
+    nullable = storage_of(path) in ("nullable", "nullable_string") and writer_of(path) != "anndata-0.7"
     if nullable or writer_of(path) in (NEWEST, "scanpy-1.12"):
         assert "### Columns shown converted" in text, text
     else:
         assert "### Columns shown converted" not in text, text
-    if layout_of(path) == "obsm_frame":
+    if storage_of(path) == "obsm_frame":
         assert "- qc_frame []: not shown: a dataframe, not a 2-D array of coordinates" in text
 
 

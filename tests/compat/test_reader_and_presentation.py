@@ -18,7 +18,7 @@ from galaxy_cellxgene.frames import LazyFrame
 from galaxy_cellxgene.prepare import prepare
 from galaxy_cellxgene.settings import ViewerOptions
 from server.common.utils.type_conversion_utils import get_schema_type_hint_of_array
-from support.compat import CORPUS, corpus, layout_of, writer_of
+from support.compat import CORPUS, corpus, storage_of, writer_of
 
 FILES = corpus()
 
@@ -89,7 +89,7 @@ def test_nullable_integers_with_missing_values_become_decimals_with_nan(tmp_path
 
 
 def test_corpus_files_with_nothing_to_convert_keep_their_obs_and_var(tmp_path: Path) -> None:
-    plain = [f for f in FILES if layout_of(f) == "dense" and writer_of(f) in ("anndata-0.8", "anndata-0.10")]
+    plain = [f for f in FILES if storage_of(f) == "dense" and writer_of(f) in ("anndata-0.8", "anndata-0.10")]
     assert plain
     for path in plain:
         prepared = prepare(path, tmp_path / path.stem, ViewerOptions())

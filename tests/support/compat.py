@@ -30,7 +30,7 @@ def writer_of(path: Path) -> str:
     return path.name.split("_", 1)[0]
 
 
-def layout_of(path: Path) -> str:
+def storage_of(path: Path) -> str:
     return path.stem.split("_", 1)[1]
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 from galaxy_cellxgene import columns
 from galaxy_cellxgene.settings import ViewerOptions
-from galaxy_cellxgene.store_choice import X_SHARE, XLayout, choose_store, copy_bytes
+from galaxy_cellxgene.store_choice import X_SHARE, XStorage, choose_store, copy_bytes
 
 MIB = 1 << 20
 # 100,000 cells x 20,000 genes at 4%: 80 M non-zeros, 610 MiB as a float32 column copy.
-ATLAS = XLayout("csr_matrix", "float32", (100_000, 20_000), 80_000_000)
+ATLAS = XStorage("csr_matrix", "float32", (100_000, 20_000), 80_000_000)
 
 
 def test_copy_size_counts_values_row_numbers_and_column_pointers() -> None:
     assert copy_bytes(ATLAS) == 80_000_000 * 8 + 20_001 * 8
-    assert copy_bytes(XLayout("csr_matrix", "float64", (10, 3), 7)) == 7 * 12 + 4 * 8
+    assert copy_bytes(XStorage("csr_matrix", "float64", (10, 3), 7)) == 7 * 12 + 4 * 8
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_forcing_wins_over_the_budget_and_backed_means_disk() -> None:
 
 
 def test_a_column_major_x_is_read_in_place_or_left_to_cellxgene() -> None:
-    csc = XLayout("csc_matrix", "float32", ATLAS.shape, ATLAS.nnz)
+    csc = XStorage("csc_matrix", "float32", ATLAS.shape, ATLAS.nnz)
     assert choose_store(csc, budget_mb=10**6).kind == "cellxgene"  # fits: cellxgene holds it, columns are slices
     over = choose_store(csc, budget_mb=512)
     assert over.kind == "disk" and over.build is False and "in place" in over.reason
@@ -54,11 +54,11 @@ def test_a_column_major_x_is_read_in_place_or_left_to_cellxgene() -> None:
 @pytest.mark.parametrize(
     "layout",
     [
-        XLayout("array", "float32", (100, 10), 1000),
-        XLayout("csr_matrix", "int32", (100, 10), 50),  # cellxgene's backed reader refuses integers
+        XStorage("array", "float32", (100, 10), 1000),
+        XStorage("csr_matrix", "int32", (100, 10), 50),  # cellxgene's backed reader refuses integers
     ],
 )
-def test_kinds_without_a_copy_stay_with_cellxgene_even_when_forced(layout: XLayout) -> None:
+def test_kinds_without_a_copy_stay_with_cellxgene_even_when_forced(layout: XStorage) -> None:
     for forced in ("auto", "memory", "disk"):
         choice = choose_store(layout, forced, budget_mb=1)
         assert choice.kind == "cellxgene" and "cellxgene reads it itself" in choice.reason

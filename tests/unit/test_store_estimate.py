@@ -8,17 +8,17 @@ import numpy as np
 import scipy.sparse as sp
 from galaxy_cellxgene.multi.datasets import APP_OVERHEAD_BYTES, read_facts
 from galaxy_cellxgene.settings import ViewerOptions
-from galaxy_cellxgene.store_choice import StoreChoice, XLayout, copy_bytes, resident_bytes
+from galaxy_cellxgene.store_choice import StoreChoice, XStorage, copy_bytes, resident_bytes
 from support.h5ad_builders import write_matrix_h5ad
 
-LAYOUT = XLayout("csr_matrix", "float32", (1_000_000, 20_000), 800_000_000)
+LAYOUT = XStorage("csr_matrix", "float32", (1_000_000, 20_000), 800_000_000)
 
 
 def test_each_store_is_counted_as_what_it_holds_in_memory() -> None:
     assert resident_bytes(LAYOUT, StoreChoice("memory", "")) == copy_bytes(LAYOUT)
     disk = resident_bytes(LAYOUT, StoreChoice("disk", "", build=True))
     assert disk == (20_000 + 1) * 8 + (1_000_000 + 1) * 8  # two pointers: ~8 MiB, not ~6 GiB
-    dense = XLayout("array", "float64", (1000, 300), 300_000)
+    dense = XStorage("array", "float64", (1000, 300), 300_000)
     assert resident_bytes(dense, StoreChoice("cellxgene", "")) == 1000 * 300 * 8
 
 
@@ -27,7 +27,7 @@ def test_the_list_tool_estimate_follows_the_store_choice(tmp_path) -> None:
     path = write_matrix_h5ad(tmp_path / "a.h5ad", X)
     in_memory = read_facts(path, options=ViewerOptions(x_store="memory")).cost_bytes
     on_disk = read_facts(path, options=ViewerOptions(x_store="disk")).cost_bytes
-    layout = XLayout("csr_matrix", "float32", X.shape, X.nnz)
+    layout = XStorage("csr_matrix", "float32", X.shape, X.nnz)
     assert in_memory - on_disk == copy_bytes(layout) - (200 + 1) * 8 - (5000 + 1) * 8
     assert on_disk - APP_OVERHEAD_BYTES < X.nnz * 8  # obs, var and pointers: less than the matrix
     # No budget and no choice: the copy in memory, as the viewer does (store_choice.choose_store).

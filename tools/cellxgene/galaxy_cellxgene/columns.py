@@ -46,7 +46,7 @@ from galaxy_cellxgene.sparse_structure import (
     require_well_formed,
 )
 from galaxy_cellxgene.store_cache import StoreCache, cache_key, fingerprint, value_range_of
-from galaxy_cellxgene.store_choice import StoreChoice, XLayout, choose_store
+from galaxy_cellxgene.store_choice import StoreChoice, XStorage, choose_store
 from galaxy_cellxgene.x_bounds import XTooLarge, refusal, uns_refusal
 
 NNZ_PER_BLOCK = 1 << 22  # 32 MiB of float32 values and int32 rows in flight per block
@@ -270,24 +270,24 @@ class ColumnStore:
 
 def matrix_format(path: Path | str) -> tuple[str, str]:
     """X's encoding and value dtype, from the file's attributes."""
-    layout = x_layout(path)
-    return layout.encoding, layout.dtype
+    storage = x_storage(path)
+    return storage.encoding, storage.dtype
 
 
-def x_layout(path: Path | str) -> XLayout:
+def x_storage(path: Path | str) -> XStorage:
     """X's encoding, dtype, shape and stored values, from metadata alone."""
     with h5py.File(path, "r") as f:
-        return layout_of(f["X"])
+        return storage_of(f["X"])
 
 
-def layout_of(node: h5py.Dataset | h5py.Group) -> XLayout:
+def storage_of(node: h5py.Dataset | h5py.Group) -> XStorage:
     """A matrix node's encoding, dtype, shape and stored values, from metadata alone."""
     if isinstance(node, h5py.Dataset):
         shape = tuple(int(s) for s in node.shape) + (1,) * (2 - node.ndim)
-        return XLayout(encoding_of(node) or "array", str(node.dtype), shape[:2], int(np.prod(shape[:2])))
+        return XStorage(encoding_of(node) or "array", str(node.dtype), shape[:2], int(np.prod(shape[:2])))
     shape = tuple(int(s) for s in node.attrs.get("shape", (0, 0)))
     data = node["data"]
-    return XLayout(encoding_of(node) or "array", str(data.dtype), shape, int(data.shape[0]))
+    return XStorage(encoding_of(node) or "array", str(data.dtype), shape, int(data.shape[0]))
 
 
 def memory_budget_mb(options: ViewerOptions, environ: dict | None = None) -> int:
@@ -304,11 +304,11 @@ def memory_budget_mb(options: ViewerOptions, environ: dict | None = None) -> int
 def start_column_copy(prepared: Path | str, options: ViewerOptions) -> ColumnStore | None:
     """Choose the store (store_choice.py), say which and why, and start building it now, so it
     overlaps cellxgene's imports and load. None: cellxgene reads X itself."""
-    layout = x_layout(prepared)
+    storage = x_storage(prepared)
     budget = memory_budget_mb(options)
-    choice = choose_store(layout, options.x_store, options.backed, budget)
+    choice = choose_store(storage, options.x_store, options.backed, budget)
     say(f"X store: {choice.kind} ({choice.reason})")
-    too_large = refusal(layout, choice, budget, _x_file_bytes(prepared)) or uns_refusal(str(prepared), budget)
+    too_large = refusal(storage, choice, budget, _x_file_bytes(prepared)) or uns_refusal(str(prepared), budget)
     if too_large:
         raise XTooLarge(too_large)
     if choice.kind == "cellxgene" or not choice.build:

@@ -33,7 +33,7 @@ MIB = 1 << 20
 
 
 @dataclass(frozen=True)
-class XLayout:
+class XStorage:
     """What the file says about X, without reading any of its values."""
 
     encoding: str  # csr_matrix | csc_matrix | array | ...
@@ -49,32 +49,32 @@ class StoreChoice:
     build: bool = False  # disk only: True when a CSC file must be written first (CSR input)
 
 
-def copy_bytes(layout: XLayout) -> int:
+def copy_bytes(storage: XStorage) -> int:
     """Memory an in-memory column copy of X takes: values, int32 row numbers, column pointers."""
-    itemsize = 8 if layout.dtype == "float64" else 4
-    return layout.nnz * (itemsize + 4) + (layout.shape[1] + 1) * 8
+    itemsize = 8 if storage.dtype == "float64" else 4
+    return storage.nnz * (itemsize + 4) + (storage.shape[1] + 1) * 8
 
 
-def resident_bytes(layout: XLayout, choice: StoreChoice) -> int:
+def resident_bytes(storage: XStorage, choice: StoreChoice) -> int:
     """Memory X holds in a session served with `choice`: what the list tool budgets per dataset.
     A disk store keeps only its column pointer and the row file's pointer in memory."""
     if choice.kind == "memory":
-        return copy_bytes(layout)
+        return copy_bytes(storage)
     if choice.kind == "disk":
-        return (layout.shape[1] + 1) * 8 + (layout.shape[0] + 1) * 8
-    itemsize = np.dtype(layout.dtype).itemsize
-    if layout.encoding == "array":
-        return layout.shape[0] * layout.shape[1] * itemsize
-    return layout.nnz * (itemsize + 4) + (max(layout.shape) + 1) * 8
+        return (storage.shape[1] + 1) * 8 + (storage.shape[0] + 1) * 8
+    itemsize = np.dtype(storage.dtype).itemsize
+    if storage.encoding == "array":
+        return storage.shape[0] * storage.shape[1] * itemsize
+    return storage.nnz * (itemsize + 4) + (max(storage.shape) + 1) * 8
 
 
-def choose_store(layout: XLayout, forced: Forced = "auto", backed: bool = False, budget_mb: int = 0) -> StoreChoice:
+def choose_store(storage: XStorage, forced: Forced = "auto", backed: bool = False, budget_mb: int = 0) -> StoreChoice:
     """The store for this X, and why (a sentence for the job log)."""
-    size_mib = copy_bytes(layout) / MIB
-    if layout.encoding not in ("csr_matrix", "csc_matrix") or layout.dtype not in FLOAT_DTYPES:
-        what = "dense" if layout.encoding == "array" else f"{layout.encoding} of {layout.dtype}"
+    size_mib = copy_bytes(storage) / MIB
+    if storage.encoding not in ("csr_matrix", "csc_matrix") or storage.dtype not in FLOAT_DTYPES:
+        what = "dense" if storage.encoding == "array" else f"{storage.encoding} of {storage.dtype}"
         return StoreChoice("cellxgene", f"X is {what}: cellxgene reads it itself (no column copy for this kind)")
-    row_major = layout.encoding == "csr_matrix"
+    row_major = storage.encoding == "csr_matrix"
     in_place = "" if row_major else ", read in place (X is already column-major)"
 
     def on_disk(why: str) -> StoreChoice:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import h5py
 import numpy as np
 
-from galaxy_cellxgene.store_choice import MIB, X_SHARE, StoreChoice, XLayout, copy_bytes
+from galaxy_cellxgene.store_choice import MIB, X_SHARE, StoreChoice, XStorage, copy_bytes
 
 COPY_DISK_FACTOR = 64  # real h5ad values deflate 2-5 fold: the copy needs ~10x the stored X
 COPY_DISK_FLOOR_MB = 256
@@ -34,19 +34,19 @@ class XTooLarge(ValueError):
     """X costs more memory or disk than the job may use; the message has the figures and the fix."""
 
 
-def held_bytes(layout: XLayout) -> int:
+def held_bytes(storage: XStorage) -> int:
     """Memory cellxgene takes to hold X as stored: every value of a dense X, or a sparse X's parts."""
-    if layout.encoding in ("csr_matrix", "csc_matrix"):
-        return copy_bytes(layout)
-    itemsize = np.dtype(layout.dtype).itemsize if layout.dtype != "unknown" else 8
-    return layout.nnz * itemsize
+    if storage.encoding in ("csr_matrix", "csc_matrix"):
+        return copy_bytes(storage)
+    itemsize = np.dtype(storage.dtype).itemsize if storage.dtype != "unknown" else 8
+    return storage.nnz * itemsize
 
 
-def copy_disk_bytes(layout: XLayout) -> int:
+def copy_disk_bytes(storage: XStorage) -> int:
     """Disk the column copy uses at its peak: spill files and result, values and row numbers."""
-    itemsize = np.dtype(layout.dtype).itemsize
-    row_itemsize = 4 if layout.shape[0] < np.iinfo(np.int32).max else 8
-    return 2 * layout.nnz * (itemsize + row_itemsize)
+    itemsize = np.dtype(storage.dtype).itemsize
+    row_itemsize = 4 if storage.shape[0] < np.iinfo(np.int32).max else 8
+    return 2 * storage.nnz * (itemsize + row_itemsize)
 
 
 def copy_disk_cap(x_file_bytes: int, environ: Mapping[str, str] | None = None) -> int:
@@ -61,23 +61,23 @@ def copy_disk_cap(x_file_bytes: int, environ: Mapping[str, str] | None = None) -
 
 
 def refusal(
-    layout: XLayout, choice: StoreChoice, budget_mb: int, x_file_bytes: int, environ: Mapping[str, str] | None = None
+    storage: XStorage, choice: StoreChoice, budget_mb: int, x_file_bytes: int, environ: Mapping[str, str] | None = None
 ) -> str | None:
     """Why this X cannot be served within the job's bounds (a sentence with the fix), or None."""
     if choice.kind == "cellxgene" and budget_mb > 0:
-        need = held_bytes(layout)
+        need = held_bytes(storage)
         if need > budget_mb * X_SHARE * MIB:
             return (
-                f"X ({layout.encoding}, {layout.shape[0]:,} x {layout.shape[1]:,} {layout.dtype}) takes "
+                f"X ({storage.encoding}, {storage.shape[0]:,} x {storage.shape[1]:,} {storage.dtype}) takes "
                 f"{need / MIB:,.0f} MiB in memory, over {X_SHARE:.0%} of the job's {budget_mb:,} MiB; cellxgene "
                 "holds this kind of X in memory, so the viewer would be killed. Fix: give the job more memory "
                 "(ask your Galaxy administrator), or store X as a float32 sparse matrix (CSR), which is read from disk."
             )
     if choice.kind == "disk" and choice.build:
-        need, cap = copy_disk_bytes(layout), copy_disk_cap(x_file_bytes, environ)
+        need, cap = copy_disk_bytes(storage), copy_disk_cap(x_file_bytes, environ)
         if need > cap:
             return (
-                f"X stores {layout.nnz:,} values: its column-major copy would write {need / MIB:,.0f} MiB, over this "
+                f"X stores {storage.nnz:,} values: its column-major copy would write {need / MIB:,.0f} MiB, over this "
                 f"job's cap of {cap / MIB:,.0f} MiB ({COPY_DISK_FACTOR} times the {x_file_bytes / MIB:,.1f} MiB file, "
                 f"or {COPY_DISK_VARIABLE}). Fix: remove stored zeros (adata.X.eliminate_zeros()) and re-save, or ask "
                 f"your Galaxy administrator to raise {COPY_DISK_VARIABLE}."

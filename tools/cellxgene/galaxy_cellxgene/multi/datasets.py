@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 
 from galaxy_cellxgene.app import Session
-from galaxy_cellxgene.columns import layout_of, memory_budget_mb
+from galaxy_cellxgene.columns import memory_budget_mb, storage_of
 from galaxy_cellxgene.multi.names import unique_safe_names
 from galaxy_cellxgene.obsm import SPATIAL_KEY, entries
 from galaxy_cellxgene.settings import ViewerOptions
@@ -57,12 +57,12 @@ def read_facts(path: Path, layer: str | None = None, options: ViewerOptions | No
     options = options or ViewerOptions()
     with h5py.File(path, "r") as f:
         matrix = f[f"layers/{layer}"] if layer and f"layers/{layer}" in f else f["X"]
-        layout = layout_of(matrix)
-        n_obs, n_vars = layout.shape
+        storage = storage_of(matrix)
+        n_obs, n_vars = storage.shape
         # obsm.entries: pre-0.7 files keep obsm as one structured array; tissue coordinates are drawn too.
         embeddings = tuple(e.key for e in entries(f) if e.key.startswith("X_") or e.key == SPATIAL_KEY)
-        choice = choose_store(layout, options.x_store, options.backed, memory_budget_mb(options))
-        cost = resident_bytes(layout, choice) + APP_OVERHEAD_BYTES
+        choice = choose_store(storage, options.x_store, options.backed, memory_budget_mb(options))
+        cost = resident_bytes(storage, choice) + APP_OVERHEAD_BYTES
         for key in ("obs", "var", "obsm"):
             if key in f:
                 cost += _group_bytes(f[key])
