@@ -17,7 +17,16 @@ from pathlib import Path
 from flask import Blueprint, Flask, jsonify, send_from_directory
 
 from galaxy_cellxgene import cellxgene_internals as cx
-from galaxy_cellxgene import diffexp_export, galaxy_export, gene_clicks, limits, page_fixes, remote_save, subset_routes
+from galaxy_cellxgene import (
+    diffexp_export,
+    diffexp_gate,
+    galaxy_export,
+    gene_clicks,
+    limits,
+    page_fixes,
+    remote_save,
+    subset_routes,
+)
 from galaxy_cellxgene.columns import ColumnStore, start_column_copy
 from galaxy_cellxgene.diffexp_export import DiffexpLog
 from galaxy_cellxgene.galaxy_client import GalaxyLink
@@ -87,25 +96,61 @@ class Session:
         return self.store.save_lock.acquire(timeout=timeout)
 
     def finish(self, reason: str) -> dict:
-        """Freeze saves, write the merged h5ad, signal the server to exit 0. Idempotent."""
+        """Freeze saves, write the merged h5ad and the subsets asked for at Finish, send the tables
+        not sent yet, then signal the server to exit 0, also when a step failed (its error is in
+        the status: the CSV outputs are safe whatever happens here). Idempotent."""
         with self._finish_lock:
             if self.finish_reason is None:
                 self.finish_reason = reason
+                try:
+                    self._finish_steps()
+                except Exception as err:  # never leave the server waiting for a finish that broke
+                    self._add_finish_error(f"Finishing failed: {err}")
+                    log.exception("finish failed")
+                finally:
+                    self.finished.set()
+            return self.status()
+
+    def _finish_steps(self) -> None:
+        with self.store.save_lock:
+            self.store.frozen = True
+            try:
+                self._write_merged()
+            except Exception as err:
+                self._add_finish_error(f"The merged h5ad could not be written: {err}")
+                log.exception("merged h5ad failed")
+            if self.subsets is not None:
+                self._add_finish_error(self.subsets.finish())
+        self._add_finish_error(self.send_pending_diffexp())
+
+    def _add_finish_error(self, problem: str | None) -> None:
+        self.finish_error = "; ".join(filter(None, (self.finish_error, problem))) or None
+
+    def refuse(self, reason: str) -> None:
+        """End the view without a merged h5ad: the input was refused while it was served (a
+        malformed X found by the column copy's own pass). Saves stop; those made stay."""
+        with self._finish_lock:
+            if self.finish_reason is None:
                 with self.store.save_lock:
                     self.store.frozen = True
-                    try:
-                        self._write_merged()
-                    except Exception as err:  # the CSV outputs are safe; report, never hide
-                        self.finish_error = f"The merged h5ad could not be written: {err}"
-                        log.exception("merged h5ad failed")
-                    if self.subsets is not None:
-                        problem = self.subsets.finish()
-                        self.finish_error = "; ".join(filter(None, (self.finish_error, problem))) or None
-                problem = self.send_pending_diffexp()
-                if problem:
-                    self.finish_error = "; ".join(filter(None, (self.finish_error, problem)))
+                self.finish_reason = reason
                 self.finished.set()
-            return self.status()
+
+    def end_when_refused(self, columns: ColumnStore) -> threading.Thread:
+        """Cells are served while the column copy is built (gene requests wait for it); if its pass
+        refuses X, the view ends and the job exits 2 naming X (cli.py). No request ever reads X."""
+
+        from galaxy_cellxgene.joblog import say
+
+        def watch() -> None:
+            columns.ready.wait()
+            if columns.refusal:
+                say(f"ending the view, the input was refused: {columns.refusal}")
+                self.refuse("the input was refused")
+
+        thread = threading.Thread(target=watch, name="x-refusal", daemon=True)
+        thread.start()
+        return thread
 
     def send_pending_diffexp(self) -> str | None:
         """Differential expression results not exported yet go to the history (if export is on)."""
@@ -317,7 +362,7 @@ def _add_galaxy_routes(app: Flask, session: Session) -> None:
         return send_from_directory(STATIC_DIR, filename, max_age=0)
 
     app.register_blueprint(bp)
-    _limit_diffexp(app, session.options, session.distribution_known)
+    diffexp_gate.install(app, session.options, session.distribution_known)
 
     @app.before_request
     def track_activity():
@@ -342,53 +387,3 @@ def _add_galaxy_routes(app: Flask, session: Session) -> None:
             response.set_data(b"".join(bytes(chunk) for chunk in body))
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
-
-
-def _limit_diffexp(app: Flask, options: ViewerOptions, ready: threading.Event, wait: float = 30.0) -> None:
-    """At most N differential expressions at once: each one can hold a copy of X's rows."""
-    gate = threading.BoundedSemaphore(max(1, int(options.diffexp_concurrency)))
-    cx.wrap_view(app, cx.DIFFEXP_ENDPOINT, lambda view: _limited(view, gate, ready, wait))
-
-
-def _limited(view, gate: threading.BoundedSemaphore, ready: threading.Event, wait: float):
-    def limited(*args, **kwargs):
-        from flask import request
-
-        limit = cx.diffexp_cell_limit()
-        selected = _selected_cells(request.get_json(silent=True))
-        if limit is not None and selected is not None and selected > limit:
-            # cellxgene refuses too, but its message is lost on the way to the page.
-            response = jsonify(
-                {
-                    "message": f"Differential expression is limited to {limit} cells in this session "
-                    f"(you selected {selected}), so that it fits the job's memory. Select fewer cells."
-                }
-            )
-            response.status_code = 400
-            return response
-        ready.wait(timeout=600)  # backed mode: the distribution is still being measured
-        if not gate.acquire(timeout=wait):
-            response = jsonify(
-                {"message": "Another differential expression is running in this session; try again shortly."}
-            )
-            response.status_code = 503
-            response.headers["Retry-After"] = "5"
-            return response
-        try:
-            return view(*args, **kwargs)
-        finally:
-            gate.release()
-
-    return limited
-
-
-def _selected_cells(body) -> int | None:
-    """Cells in the two obs selections of a diffexp request: ints or [start, stop) ranges."""
-    try:
-        total = 0
-        for key in ("set1", "set2"):
-            for item in body[key]["filter"]["obs"]["index"]:
-                total += int(item[1]) - int(item[0]) if isinstance(item, list) else 1
-        return total
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None

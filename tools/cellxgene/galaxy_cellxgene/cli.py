@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -180,32 +179,11 @@ def run_view(args: argparse.Namespace) -> int:
     say(f"cellxgene loaded {inspection.summary.n_obs} cells in {time.monotonic() - started:.2f} s")
     del inspection  # cell names can be tens of MiB; the server lives for hours
     if columns is not None:
-        end_when_x_is_refused(session, columns)
+        session.end_when_refused(columns)
     status = run_server(session, server_from_args(args), idle_timeout_seconds(options))
     if columns is not None and columns.refusal:
         return input_error(columns.refusal)
     return status
-
-
-def end_when_x_is_refused(session, columns) -> threading.Thread:
-    """The cells are served while the column copy is built, gene requests wait for it; a malformed
-    X found in the copy's own pass then ends the view: saves stop (those made stay in the outputs),
-    no merged h5ad is written, and the job ends with exit 2 naming X. No request ever reads X."""
-
-    from galaxy_cellxgene.joblog import say
-
-    def watch() -> None:
-        columns.ready.wait()
-        if columns.refusal:
-            say(f"ending the view, the input was refused: {columns.refusal}")
-            with session.store.save_lock:
-                session.store.frozen = True
-            session.finish_reason = "the input was refused"
-            session.finished.set()
-
-    thread = threading.Thread(target=watch, name="x-refusal", daemon=True)
-    thread.start()
-    return thread
 
 
 def run_merge(args: argparse.Namespace) -> int:
