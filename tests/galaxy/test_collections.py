@@ -52,6 +52,21 @@ def build_list(galaxy: LocalGalaxy, history_id: str, folder: Path) -> str:
     return hdca["id"]
 
 
+def open_list_viewer(galaxy: LocalGalaxy, history_id: str, folder: Path) -> tuple[dict, dict[str, str], dict, str]:
+    """Run the list tool on a list of three (build_list) with no idle timeout, and wait until its
+    landing page answers through the proxy: (job, output ids, entry point, its URL)."""
+    if galaxy.request("GET", f"tools/{MANY_TOOL}").status_code != 200:
+        pytest.fail(f"the running Galaxy has no tool {MANY_TOOL}: restart it (scripts/galaxy.sh stop) to load it")
+    hdca_id = build_list(galaxy, history_id, folder)
+    run = galaxy.run_tool(MANY_TOOL, history_id, {"inputs": {"src": "hdca", "id": hdca_id}, "idle_timeout": 0})
+    job = run["jobs"][0]
+    entry_point = galaxy.wait_for_entry_point(job["id"], timeout=ENTRY_POINT_TIMEOUT)
+    url = galaxy.entry_point_url(entry_point)
+    assert url.startswith(galaxy.url + "/interactivetool/ep/"), url
+    poll("the landing page through the proxy", lambda: signed_in.get(url, timeout=30).ok or None, 60)
+    return job, galaxy.output_ids(run), entry_point, url
+
+
 def elements_by_name(galaxy: LocalGalaxy, hdca_id: str) -> dict[str, str]:
     collection = galaxy.collection(hdca_id)
     assert collection["populated_state"] == "ok", collection
@@ -61,18 +76,8 @@ def elements_by_name(galaxy: LocalGalaxy, hdca_id: str) -> dict[str, str]:
 def test_a_list_of_three_two_labelled_finish_gives_exactly_those_labels(
     galaxy: LocalGalaxy, galaxy_history: str, tmp_path: Path
 ) -> None:
-    if galaxy.request("GET", f"tools/{MANY_TOOL}").status_code != 200:
-        pytest.fail(f"the running Galaxy has no tool {MANY_TOOL}: restart it (scripts/galaxy.sh stop) to load it")
-    hdca_id = build_list(galaxy, galaxy_history, tmp_path)
-    run = galaxy.run_tool(MANY_TOOL, galaxy_history, {"inputs": {"src": "hdca", "id": hdca_id}, "idle_timeout": 0})
-    job = run["jobs"][0]
-    outputs = galaxy.output_ids(run)
+    job, outputs, _, url = open_list_viewer(galaxy, galaxy_history, tmp_path)
     assert {"annotations", "gene_sets", "annotated"} <= set(outputs), outputs
-
-    entry_point = galaxy.wait_for_entry_point(job["id"], timeout=ENTRY_POINT_TIMEOUT)
-    url = galaxy.entry_point_url(entry_point)
-    assert url.startswith(galaxy.url + "/interactivetool/ep/"), url
-    poll("the landing page through the proxy", lambda: signed_in.get(url, timeout=30).ok or None, 60)
     landing = signed_in.get(url, timeout=30).text
     for name, cells in ELEMENTS.items():
         assert name in landing and str(cells) in landing
@@ -130,15 +135,7 @@ def test_a_list_of_three_two_labelled_finish_gives_exactly_those_labels(
 def test_stop_keeps_every_saved_label_and_makes_no_merged_files(
     galaxy: LocalGalaxy, galaxy_history: str, tmp_path: Path
 ) -> None:
-    if galaxy.request("GET", f"tools/{MANY_TOOL}").status_code != 200:
-        pytest.fail(f"the running Galaxy has no tool {MANY_TOOL}: restart it (scripts/galaxy.sh stop) to load it")
-    hdca_id = build_list(galaxy, galaxy_history, tmp_path)
-    run = galaxy.run_tool(MANY_TOOL, galaxy_history, {"inputs": {"src": "hdca", "id": hdca_id}, "idle_timeout": 0})
-    job = run["jobs"][0]
-    outputs = galaxy.output_ids(run)
-    entry_point = galaxy.wait_for_entry_point(job["id"], timeout=ENTRY_POINT_TIMEOUT)
-    url = galaxy.entry_point_url(entry_point)
-    poll("the landing page through the proxy", lambda: signed_in.get(url, timeout=30).ok or None, 60)
+    job, outputs, entry_point, url = open_list_viewer(galaxy, galaxy_history, tmp_path)
 
     client = UiClient(f"{url}d/{SLUG['day14']}/")
     n = client.schema()["dataframe"]["nObs"]
@@ -168,15 +165,8 @@ def test_each_viewer_sends_to_the_history_and_the_subsets_list_names_its_dataset
     them (relative to d/<slug>/, the owner's session): Export and "Add to history now" land in the
     history under the dataset's name; "Save at Finish" in two datasets with the same label gives one
     "cell subsets" list whose elements name their dataset; Finish sends the comparison not exported."""
-    if galaxy.request("GET", f"tools/{MANY_TOOL}").status_code != 200:
-        pytest.fail(f"the running Galaxy has no tool {MANY_TOOL}: restart it (scripts/galaxy.sh stop) to load it")
-    hdca_id = build_list(galaxy, galaxy_history, tmp_path)
-    run = galaxy.run_tool(MANY_TOOL, galaxy_history, {"inputs": {"src": "hdca", "id": hdca_id}, "idle_timeout": 0})
-    job = run["jobs"][0]
-    outputs = galaxy.output_ids(run)
+    job, outputs, _, url = open_list_viewer(galaxy, galaxy_history, tmp_path)
     assert "subsets" in outputs, outputs
-    url = galaxy.entry_point_url(galaxy.wait_for_entry_point(job["id"], timeout=ENTRY_POINT_TIMEOUT))
-    poll("the landing page through the proxy", lambda: signed_in.get(url, timeout=30).ok or None, 60)
     first, second = UiClient(f"{url}d/{SLUG['day0']}/"), UiClient(f"{url}d/{SLUG['day 7 – Müller']}/")
     n1, n2 = first.schema()["dataframe"]["nObs"], second.schema()["dataframe"]["nObs"]
     labels1, labels2 = labels(n1, ["T cell", "B cell"]), labels(n2, ["T cell", "NK"])

@@ -5,8 +5,6 @@ built, and the notice goes away. Debian's /usr/bin/chromium through Playwright; 
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from playwright.sync_api import expect
+from support.browser_fixture import LAPTOP_VIEWPORT, empty_folder, new_page
 from support.cellxgene_ui import select_only, wait_for_cells
 from support.held_store import another_job_building, held_back_view
 from support.page_health import PageWatch
@@ -27,16 +26,9 @@ N_CELLS = 600
 
 @pytest.fixture
 def page(chromium: Any) -> Iterator[Any]:
-    shutil.rmtree(SHOTS, ignore_errors=True)
-    SHOTS.mkdir(parents=True)
-    context = chromium.new_context(viewport={"width": 1400, "height": 860})
-    context.set_default_timeout(30_000)
-    try:
-        yield context.new_page()
-    finally:
-        with contextlib.suppress(Exception):
-            context.pages[0].screenshot(path=str(SHOTS / "99-at-end.png"))
-        context.close()
+    shots = empty_folder(SHOTS)
+    with new_page(chromium, LAPTOP_VIEWPORT, lambda page: page.screenshot(path=str(shots / "99-at-end.png"))) as page:
+        yield page
 
 
 def test_the_page_says_genes_open_when_ready_and_a_gene_chosen_meanwhile_shows(runtime, tmp_path, page) -> None:

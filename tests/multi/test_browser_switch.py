@@ -25,6 +25,7 @@ import pytest
 import requests
 from galaxy_cellxgene.entry_path import ENV_NAME
 from galaxy_cellxgene.labels import read_labels
+from support.browser_fixture import LAPTOP_VIEWPORT, empty_folder, new_page
 from support.multi import ManyJob, make_dataset, start_many
 from support.page_health import PageWatch
 
@@ -40,16 +41,9 @@ PREFIX = "/interactivetool/ep/m4ny/0123456789abcdef0123456789abcdef"
 def page(chromium: Any) -> Iterator[Any]:
     """A page in the suite's one browser (tests/support/browser_fixture.py): Playwright's sync
     API allows one running instance per thread, so a second sync_playwright() would fail."""
-    shutil.rmtree(SHOTS, ignore_errors=True)
-    SHOTS.mkdir(parents=True)
-    context = chromium.new_context(viewport={"width": 1400, "height": 860})
-    context.set_default_timeout(30_000)
-    try:
-        yield context.new_page()
-    finally:
-        with contextlib.suppress(Exception):
-            context.pages[0].screenshot(path=str(SHOTS / "99-at-end.png"))
-        context.close()
+    shots = empty_folder(SHOTS)
+    with new_page(chromium, LAPTOP_VIEWPORT, lambda page: page.screenshot(path=str(shots / "99-at-end.png"))) as page:
+        yield page
 
 
 @pytest.fixture

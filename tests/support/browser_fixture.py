@@ -26,6 +26,8 @@ from galaxy_cellxgene_testkit.chromium import CHROMIUM, CHROMIUM_ARGS
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 VIEWPORT = {"width": 1920, "height": 1080}
+# A laptop window, wide enough for cellxgene's page (1240 px at least).
+LAPTOP_VIEWPORT = {"width": 1400, "height": 860}
 
 
 DOCS_IMG = ROOT / "docs" / "img"
@@ -72,18 +74,16 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-@pytest.fixture
-def shots(request: pytest.FixtureRequest) -> Shots:
-    directory = ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    return Shots(directory)
+def empty_folder(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
-@pytest.fixture
-def browser_page(chromium: Any, shots: Shots) -> Iterator[Any]:
-    """A fresh browser context (no cookies) with a large window; closed after the test."""
-    context = chromium.new_context(viewport=VIEWPORT)
+@contextlib.contextmanager
+def new_page(chromium: Any, viewport: dict[str, int], last_shot: Callable[[Any], object]) -> Iterator[Any]:
+    """A page in a fresh browser context (no cookies), closed after `last_shot` took its picture."""
+    context = chromium.new_context(viewport=viewport)
     context.set_default_timeout(30_000)
     page = context.new_page()
     try:
@@ -92,8 +92,20 @@ def browser_page(chromium: Any, shots: Shots) -> Iterator[Any]:
         # The last picture is the one that explains a failure; the page may be gone, and
         # then the test's own error is what matters.
         with contextlib.suppress(Exception):
-            shots(page, "at-end")
+            last_shot(page)
         context.close()
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Shots:
+    return Shots(empty_folder(ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)))
+
+
+@pytest.fixture
+def browser_page(chromium: Any, shots: Shots) -> Iterator[Any]:
+    """A fresh browser context (no cookies) with a large window; closed after the test."""
+    with new_page(chromium, VIEWPORT, lambda page: shots(page, "at-end")) as page:
+        yield page
 
 
 @pytest.fixture

@@ -92,6 +92,14 @@ def start_job(
     return job
 
 
+def kill_jobs(jobs: list) -> None:
+    """End the runtime processes a test started (SIGKILL: a test's end is no Finish)."""
+    for job in jobs:
+        job.send(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            job.wait(10)
+
+
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Callable[..., RuntimeJob]]:
     """Factory: runtime(input=DEMO, *extra_cli_args, env=None) -> a ready RuntimeJob."""
@@ -103,10 +111,7 @@ def runtime(tmp_path: Path) -> Iterator[Callable[..., RuntimeJob]]:
         return job
 
     yield start
-    for job in jobs:
-        job.send(signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            job.wait(10)
+    kill_jobs(jobs)
 
 
 @pytest.fixture

@@ -7,10 +7,7 @@ readiness from the runtime's own signals (container_runtime.json, then /health),
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +18,7 @@ from galaxy_cellxgene_testkit.jobs import Job, launch, new_job_dir, runtime_env
 from galaxy_cellxgene_testkit.jobs import wait_ready as wait_registered
 from galaxy_cellxgene_testkit.ui_client import UiClient
 
+from support.fixtures import kill_jobs
 from support.multi_data import DATASETS, make_dataset, make_datasets
 
 __all__ = ["DATASETS", "ManyJob", "make_dataset", "make_datasets", "many", "start_many"]
@@ -114,9 +112,7 @@ def many(tmp_path: Path) -> Iterator[Callable[..., ManyJob]]:
         return job
 
     yield start
+    kill_jobs(jobs)
     for job in jobs:
-        job.send(signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            job.wait(10)
         if job.url:
             signed_in.forget(job.url)

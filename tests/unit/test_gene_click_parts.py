@@ -17,6 +17,14 @@ from galaxy_cellxgene.gene_clicks import GeneClicks, choose_encoding, matrix_tem
 from server.common.fbs.matrix import decode_matrix_fbs, encode_matrix_fbs
 from support.h5ad_builders import write_matrix_h5ad as write_h5ad
 
+# One gene clicked, as cellxgene's page asks for it.
+ONE_GENE = {
+    "REQUEST_METHOD": "GET",
+    "PATH_INFO": "/api/v0.2/data/var",
+    "QUERY_STRING": "var:name_0=g1",
+    "HTTP_ACCEPT": "application/octet-stream",
+}
+
 
 @pytest.mark.parametrize("n_rows", [4, 5, 200, 4097, 100_001])
 @pytest.mark.parametrize("col", [0, 1, 19_999, 2**31 - 1])
@@ -83,12 +91,7 @@ def test_a_store_still_being_built_leaves_the_click_to_cellxgene() -> None:
     store = SimpleNamespace(ready=threading.Event(), matrix=None)
     counted = []
     layer = GeneClicks(cellxgene, Adaptor(), store, (lambda: counted.append(1), lambda: None), True)
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": "/api/v0.2/data/var",
-        "QUERY_STRING": "var:name_0=g1",
-        "HTTP_ACCEPT": "application/octet-stream",
-    }
+    environ = dict(ONE_GENE)
     assert layer(environ, lambda status, headers: None) == [b"cellxgene"]
     assert seen == ["var:name_0=g1"] and layer.answered == 0 and not counted
 
@@ -129,12 +132,7 @@ def test_rows_a_malformed_store_gives_are_left_to_cellxgene() -> None:
         matrix = SimpleNamespace(dtype=np.dtype(np.float32), gene=lambda col, r=rows: (np.array(r), np.ones(2)))
         layer = GeneClicks(cellxgene, Adaptor(), SimpleNamespace(ready=ready, matrix=matrix), (int, int), True)
         layer.genes._map = {"g1": 1}
-        environ = {
-            "REQUEST_METHOD": "GET",
-            "PATH_INFO": "/api/v0.2/data/var",
-            "QUERY_STRING": "var:name_0=g1",
-            "HTTP_ACCEPT": "application/octet-stream",
-        }
+        environ = dict(ONE_GENE)
         assert layer(environ, lambda status, headers: None) == [b"cellxgene"]
         assert layer.answered == 0 and not layer.failed
     assert len(seen) == 4
