@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from galaxy_cellxgene.store_cache import CACHE_ENV
 from galaxy_cellxgene_testkit.hostile_h5ad import (
     CANARY,
     SPARSE_FAULTS,
@@ -31,6 +32,7 @@ from galaxy_cellxgene_testkit.hostile_h5ad import (
     make_user_defined_link,
 )
 from support.fixtures import TOOL_DIR, start_job
+from support.held_store import UUID, another_job_building
 from support.safety import uncaught
 
 ENV = {"PYTHONPATH": str(TOOL_DIR), "PATH": "/usr/bin:/bin"}
@@ -186,6 +188,22 @@ POINTER_FAULTS = ("indptr-decreasing", "indptr-past-data")  # found by every che
 def test_a_malformed_index_pointer_is_refused_by_every_check(tmp_path: Path, fault: str) -> None:
     path = make_sparse(tmp_path, fault)
     check_merge_view(path, tmp_path, SPARSE_PHRASES[fault])
+
+
+def test_a_malformed_x_found_while_the_cells_are_served_ends_the_job(tmp_path: Path) -> None:
+    """The copy is held back (another job builds the shared store) so the cells are served first;
+    once it runs, its pass refuses X: the job ends with exit 2 naming X, within the time a refusal
+    takes, and never reads X again (found in CI: the distribution estimate went on reading the
+    refused X in a daemon thread, and the process hung at exit on h5py's lock)."""
+    path = make_sparse(tmp_path, "index-out-of-range")
+    env = {CACHE_ENV: str(tmp_path / "cache")}
+    with another_job_building(tmp_path / "cache"):
+        job = start_job(tmp_path, path, "--x-store", "disk", "--dataset-uuid", UUID, env=env)
+        _started.append(job)
+        assert job.proc.poll() is None, job.log  # serving the cells while the copy waits
+    rc = job.wait(SECONDS)
+    assert_refusal(rc, job.log, SPARSE_PHRASES["index-out-of-range"])
+    assert "ending the view, the input was refused" in job.log
 
 
 @pytest.mark.parametrize("store", ["memory", "disk"])

@@ -321,6 +321,8 @@ def _settle_distribution(
         try:
             if columns is not None:
                 columns.ready.wait()
+                if columns.refusal:
+                    return  # X was refused: the view ends, and nothing reads it again
             if auto:
                 in_memory = columns is not None and columns.matrix is not None
                 value = (
