@@ -1,13 +1,8 @@
 """Issue 3, test 1: every tool's <tests> pass in a real Galaxy, run by planemo.
 
-planemo's external_galaxy engine reads the tests from the SERVER's copy of each tool; the
-local Galaxy loads them from this working tree (scripts/galaxy/tool_conf.xml.in), so what
-passes here is what is in tools/cellxgene. planemo comes from scripts/planemo.sh (its own
-pinned venv).
-
-planemo runs one test after another, most of each test spent waiting on Galaxy's job queue
-(the Galaxy has 4 local job workers): one planemo per tool, all at once, takes the suite's
-wall time from the sum of the tools to about the longest tool alone.
+The runs start as soon as the suite's Galaxy is up (support/planemo_runs.py, from the `galaxy`
+fixture) and go on beside the other scenarios; this test waits for each tool's run and reads its
+report.
 """
 
 from __future__ import annotations
@@ -18,69 +13,41 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.galaxy_fixture import ROOT, LocalGalaxy
+from support import planemo_runs
+from support.galaxy_fixture import LocalGalaxy
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.slow]
-
-TOOLS = sorted(p for p in (ROOT / "tools" / "cellxgene").glob("*.xml") if p.name != "macros.xml")
 
 
 def count_tests(tool: Path) -> int:
     return len(re.findall(r"<test[\s>]", tool.read_text()))
 
 
-def planemo_test(galaxy: LocalGalaxy, tool: Path, out: Path) -> subprocess.Popen:
-    """Start `planemo test` on one tool against the running Galaxy; its report is out/planemo.json."""
-    out.mkdir(parents=True, exist_ok=True)
-    command = [
-        "bash",
-        str(ROOT / "scripts" / "planemo.sh"),
-        "test",
-        "--engine",
-        "external_galaxy",
-        "--galaxy_url",
-        galaxy.url,
-        "--galaxy_admin_key",
-        galaxy.admin_key,
-        "--galaxy_user_key",
-        galaxy.user_key,
-        "--test_data",
-        str(ROOT / "test-data"),
-        "--test_output",
-        str(out / "planemo.html"),
-        "--test_output_json",
-        str(out / "planemo.json"),
-        str(tool),
-    ]
-    log = (out / "planemo.log").open("w")
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=out)
+def problems_of(tool: Path, returncode: int, out: Path) -> list[str]:
+    log = (out / "planemo.log").read_text(errors="replace")[-4000:]
+    report = out / "planemo.json"
+    if not report.exists():
+        return [f"{tool.name}: planemo wrote no report (exit {returncode}):\n{log}"]
+    tests = json.loads(report.read_text())["tests"]
+    failed = [t["id"] for t in tests if t["data"]["status"] != "success"]
+    if failed:
+        return [f"{tool.name}: planemo test failed: {failed}\n{log}"]
+    # Every <test> of the tool ran: none skipped because the tool failed to load.
+    if len(tests) != count_tests(tool):
+        return [f"{tool.name}: {len(tests)} of {count_tests(tool)} tests ran: {[t['id'] for t in tests]}"]
+    return [f"{tool.name}: planemo exit {returncode}\n{log}"] if returncode != 0 else []
 
 
 @pytest.mark.timeout(1500)
 def test_planemo_test_passes_for_every_tool(galaxy: LocalGalaxy, tmp_path: Path) -> None:
-    assert TOOLS, "no tool XML in tools/cellxgene"
-    runs = {tool: planemo_test(galaxy, tool, tmp_path / tool.stem) for tool in TOOLS}
+    assert planemo_runs.TOOLS, "no tool XML in tools/cellxgene"
+    runs = planemo_runs.start(galaxy, tmp_path)  # already running when the fixture started them
     problems = []
-    for tool, proc in runs.items():
+    for tool, (proc, out) in runs.items():
         try:
             returncode = proc.wait(timeout=1400)
         except subprocess.TimeoutExpired:
-            for other in runs.values():
-                other.kill()
+            planemo_runs.stop()
             raise
-        out = tmp_path / tool.stem
-        log = (out / "planemo.log").read_text(errors="replace")[-4000:]
-        report = out / "planemo.json"
-        if not report.exists():
-            problems.append(f"{tool.name}: planemo wrote no report (exit {returncode}):\n{log}")
-            continue
-        tests = json.loads(report.read_text())["tests"]
-        failed = [t["id"] for t in tests if t["data"]["status"] != "success"]
-        if failed:
-            problems.append(f"{tool.name}: planemo test failed: {failed}\n{log}")
-        # Every <test> of the tool ran: none skipped because the tool failed to load.
-        elif len(tests) != count_tests(tool):
-            problems.append(f"{tool.name}: {len(tests)} of {count_tests(tool)} tests ran: {[t['id'] for t in tests]}")
-        elif returncode != 0:
-            problems.append(f"{tool.name}: planemo exit {returncode}\n{log}")
+        problems += problems_of(tool, returncode, out)
     assert not problems, "\n\n".join(problems)

@@ -25,6 +25,8 @@ import pytest
 import requests
 from galaxy_cellxgene_testkit.galaxy_api import GalaxyApi, poll  # noqa: F401 (poll: the tests import it from here)
 
+from support import planemo_runs
+
 ROOT = Path(__file__).resolve().parents[2]
 GALAXY_SH = ROOT / "scripts" / "galaxy.sh"
 # The same place scripts/galaxy.sh keeps them (GALAXY_STATE, else GALAXY_ROOT, else .galaxy).
@@ -158,15 +160,20 @@ SHARED_SETTINGS = {
 
 
 @pytest.fixture(scope="session")
-def galaxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGalaxy]:
-    """The suite's Galaxy (reused when one answers, else started for the run and stopped after)."""
+def galaxy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGalaxy]:
+    """The suite's Galaxy (reused when one answers, else started for the run and stopped after).
+    planemo's tool tests start on it at once when the session runs them (support/planemo_runs.py)."""
     log = tmp_path_factory.mktemp("galaxy") / "galaxy-start.log"
     # scripts/galaxy.sh derives Pulsar's port and state from GALAXY_PORT and the Galaxy state.
     env = {name: value for name, value in os.environ.items() if name not in ("PULSAR_PORT", "PULSAR_STATE")}
     credentials, by_us = start_or_reuse(CREDENTIALS, {**env, **SHARED_SETTINGS}, log)
+    suite_galaxy = LocalGalaxy(credentials)
+    if planemo_runs.wanted(request.session):
+        planemo_runs.start(suite_galaxy, tmp_path_factory.mktemp("planemo"))
     try:
-        yield LocalGalaxy(credentials)
+        yield suite_galaxy
     finally:
+        planemo_runs.stop()
         if by_us:
             subprocess.run(["bash", str(GALAXY_SH), "stop"], check=False, timeout=120, env=env)
 
