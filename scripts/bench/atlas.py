@@ -203,7 +203,7 @@ def run_one(
         try:
             first = ds.genes[len(ds.genes) // 3]
             rows = procs.wait_ready(
-                st, lambda column: ds.named(column, first), deadline_s=wait_s, request_timeout=wait_s
+                st, lambda column: ds.named(column, first), deadline_s=wait_s, request_timeout=wait_s, as_browser=True
             )
         except (procs.BenchError, OSError) as err:
             tail = st.log_tail(6)

@@ -7,6 +7,7 @@ import gzip
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -283,8 +284,11 @@ def wait_ready(
     deadline_s: float = 180.0,
     poll_s: float = 0.01,
     request_timeout: float = 60.0,
+    as_browser: bool = False,
 ) -> int:
     """Poll /health, then do what the page does before the first gene shows: schema, expression.
+    `as_browser`: poll the page instead and load what a browser loads before the cells are drawn
+    (the page, its scripts, config), as the runtime answers those before cellxgene has loaded.
 
     `gene` is a name, or a function of the var column the schema names genes by (the runtime may
     show symbols where plain cellxgene shows the index: gene_names.py). Returns the number of
@@ -292,7 +296,7 @@ def wait_ready(
     """
     end = time.perf_counter() + deadline_s
     base_url = f"http://127.0.0.1:{st.port}/"
-    while not healthy(base_url, timeout=5):
+    while not (page_served(base_url) if as_browser else healthy(base_url, timeout=5)):
         if st.proc.poll() is not None:
             raise BenchError(f"{st.launch.name} exited {st.proc.returncode} before ready:\n{st.log_tail()}")
         if time.perf_counter() > end:
@@ -300,6 +304,8 @@ def wait_ready(
         time.sleep(poll_s)  # poll interval of a readiness check with a deadline, not a stand-in for one
     st.t_health = time.perf_counter()
     client = Http(st.port, timeout=request_timeout)
+    if as_browser:
+        load_page(client, st.launch.name)
     status, _, body = client.get(API + "schema", {"Accept": "application/json"})
     if status != 200:
         raise BenchError(f"{st.launch.name}: schema {status}")
@@ -316,6 +322,27 @@ def wait_ready(
     st.ready_sample = sample_tree(st.pid)
     st.encoding = headers.get("content-encoding", "identity")
     return n_rows_of(decode_body(headers, body))
+
+
+def page_served(base_url: str) -> bool:
+    try:
+        client = Http(int(base_url.rsplit(":", 1)[1].strip("/")), timeout=5)
+        try:
+            return client.get("/", {"Accept": "text/html"})[0] == 200
+        finally:
+            client.close()
+    except OSError:
+        return False
+
+
+def load_page(client: Http, name: str) -> None:
+    """What a browser loads after the page and before the schema: its scripts and styles, config."""
+    status, _, body = client.get("/", {"Accept": "text/html"})
+    for path in re.findall(r'(?:src|href)="([^"]+)"', body.decode("utf-8", "replace")):
+        client.get("/" + path, {"Accept": "*/*"})  # plain's page asks for an obsolete.js it lacks: a 404
+    status, _, answer = client.get(API + "config", {"Accept": "application/json"})
+    if status != 200 or not answer:
+        raise BenchError(f"{name}: config: {status}")
 
 
 def show_cells(client: Http, schema: dict, name: str) -> None:

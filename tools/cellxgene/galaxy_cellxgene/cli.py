@@ -9,6 +9,7 @@ from pathlib import Path
 
 from galaxy_cellxgene import view_many
 from galaxy_cellxgene.exit_codes import EXIT_INPUT, EXIT_OUTPUT
+from galaxy_cellxgene.joblog import say
 from galaxy_cellxgene.options import (
     add_display_options,
     add_server_options,
@@ -114,7 +115,6 @@ def run_view(args: argparse.Namespace) -> int:
     from galaxy_cellxgene.columns import start_column_copy
     from galaxy_cellxgene.prepare import prepare
     from galaxy_cellxgene.sparse_structure import SparseStructureError
-    from galaxy_cellxgene.validate import inspect
     from galaxy_cellxgene.x_bounds import XTooLarge
 
     started = time.monotonic()
@@ -134,20 +134,21 @@ def run_view(args: argparse.Namespace) -> int:
         columns = start_column_copy(prepared.path, options)
     except (XTooLarge, SparseStructureError) as err:
         return input_error(str(err))
+    paths = session_paths(args, prepared.path)
+    del inspection  # cell names can be tens of MiB; the server lives for hours
+    first_page = serve_first_page(args, paths, options, prepared.reason, started)
+    status = load_and_serve(args, paths, options, columns, first_page, started)
+    if status == 0 and columns is not None and columns.refusal:
+        return input_error(columns.refusal)  # found while the session was served: it ended it
+    return status
 
-    from galaxy_cellxgene import deferred_imports
 
-    deferred_imports.defer()  # cellxgene's diffexp and estimate: imported when first used, not before the cells
-    from galaxy_cellxgene.app import build_session
-    from galaxy_cellxgene.cellxgene_internals import StartupError
-    from galaxy_cellxgene.joblog import say
-    from galaxy_cellxgene.serve import run_server
+def session_paths(args: argparse.Namespace, prepared: Path):
     from galaxy_cellxgene.session_files import Paths
 
-    say(f"dataset prepared in {time.monotonic() - started:.2f} s ({prepared.reason})")
-    paths = Paths(
+    return Paths(
         source=args.input.resolve(),
-        prepared=prepared.path,
+        prepared=prepared,
         work_dir=args.work_dir,
         annotations_out=args.annotations_out,
         gene_sets_out=args.gene_sets_out,
@@ -156,11 +157,45 @@ def run_view(args: argparse.Namespace) -> int:
         previous_annotations=args.previous_annotations,
         previous_gene_sets=args.previous_gene_sets,
     )
-    from galaxy_cellxgene.outputs import OutputNotWritable
 
+
+def serve_first_page(args: argparse.Namespace, paths, options: ViewerOptions, reason: str, started: float):
+    """Listen now, with the page's first requests answered from the file while cellxgene loads
+    (early_front.py); everything else is held until cellxgene's app takes over."""
+    from galaxy_cellxgene import early_front
+    from galaxy_cellxgene.early_answers import EarlyAnswers
+    from galaxy_cellxgene.galaxy_client import GalaxyLink
+    from galaxy_cellxgene.serve import listen
+    from galaxy_cellxgene.settings import FINISH_SCRIPT, page_scripts
+
+    galaxy = GalaxyLink.from_env()
+    # As dataset_config and build_session give them to cellxgene's page.
+    scripts = (FINISH_SCRIPT, *options.extra_scripts, *page_scripts(galaxy.can_write))
+    answers = EarlyAnswers(paths.prepared, options, paths, scripts)
+    front = early_front.EarlyFront(answers, scripts, options.first_embedding)
+    say(f"dataset prepared in {time.monotonic() - started:.2f} s ({reason})")
+    listening = listen(front, galaxy, server_from_args(args))
+    made = early_front.warm(front)
+    say(f"first page ready in {time.monotonic() - started:.2f} s ({made} answers read from the file)")
+    return front, listening, galaxy
+
+
+def load_and_serve(args, paths, options, columns, first_page, started: float) -> int:
+    """Load cellxgene's app, hand the front's requests to it, and serve the session."""
+    from galaxy_cellxgene import deferred_imports
+
+    deferred_imports.defer()  # cellxgene's diffexp and estimate: imported when first used, not before the cells
+    from galaxy_cellxgene.app import build_session
+    from galaxy_cellxgene.cellxgene_internals import StartupError
+    from galaxy_cellxgene.outputs import OutputNotWritable
+    from galaxy_cellxgene.serve import serve_session
+    from galaxy_cellxgene.validate import inspect
+
+    front, listening, galaxy = first_page
     try:
-        session = build_session(paths, options, columns)
+        session = build_session(paths, options, columns, galaxy)
     except OutputNotWritable as err:
+        front.fail("The viewer could not write its Galaxy outputs; the job's log says why.")
         print(
             f"ERROR: the Galaxy output {err.path} cannot be written ({err.strerror}). "
             "Fix: check the job's disk space, quota and output directory permissions, then rerun.",
@@ -168,6 +203,7 @@ def run_view(args: argparse.Namespace) -> int:
         )
         return EXIT_OUTPUT
     except StartupError as err:
+        front.fail("cellxgene refused the dataset; the job's log says why.")
         # The quick check skipped what cellxgene checks anyway; now report every problem.
         thorough = inspect(args.input, options)
         if thorough.errors:
@@ -175,15 +211,13 @@ def run_view(args: argparse.Namespace) -> int:
         print(f"ERROR: cellxgene refused the dataset: {err}", file=sys.stderr)
         return EXIT_INPUT
     if columns is not None and columns.ready.is_set() and columns.refusal:
-        return input_error(columns.refusal)  # found before anything was served
-    say(f"cellxgene loaded {inspection.summary.n_obs} cells in {time.monotonic() - started:.2f} s")
-    del inspection  # cell names can be tens of MiB; the server lives for hours
+        front.fail("The dataset's expression matrix was refused; the job's log says why.")
+        return input_error(columns.refusal)
+    front.hand_over(session.app)
+    say(f"cellxgene loaded in {time.monotonic() - started:.2f} s ({front.answered_early} requests answered before)")
     if columns is not None:
         session.end_when_refused(columns)
-    status = run_server(session, server_from_args(args), idle_timeout_seconds(options))
-    if columns is not None and columns.refusal:
-        return input_error(columns.refusal)
-    return status
+    return serve_session(session, listening, idle_timeout_seconds(options))
 
 
 def run_merge(args: argparse.Namespace) -> int:

@@ -18,11 +18,8 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from galaxy_cellxgene import cellxgene_internals as cx
-from galaxy_cellxgene.web import no_store
+from galaxy_cellxgene.web import MIB, no_store
 
-MIB = 1 << 20
-# waitress refuses anything larger before a byte reaches Flask (its default is 1 GiB).
-MAX_REQUEST_BYTES = 256 * MIB
 # A label save carries one JSON-encoded column per user category, one entry per cell: 1 KiB a
 # cell leaves room for about 30 categories of 30-character labels; the fixed part covers
 # FlatBuffers framing and small datasets. 500,000 cells: 16 MiB + 488 MiB.

@@ -27,10 +27,12 @@ import functools
 import json
 import re
 from pathlib import Path
-
-from flask import Flask, Response
+from typing import TYPE_CHECKING
 
 from galaxy_cellxgene import cellxgene_internals as cx
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 BUNDLE = re.compile(r"main-[0-9a-f]+\.js")
 LOGO_ABOVE = b'"../static/assets/'
@@ -54,6 +56,9 @@ def corrected_bundle(path: Path, first_embedding: str = "") -> bytes | None:
 
 def install(app: Flask, first_embedding: str = "") -> None:
     """Wrap cellxgene's static route (the bundle) and add `/obsolete.js`."""
+    # Imported here: the early front (early_front.py) serves the same bundle before Flask is loaded.
+    from flask import Response
+
     folder = cx.static_dir()
 
     def wrap(original):

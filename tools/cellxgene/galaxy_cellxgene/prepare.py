@@ -109,9 +109,6 @@ def write_linked(source: Path, target: Path, options: ViewerOptions) -> None:
 
 
 def _write_links(source: Path, tmp: Path, matrix: str, options: ViewerOptions) -> None:
-    import pandas as pd
-    from anndata.io import write_elem
-
     with h5py.File(source, "r") as src, h5py.File(tmp, "w") as dst:
         for key, value in src.attrs.items():
             dst.attrs[key] = value
@@ -127,15 +124,25 @@ def _write_links(source: Path, tmp: Path, matrix: str, options: ViewerOptions) -
                 _link_legacy_uns(src, dst, source)
             else:
                 dst[group] = h5py.ExternalLink(str(source), f"/{group}")
-        if "obs" in presented:
-            write_elem(dst, "obs", frame_of(src["obs"]).presented())
-        if rewrite_var:
-            var = frame_of(src["var"]).presented()
-            if options.make_var_names_unique:
-                names = var[options.var_names].astype(str) if options.var_names else var.index.astype(str)
-                var.index = pd.Index(unique_names(names), dtype=object)
-            write_elem(dst, "var", var)
+        if "obs" in presented or rewrite_var:
+            _write_frames(src, dst, "obs" in presented, rewrite_var, options)
         dst["X"] = h5py.ExternalLink(str(source), matrix)
+
+
+def _write_frames(src: h5py.File, dst: h5py.File, obs: bool, var: bool, options: ViewerOptions) -> None:
+    """obs and var as cellxgene can read them. Imported here: anndata costs ~0.25 s, which most
+    files (linked, not rewritten) should not pay before their first page is served."""
+    import pandas as pd
+    from anndata.io import write_elem
+
+    if obs:
+        write_elem(dst, "obs", frame_of(src["obs"]).presented())
+    if var:
+        frame = frame_of(src["var"]).presented()
+        if options.make_var_names_unique:
+            names = frame[options.var_names].astype(str) if options.var_names else frame.index.astype(str)
+            frame.index = pd.Index(unique_names(names), dtype=object)
+        write_elem(dst, "var", frame)
 
 
 def _write_obsm(src: h5py.File, dst: h5py.File, source: Path) -> None:

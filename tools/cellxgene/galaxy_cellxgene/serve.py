@@ -96,28 +96,42 @@ def write_runtime_json(path: Path, content: dict) -> None:
 
 def run_server(session: ServedSession, server: ServerOptions, idle_timeout: float | None) -> int:
     """Bind where Galaxy expects (plan_binding), register if need be, and serve until finished."""
-    binding = plan_binding(server.register, server.port, server.host, os.environ, in_container(os.environ))
-    runtime_json_path = server.runtime_json.resolve() if binding.register else None
-    return serve(session, binding, server.port, runtime_json_path, idle_timeout, server.threads)
+    return serve_session(session, listen(session.app, session.galaxy, server), idle_timeout)
 
 
-def serve(
-    session: ServedSession,
+@dataclass
+class Listening:
+    """A server taking requests: its app may be a front that a session takes over later (early_front.py)."""
+
+    server: object  # waitress's server
+    url: str
+
+
+def listen(app: WSGIApplication, galaxy: GalaxyLink, options: ServerOptions) -> Listening:
+    """Listen where Galaxy expects (plan_binding) behind the entry-path and owner gates, register
+    the port for Galaxy's proxy, and serve `app` from a thread; a SIGTERM from here on ends the job."""
+    binding = plan_binding(options.register, options.port, options.host, os.environ, in_container(os.environ))
+    runtime_json_path = options.runtime_json.resolve() if binding.register else None
+    return start(app, galaxy, binding, options.port, runtime_json_path, options.threads)
+
+
+def start(
+    app: WSGIApplication,
+    galaxy: GalaxyLink,
     binding: Binding,
     declared_port: int,
     runtime_json_path: Path | None,
-    idle_timeout: float | None,
     threads: int = 8,
-) -> int:
+) -> Listening:
     from waitress import create_server
 
-    from galaxy_cellxgene.limits import MAX_REQUEST_BYTES
+    from galaxy_cellxgene.web import MAX_REQUEST_BYTES
 
     prefix = entry_path.prefix_from_env(os.environ)
     server = create_server(
         # Outside: the secret path (a direct connection lacks it); inside: the owner (a leaked
         # link lacks the owner's Galaxy session).
-        entry_path.gate(owner_gate.gate(session.app, session.galaxy, os.environ), prefix),
+        entry_path.gate(owner_gate.gate(app, galaxy, os.environ), prefix),
         host=binding.host,
         port=binding.port,
         threads=threads,
@@ -125,25 +139,29 @@ def serve(
         # cellxgene sends whole matrices; the default 18 KB send buffer costs many syscalls.
         send_bytes=1 << 16,
         clear_untrusted_proxy_headers=True,
-        # The hard stop before Flask: routes have tighter limits of their own (limits.py).
         max_request_body_size=MAX_REQUEST_BYTES,
     )
     port = int(server.effective_port)
-    _install_signal_handlers(session)
-    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
-    thread.start()
+    signal.signal(signal.SIGTERM, _terminate_before_session)
+    threading.Thread(target=server.run, name="waitress", daemon=True).start()
 
     url = f"http://{binding.advertise_host}:{port}/"
     if binding.register and runtime_json_path is not None:
         write_runtime_json(runtime_json_path, runtime_json(declared_port, binding.advertise_host, port))
         say(f"registered {runtime_json_path} for Galaxy's proxy")
     say(f"ready on {url}" + (" (serving only under the entry point path)" if prefix else ""))
+    return Listening(server, url)
 
+
+def serve_session(session: ServedSession, listening: Listening, idle_timeout: float | None) -> int:
+    """Serve until the session is finished (its Finish, the idle timeout, SIGINT) or SIGTERM."""
+    _install_signal_handlers(session)
     while not session.finished.wait(timeout=_wait_step(session, idle_timeout)):
         if idle_timeout is not None and session.idle_for() >= idle_timeout:
             say(f"no activity for {idle_timeout:.0f} s: finishing")
             session.finish("idle timeout")
 
+    server = listening.server
     _drain(server)
     session.at_exit(terminated=False)
     status = session.status()
@@ -156,6 +174,13 @@ def serve(
     with contextlib.suppress(Exception):
         server.close()
     return 0
+
+
+def _terminate_before_session(signum, frame) -> None:
+    # Nothing is made before the session exists: the user's previous work is in the outputs already.
+    say("terminated (Galaxy's Stop) while cellxgene was loading")
+    sys.stdout.flush()
+    os._exit(EXIT_TERMINATED)
 
 
 def _wait_step(session: ServedSession, idle_timeout: float | None) -> float:

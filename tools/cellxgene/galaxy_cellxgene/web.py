@@ -13,6 +13,10 @@ StartResponse = Callable[..., object]
 WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
 STATIC_DIR = Path(__file__).with_name("static")
+MIB = 1 << 20
+# waitress refuses anything larger before a byte reaches Flask (its default is 1 GiB); the routes
+# have tighter limits of their own (limits.py).
+MAX_REQUEST_BYTES = 256 * MIB
 # Probes that must not count as use: the idle timeout ends sessions nobody looks at.
 QUIET_PATHS = frozenset({"/health", "/galaxy/status"})
 
