@@ -34,10 +34,10 @@ from galaxy_cellxgene.merge import merge_into_h5ad
 from galaxy_cellxgene.outputs import GalaxyAnnotations
 from galaxy_cellxgene.session_files import Paths
 from galaxy_cellxgene.settings import (
-    EXPORT_SCRIPT,
     ViewerOptions,
     dataset_config,
     diffexp_cell_limit,
+    page_scripts,
     server_config,
 )
 from galaxy_cellxgene.web import FINISH_REFUSED, STATIC_DIR, finish_allowed, is_quiet, no_store
@@ -208,9 +208,8 @@ def build_session(
     """cellxgene's app for one dataset; `columns` is a column copy already started for it;
     `galaxy` the process's one link to Galaxy (a new one from the environment if None)."""
     galaxy = galaxy if galaxy is not None else GalaxyLink.from_env()
-    scripts = (EXPORT_SCRIPT,) if galaxy.can_write else ()
-    page_scripts = (*scripts, subset_routes.SUBSET_SCRIPT)
-    options_for_config = ViewerOptions(**{**options.__dict__, "extra_scripts": options.extra_scripts + page_scripts})
+    scripts = page_scripts(galaxy.can_write)
+    options_for_config = ViewerOptions(**{**options.__dict__, "extra_scripts": options.extra_scripts + scripts})
 
     labels_copy, gene_sets_copy = paths.labels_copy, paths.gene_sets_copy
     _seed(paths.previous_annotations, labels_copy)
@@ -259,7 +258,7 @@ def build_session(
         app, paths, options.display_name(paths.source), store, data_adaptor, galaxy if galaxy.can_write else None
     )
     diffexp_export.record(app, session.diffexp, data_adaptor, labels=lambda: store.current_labels(data_adaptor))
-    if scripts:
+    if galaxy.can_write:
         name = options.display_name(paths.source)
         galaxy_export.register(app, galaxy, paths.annotations_out, paths.gene_sets_out, name, diffexp=session.diffexp)
         app.config["GALAXY_EXPORT_ENABLED"] = True

@@ -16,6 +16,13 @@ XStore = Literal["auto", "memory", "disk"]
 # Served by our own blueprint; relative, so the page finds them under any proxy prefix.
 FINISH_SCRIPT = "galaxy/static/finish.js"
 EXPORT_SCRIPT = "galaxy/static/export.js"
+SUBSET_SCRIPT = "galaxy/static/subset.js"
+
+
+def page_scripts(can_write: bool) -> tuple[str, ...]:
+    """The scripts the page loads beside cellxgene's and finish.js: export only when the session
+    can write to the history. Spelled once for app.build_session and the early front."""
+    return (*((EXPORT_SCRIPT,) if can_write else ()), SUBSET_SCRIPT)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,6 @@ from galaxy_cellxgene.web import FINISH_HEADER, no_store
 
 log = logging.getLogger("galaxy_cellxgene.subset")
 
-SUBSET_SCRIPT = "galaxy/static/subset.js"
 HEADER_VALUE = "subset"  # the page's own proof, as for Finish (web.FINISH_HEADER)
 
 
