@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -258,7 +257,8 @@ paths = Paths(Path({str(DEMO)!r}), Path({str(DEMO)!r}), work, work / "a.csv", wo
 early = EarlyAnswers(paths.prepared, ViewerOptions(), paths, page_scripts(False))
 schema = __import__("json").loads(early.answer("schema", {{}})[1])["schema"]
 asked = [early.answer(r, {{}}) for r in ("colors", "genesets")]
-asked += [early.answer("annotations/obs", {{"annotation-name": [c["name"]]}}) for c in schema["annotations"]["obs"]["columns"]]
+for column in schema["annotations"]["obs"]["columns"]:
+    asked.append(early.answer("annotations/obs", {{"annotation-name": [column["name"]]}}))
 asked += [early.answer("annotations/var", {{"annotation-name": [schema["annotations"]["var"]["index"]]}})]
 asked += [early.answer("layout/obs", {{"layout-name": [l["name"]]}}) for l in schema["layout"]["obs"]]
 assert all(a is not None for a in asked), asked
