@@ -233,6 +233,19 @@ def test_compat_corpus(tmp_path: Path, source: Path) -> None:
     compare(source.name, session, early)
 
 
+@pytest.mark.parametrize("source", sorted(TEST_DATA.glob("broken_*.h5ad")), ids=lambda p: p.name)
+def test_never_raises_on_a_broken_file(tmp_path: Path, source: Path) -> None:
+    """Files the checks refuse (or cellxgene does): every route is None or an answer, never an error."""
+    paths = Paths(source, source, tmp_path, tmp_path / "a.csv", tmp_path / "g.csv")
+    early = EarlyAnswers(source, ViewerOptions(), paths, page_scripts(False))
+    queries = {"annotation-name": ["name_0"], "layout-name": ["umap"]}
+    for route in ("schema", "config", "colors", "genesets", "annotations/obs", "annotations/var", "layout/obs"):
+        got = early.answer(route, queries)
+        assert got is None or (isinstance(got[0], str) and isinstance(got[1], bytes)), route
+    early.close()
+    assert early.answer("colors", {}) is None  # closed: nothing more is read
+
+
 def test_zz_tally() -> None:
     """How many answers the corpus left to cellxgene (run after the corpus: pytest keeps the file's order)."""
     asked = sum(t.asked for t in TALLY.values())

@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from galaxy_cellxgene.early_fbs import FLOAT32, INT32, UINT32, Typed, encode_matrix
+from galaxy_cellxgene.early_fbs import FLOAT32, INT32, JSON, UINT32, Typed, encode_matrix, json_text
 from galaxy_cellxgene.early_frames import (
     Column,
     Frame,
@@ -81,8 +81,7 @@ def _categorical_type(column: Column) -> tuple[dict, Typed]:
     kind = categories.dtype.kind
     if kind == "O":
         labels = categories.tolist()
-        values = [labels[code] if code >= 0 else None for code in codes.tolist()]
-        return {"type": "categorical", "categories": labels}, Typed.of_json(values)
+        return {"type": "categorical", "categories": labels}, Typed(JSON, json_text=_category_json(labels, codes))
     if kind not in "iuf":
         raise Unanswerable(f"{column.name}: categories of dtype {categories.dtype}")
     # pandas' to_numpy: the categories' values, upcast to float with NaN where a code is missing.
@@ -93,6 +92,14 @@ def _categorical_type(column: Column) -> tuple[dict, Typed]:
         values[missing] = np.nan
     _, typed = numeric_type(values)
     return {"type": "categorical"}, typed
+
+
+def _category_json(labels: list[str], codes: np.ndarray) -> str:
+    """The JSON array of each cell's category (null where missing): each category encoded once,
+    then picked per cell, the same text as encoding the whole list (one element never depends
+    on another) at a fraction of the cost on 100k cells."""
+    encoded = np.array([json_text([label])[1:-1] for label in labels] + ["null"], dtype=object)
+    return "[" + ",".join(encoded[np.where(codes < 0, len(labels), codes)].tolist()) + "]"
 
 
 def x_type(dtype: np.dtype) -> str:
@@ -237,7 +244,8 @@ class EarlyAnswers:
         }
 
     def _column_schema(self, frame: Frame, name: str) -> dict:
-        hint, _ = self._typed(frame, name)
+        # A string column's type is known from its dtype: its values are read when it is asked for.
+        hint = {"type": "string"} if frame.holds_strings(name) else self._typed(frame, name)[0]
         return {"name": name, "writable": False, **hint}
 
     def _typed(self, frame: Frame, name: str) -> tuple[dict, Typed]:

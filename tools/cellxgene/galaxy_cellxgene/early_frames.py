@@ -133,6 +133,20 @@ class Frame:
             raise Unanswerable(f"{chosen_names} is not a column of {group.name}")
         self.names_column = self.index_name or chosen_names
 
+    def holds_strings(self, name: str) -> bool:
+        """A plain variable-length string column (or the index): its schema type needs no read."""
+        if name not in self.names:
+            raise Unanswerable(f"no column {name}")
+        obj = self.group[self.index_key if name == self.index_name else name]
+        return (
+            isinstance(obj, h5py.Dataset)
+            and obj.ndim == 1
+            and "categories" not in obj.attrs
+            and _attr_text(obj, "encoding-type") in PLAIN_ENCODINGS
+            and (info := h5py.check_string_dtype(obj.dtype)) is not None
+            and info.length is None
+        )
+
     def column(self, name: str) -> Column:
         if name not in self.names:
             raise Unanswerable(f"no column {name}")
