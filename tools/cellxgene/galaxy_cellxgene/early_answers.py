@@ -11,8 +11,9 @@ cellxgene 1.3.0's (server/common/utils/type_conversion_utils.py); the encoding i
 Never answered early:
 - `config`: its `annotations-user-data-idhash` hashes a user id that cellxgene keeps in each
   browser's signed session cookie (a random one on the first request), so only cellxgene knows it.
-- the schema and obs columns when earlier labels are resumed: cellxgene reads that CSV with
-  pandas' type inference; the gene sets when earlier gene sets are resumed, likewise.
+- resumed labels in a CSV shape where pandas' parser and the csv module could disagree
+  (early_labels.py): then neither the schema nor any obs column is answered early.
+- the gene sets when earlier gene sets are resumed: cellxgene checks them against the genes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from galaxy_cellxgene.early_frames import (
     matrix_dtype,
     obsm_names,
 )
+from galaxy_cellxgene.early_labels import Labels, read_labels
 from galaxy_cellxgene.session_files import Paths
 from galaxy_cellxgene.settings import ViewerOptions, embedding_names, var_names_for_cellxgene
 
@@ -224,20 +226,29 @@ class EarlyAnswers:
 
         return self._part("layouts", read)
 
-    def _labels_resumed(self) -> bool:
-        previous = self.paths.previous_annotations
-        return self.options.annotations and previous is not None and Path(previous).stat().st_size > 0
+    def _labels(self) -> Labels:
+        """The resumed labels cellxgene joins to obs (none when annotations are off)."""
+
+        def read() -> Labels:
+            labels = read_labels(self.paths.previous_annotations if self.options.annotations else None)
+            if set(labels.names) & set(self._obs().names):
+                raise Unanswerable("a label named as an obs column: cellxgene's join fails")
+            return labels
+
+        return self._part("labels", read)
 
     # ---- routes ----
 
     def _schema(self) -> dict:
-        if self._labels_resumed():
-            raise Unanswerable("resumed labels join the schema")
         obs, var = self._obs(), self._var()
+        labels = self._labels()
         return {
             "dataframe": {"nObs": obs.length, "nVar": var.length, "type": x_type(matrix_dtype(self._h5()))},
             "annotations": {
-                "obs": {"index": obs.names_column, "columns": [self._column_schema(obs, n) for n in obs.names]},
+                "obs": {
+                    "index": obs.names_column,
+                    "columns": [self._column_schema(obs, n) for n in obs.names] + labels.schema(),
+                },
                 "var": {"index": var.names_column, "columns": [self._column_schema(var, n) for n in var.names]},
             },
             "layout": {"obs": [{"name": n, "type": "float32", "dims": [f"{n}_0", f"{n}_1"]} for n in self._layouts()]},
@@ -253,10 +264,14 @@ class EarlyAnswers:
         return self._part(f"{frame.group.name}/{name}", lambda: column_type(frame.column(name)))
 
     def _annotations(self, frame: Frame, query: dict[str, list[str]]) -> bytes:
-        if frame.group.name == "/obs" and self._labels_resumed():
-            raise Unanswerable("resumed labels are joined to obs")
-        fields = _fields(query, "annotation-name")
-        return encode_matrix(frame.length, [(name, self._typed(frame, name)[1]) for name in fields])
+        labels = self._labels() if frame.group.name == "/obs" else None
+        columns = []
+        for name in _fields(query, "annotation-name"):
+            if labels is not None and name in labels.values:
+                columns.append((name, Typed.of_json(labels.values[name])))
+            else:
+                columns.append((name, self._typed(frame, name)[1]))
+        return encode_matrix(frame.length, columns)
 
     def _layout(self, query: dict[str, list[str]]) -> bytes:
         layouts = self._layouts()
