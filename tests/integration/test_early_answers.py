@@ -204,6 +204,16 @@ def test_chosen_embeddings_and_index(tmp_path: Path) -> None:
     answered_everywhere(compare("chosen", session, early))
 
 
+@pytest.mark.parametrize(
+    "options",
+    [ViewerOptions(layer="lognorm"), ViewerOptions(make_var_names_unique=True), ViewerOptions(title="Τίτλος")],
+    ids=["layer", "unique var names", "title"],
+)
+def test_demo_options(tmp_path: Path, options: ViewerOptions, request: pytest.FixtureRequest) -> None:
+    session, early = session_and_early(tmp_path, DEMO, options)
+    answered_everywhere(compare(f"demo, {request.node.callspec.id}", session, early))
+
+
 def test_spatial(tmp_path: Path) -> None:
     options = ViewerOptions(embeddings=("spatial", "X_umap"))
     session, early = session_and_early(tmp_path, write_spatial(tmp_path / "spatial.h5ad"), options)

@@ -44,6 +44,7 @@ JSON_TYPE = "application/json"
 FBS_TYPE = "application/octet-stream"
 MAX_LAYOUTS = 30  # cellxgene's server.common.constants.MAX_LAYOUTS
 COLUMN_REQUEST_MAX = 32  # cellxgene's default limits.column_request_max
+MAX_CACHED = 512  # answers kept: every column and layout of a large dataset, once
 INT32_RANGE = np.iinfo(np.int32)
 HEX_COLOR = frozenset("0123456789abcdefABCDEF")
 
@@ -152,7 +153,7 @@ class EarlyAnswers:
         self._file: h5py.File | None = None
         self._closed = False
         self._parts: dict[str, object] = {}
-        self._cache: dict[tuple, Answer | None] = {}
+        self._cache: dict[tuple, Answer] = {}
         self._routes: dict[str, Callable[[dict[str, list[str]]], Answer]] = {
             "schema": lambda query: (JSON_TYPE, json_body({"schema": self._schema()})),
             "colors": lambda query: (JSON_TYPE, json_body(self._colors())),
@@ -169,9 +170,13 @@ class EarlyAnswers:
             return None
         key = (route.strip("/"), tuple(sorted((k, tuple(v)) for k, v in query.items())))
         with self._lock:
-            if key not in self._cache:
-                self._cache[key] = self._attempt(handler, query)
-            return self._cache[key]
+            if key in self._cache:
+                return self._cache[key]
+            found = self._attempt(handler, query)
+            # Only answers, and a bounded number: any client can send endless distinct queries.
+            if found is not None and len(self._cache) < MAX_CACHED:
+                self._cache[key] = found
+            return found
 
     def _attempt(self, handler: Callable[[dict[str, list[str]]], Answer], query: dict[str, list[str]]) -> Answer | None:
         if self._closed:
