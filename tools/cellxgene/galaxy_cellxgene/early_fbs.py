@@ -91,7 +91,7 @@ def encode_matrix(n_rows: int, columns: list[tuple[str, Typed]]) -> bytes:
     builder.StartVector(4, len(columns), 4)
     for offset in offsets:
         builder.PrependUOffsetTRelative(offset)
-    column_vector = builder.EndVector(len(columns))
+    column_vector = builder.EndVector()  # the length StartVector was given (passing it again is deprecated)
     index = _vector(builder, Typed.of_json([name for name, _ in columns]))
     builder.StartObject(MATRIX_FIELDS)
     builder.PrependUint32Slot(0, n_rows, 0)
