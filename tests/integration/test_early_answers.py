@@ -172,6 +172,14 @@ def compare(name: str, session, early: EarlyAnswers) -> Tally:
     return tally
 
 
+def early_genesets(paths: Paths, options: ViewerOptions) -> tuple[str, bytes] | None:
+    early = EarlyAnswers(paths.prepared, options, paths, page_scripts(False))
+    try:
+        return early.answer("genesets", {})
+    finally:
+        early.close()
+
+
 def answered_everywhere(tally: Tally) -> None:
     assert tally.none == ["config"], f"left to cellxgene: {tally.none}"
 
@@ -227,7 +235,9 @@ def test_resumed_labels_and_gene_sets(tmp_path: Path) -> None:
     }
     session, early = session_and_early(tmp_path, DEMO, ViewerOptions(), **previous)
     tally = compare("resumed", session, early)
-    assert tally.none == ["config", "genesets"]  # resumed gene sets: cellxgene checks them against the genes
+    assert tally.none == ["config"]
+    genesets = json.loads(early_genesets(session.paths, session.options)[1])["genesets"]
+    assert genesets and all(gene_set["genes"] for gene_set in genesets)
 
 
 @pytest.mark.parametrize("hashed", [False, True], ids=["quoted", "hash"])
@@ -242,7 +252,17 @@ def test_resumed_labels_with_awkward_values(tmp_path: Path, hashed: bool) -> Non
     labels = pd.DataFrame({"kind": [names[i % len(names)] for i in range(len(cells))]}, index=cells)
     previous = tmp_path / "previous.csv"
     previous.write_text(labels_csv(labels, "# resumed\n"))
-    session, early = session_and_early(tmp_path, DEMO, ViewerOptions(), previous_annotations=previous)
+    # Gene sets with a repeated gene, an unknown one, a set without genes, a quoted '#' name.
+    genes = ad.read_h5ad(DEMO, backed="r").var_names[:3].tolist()
+    sets = tmp_path / "sets.csv"
+    sets.write_text(
+        "# resumed\ngene_set_name,gene_set_description,gene_symbol,gene_description\n"
+        f'repeats,"α, β",{genes[0]},first\nrepeats,,{genes[0]},again\nrepeats,,NOT_A_GENE,\n'
+        f'empty,only a name,,\n"#1 markers",,{genes[1]},\n"#1 markers",,{genes[2]},"said ""this"""\n'
+    )
+    session, early = session_and_early(
+        tmp_path, DEMO, ViewerOptions(), previous_annotations=previous, previous_gene_sets=sets
+    )
     tally = compare(f"awkward labels{' #' if hashed else ''}", session, early)
     assert ("schema" in tally.none) == hashed
     assert tally.none[0] == "config" and len(tally.none) == (13 if hashed else 1), tally.none

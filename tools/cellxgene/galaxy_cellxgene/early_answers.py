@@ -13,12 +13,15 @@ Never answered early:
   browser's signed session cookie (a random one on the first request), so only cellxgene knows it.
 - resumed labels in a CSV shape where pandas' parser and the csv module could disagree
   (early_labels.py): then neither the schema nor any obs column is answered early.
-- the gene sets when earlier gene sets are resumed: cellxgene checks them against the genes.
+- resumed gene sets when the genes are named by a chosen var column: cellxgene looks that
+  column up as an attribute of pandas' DataFrame, which a column named like a DataFrame
+  attribute would not reach (the index's alias, name_0, always does).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +42,7 @@ from galaxy_cellxgene.early_frames import (
 from galaxy_cellxgene.early_labels import Labels, read_labels
 from galaxy_cellxgene.session_files import Paths
 from galaxy_cellxgene.settings import ViewerOptions, embedding_names, var_names_for_cellxgene
+from galaxy_cellxgene.tidy_gene_sets import parse_gene_sets
 
 JSON_TYPE = "application/json"
 FBS_TYPE = "application/octet-stream"
@@ -47,6 +51,8 @@ COLUMN_REQUEST_MAX = 32  # cellxgene's default limits.column_request_max
 MAX_CACHED = 512  # answers kept: every column and layout of a large dataset, once
 INT32_RANGE = np.iinfo(np.int32)
 HEX_COLOR = frozenset("0123456789abcdefABCDEF")
+# cellxgene refuses a gene set name with a leading, trailing or doubled space, or outside ASCII 32-126.
+ILLEGAL_GENE_SET_NAME = re.compile(r"^\s|  |[\u0000-\u001F\u007F-\uFFFF]|\s$")
 
 Answer = tuple[str, bytes]
 
@@ -304,9 +310,36 @@ class EarlyAnswers:
         return colors
 
     def _gene_sets(self) -> dict:
-        if self.paths.previous_gene_sets is not None:
-            raise Unanswerable("resumed gene sets are read by cellxgene")
-        return {"genesets": [], "tid": 0}
+        previous = self.paths.previous_gene_sets
+        if previous is None or Path(previous).stat().st_size == 0:
+            return {"genesets": [], "tid": 0}
+        parsed = parse_gene_sets(Path(previous).read_bytes().decode("utf-8"))  # the runtime's own reader
+        genes = self._gene_names()
+        return {"genesets": [checked_gene_set(gene_set, genes) for gene_set in parsed.values()], "tid": 0}
+
+    def _gene_names(self) -> set[str]:
+        """The names gene sets are checked against: the var column cellxgene names genes by."""
+        var = self._var()
+        if var.index_name is None:
+            raise Unanswerable("genes named by a chosen column")
+        column = var.column(var.index_name)
+        return set(column.values.tolist())
+
+
+def checked_gene_set(gene_set: dict, genes: set[str]) -> dict:
+    """cellxgene's check of a resumed gene set: the name must be plain, genes it does not know and
+    repeated genes are dropped (validate_gene_sets)."""
+    if ILLEGAL_GENE_SET_NAME.search(gene_set["geneset_name"]):
+        raise Unanswerable("a gene set name cellxgene refuses")
+    seen: set[str] = set()
+    kept = []
+    for gene in gene_set["genes"]:
+        symbol = gene["gene_symbol"]
+        if symbol in seen or symbol not in genes:
+            continue
+        seen.add(symbol)
+        kept.append(gene)
+    return {**gene_set, "genes": kept}
 
 
 def _fields(query: dict[str, list[str]], key: str) -> list[str]:
