@@ -21,6 +21,7 @@ Never answered early:
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -55,6 +56,7 @@ HEX_COLOR = frozenset("0123456789abcdefABCDEF")
 ILLEGAL_GENE_SET_NAME = re.compile(r"^\s|  |[\u0000-\u001F\u007F-\uFFFF]|\s$")
 
 Answer = tuple[str, bytes]
+log = logging.getLogger("galaxy_cellxgene")
 
 
 # ---- cellxgene's types, per column -----------------------------------------------------------
@@ -170,7 +172,10 @@ class EarlyAnswers:
         }
 
     def answer(self, route: str, query: dict[str, list[str]]) -> Answer | None:
-        """(content type, body) of cellxgene's answer to GET `route` (after /api/v0.2/), or None."""
+        """(content type, body) of cellxgene's answer to GET `route` (after /api/v0.2/), or None.
+
+        As cellxgene answers a browser's Accept: `genesets` as JSON (a `text/csv` Accept is
+        the caller's to pass on), the matrices as application/octet-stream."""
         handler = self._routes.get(route.strip("/"))
         if handler is None:
             return None
@@ -178,24 +183,28 @@ class EarlyAnswers:
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-            found = self._attempt(handler, query)
+            found = self._attempt(key[0], handler, query)
             # Only answers, and a bounded number: any client can send endless distinct queries.
             if found is not None and len(self._cache) < MAX_CACHED:
                 self._cache[key] = found
             return found
 
-    def _attempt(self, handler: Callable[[dict[str, list[str]]], Answer], query: dict[str, list[str]]) -> Answer | None:
+    def _attempt(
+        self, route: str, handler: Callable[[dict[str, list[str]]], Answer], query: dict[str, list[str]]
+    ) -> Answer | None:
         if self._closed:
             return None
         try:
             return handler(query)
-        except Exception:  # a file the checks let through may still hold anything: not answerable
+        except Exception as err:  # a file the checks let through may still hold anything: not answerable
+            log.debug("early answer declined, cellxgene will answer %s %s: %s", route, query, err)
             return None
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             self._parts.clear()
+            self._cache.clear()
             if self._file is not None:
                 self._file.close()
                 self._file = None
