@@ -1,0 +1,359 @@
+"""The page's first answers, from h5py, before cellxgene (and pandas, anndata, Flask) is imported.
+
+Issue 25, "cells first": a view shows no cell until Python has imported cellxgene's stack and
+cellxgene has loaded obs. The early front (served right after the checks) asks `EarlyAnswers`
+for the requests the page makes first: the schema, the colors, the gene sets, one obs column at
+a time, the gene names, the first embedding. Each answer is what cellxgene's app, as
+app.build_session builds it, would send for this prepared file and these settings, or None when
+that is not certain here: the front then waits for cellxgene. The type rules below are
+cellxgene 1.3.0's (server/common/utils/type_conversion_utils.py); the encoding is early_fbs.py's.
+
+Never answered early:
+- `config`: its `annotations-user-data-idhash` hashes a user id that cellxgene keeps in each
+  browser's signed session cookie (a random one on the first request), so only cellxgene knows it.
+- resumed labels in a CSV shape where pandas' parser and the csv module could disagree
+  (early_labels.py): then neither the schema nor any obs column is answered early.
+- resumed gene sets when the genes are named by a chosen var column: cellxgene looks that
+  column up as an attribute of pandas' DataFrame, which a column named like a DataFrame
+  attribute would not reach (the index's alias, name_0, always does).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from galaxy_cellxgene.early_fbs import FLOAT32, INT32, JSON, UINT32, Typed, encode_matrix, json_text
+from galaxy_cellxgene.early_frames import (
+    Column,
+    Frame,
+    Unanswerable,
+    color_lists,
+    embedding,
+    matrix_dtype,
+    obsm_names,
+)
+from galaxy_cellxgene.early_labels import Labels, read_labels
+from galaxy_cellxgene.session_files import Paths
+from galaxy_cellxgene.settings import ViewerOptions, embedding_names, var_names_for_cellxgene
+from galaxy_cellxgene.tidy_gene_sets import parse_gene_sets
+
+JSON_TYPE = "application/json"
+FBS_TYPE = "application/octet-stream"
+MAX_LAYOUTS = 30  # cellxgene's server.common.constants.MAX_LAYOUTS
+COLUMN_REQUEST_MAX = 32  # cellxgene's default limits.column_request_max
+MAX_CACHED = 512  # answers kept: every column and layout of a large dataset, once
+INT32_RANGE = np.iinfo(np.int32)
+HEX_COLOR = frozenset("0123456789abcdefABCDEF")
+# cellxgene refuses a gene set name with a leading, trailing or doubled space, or outside ASCII 32-126.
+ILLEGAL_GENE_SET_NAME = re.compile(r"^\s|  |[\u0000-\u001F\u007F-\uFFFF]|\s$")
+
+Answer = tuple[str, bytes]
+log = logging.getLogger("galaxy_cellxgene")
+
+
+# ---- cellxgene's types, per column -----------------------------------------------------------
+
+
+def numeric_type(values: np.ndarray) -> tuple[str, Typed]:
+    """The schema type and wire array of numbers, as cellxgene picks them."""
+    kind = values.dtype.kind
+    if kind == "b":
+        return "boolean", Typed(UINT32, values.astype(np.uint32))
+    if kind in "iu":
+        fits = np.can_cast(values.dtype, np.int32) or values.size == 0
+        if not fits and not (values.min() >= INT32_RANGE.min and values.max() <= INT32_RANGE.max):
+            raise Unanswerable("integers beyond int32: cellxgene refuses the dataset")
+        return "int32", Typed(INT32, values.astype(np.int32))
+    if kind == "f" and values.dtype.itemsize <= 8:
+        return "float32", Typed(FLOAT32, values.astype(np.float32))
+    raise Unanswerable(f"values of dtype {values.dtype}")
+
+
+def column_type(column: Column) -> tuple[dict, Typed]:
+    """(schema type hint, wire array) of one column."""
+    if column.is_categorical:
+        return _categorical_type(column)
+    if column.is_string:
+        return {"type": "string"}, Typed.of_json(column.values.tolist())
+    name, typed = numeric_type(column.values)
+    return {"type": name}, typed
+
+
+def _categorical_type(column: Column) -> tuple[dict, Typed]:
+    codes, categories = column.codes, column.categories
+    kind = categories.dtype.kind
+    if kind == "O":
+        labels = categories.tolist()
+        return {"type": "categorical", "categories": labels}, Typed(JSON, json_text=_category_json(labels, codes))
+    if kind not in "iuf":
+        raise Unanswerable(f"{column.name}: categories of dtype {categories.dtype}")
+    # pandas' to_numpy: the categories' values, upcast to float with NaN where a code is missing.
+    missing = codes < 0
+    values = categories[np.where(missing, 0, codes)] if len(categories) else np.zeros(len(codes), categories.dtype)
+    if missing.any():
+        values = values.astype(np.float64 if kind in "iu" else categories.dtype)
+        values[missing] = np.nan
+    _, typed = numeric_type(values)
+    return {"type": "categorical"}, typed
+
+
+def _category_json(labels: list[str], codes: np.ndarray) -> str:
+    """The JSON array of each cell's category (null where missing): each category encoded once,
+    then picked per cell, the same text as encoding the whole list (one element never depends
+    on another) at a fraction of the cost on 100k cells."""
+    encoded = np.array([json_text([label])[1:-1] for label in labels] + ["null"], dtype=object)
+    return "[" + ",".join(encoded[np.where(codes < 0, len(labels), codes)].tolist()) + "]"
+
+
+def x_type(dtype: np.dtype) -> str:
+    """X's schema type: cellxgene casts a matrix narrower than float32 to float32 (or refuses it)."""
+    if dtype.kind == "f":
+        return "float32"
+    if dtype.kind in "iu" and dtype < np.dtype(np.float32):
+        return "float32"
+    if dtype.kind in "iu" and np.can_cast(dtype, np.int32):
+        return "int32"
+    raise Unanswerable(f"X of dtype {dtype}")
+
+
+def normalized_layout(values: np.ndarray) -> np.ndarray:
+    """cellxgene's normalisation of an embedding's two first dimensions, the same numpy steps in
+    the same dtypes (so the same float32 bits): scaled isotropically, centred in [0, 1]."""
+    low = np.nanmin(values, axis=0)
+    high = np.nanmax(values, axis=0)
+    scale = np.amax(high - low)
+    layout = (values - low) / scale
+    return (layout + (0.5 - ((high - low) / scale / 2))).astype(np.float32)
+
+
+def hex_color(value: str) -> str:
+    if len(value) == 7 and value[0] == "#" and set(value[1:]) <= HEX_COLOR:
+        return value.lower()
+    raise Unanswerable(f"color {value!r}: not a hex triplet (cellxgene's named colors are not mirrored)")
+
+
+def json_body(value: object) -> bytes:
+    """As Flask's jsonify writes it outside debug mode."""
+    return (json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True) + "\n").encode()
+
+
+# ---- the answers -----------------------------------------------------------------------------
+
+
+class EarlyAnswers:
+    """One prepared file's early answers; thread-safe, the file opened on the first answer."""
+
+    def __init__(self, prepared: Path, options: ViewerOptions, paths: Paths, page_scripts: tuple[str, ...]) -> None:
+        self.prepared = Path(prepared)
+        self.options = options
+        self.paths = paths
+        # What build_session adds to the page (settings.page_scripts): no answered route shows it.
+        self.page_scripts = page_scripts
+        self._lock = threading.RLock()
+        self._file: h5py.File | None = None
+        self._closed = False
+        self._parts: dict[str, object] = {}
+        self._cache: dict[tuple, Answer] = {}
+        self._routes: dict[str, Callable[[dict[str, list[str]]], Answer]] = {
+            "schema": lambda query: (JSON_TYPE, json_body({"schema": self._schema()})),
+            "colors": lambda query: (JSON_TYPE, json_body(self._colors())),
+            "genesets": lambda query: (JSON_TYPE, json_body(self._gene_sets())),
+            "annotations/obs": lambda query: (FBS_TYPE, self._annotations(self._obs(), query)),
+            "annotations/var": lambda query: (FBS_TYPE, self._annotations(self._var(), query)),
+            "layout/obs": lambda query: (FBS_TYPE, self._layout(query)),
+        }
+
+    def answer(self, route: str, query: dict[str, list[str]]) -> Answer | None:
+        """(content type, body) of cellxgene's answer to GET `route` (after /api/v0.2/), or None.
+
+        As cellxgene answers a browser's Accept: `genesets` as JSON (a `text/csv` Accept is
+        the caller's to pass on), the matrices as application/octet-stream."""
+        handler = self._routes.get(route.strip("/"))
+        if handler is None:
+            return None
+        key = (route.strip("/"), tuple(sorted((k, tuple(v)) for k, v in query.items())))
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+            found = self._attempt(key[0], handler, query)
+            # Only answers, and a bounded number: any client can send endless distinct queries.
+            if found is not None and len(self._cache) < MAX_CACHED:
+                self._cache[key] = found
+            return found
+
+    def _attempt(
+        self, route: str, handler: Callable[[dict[str, list[str]]], Answer], query: dict[str, list[str]]
+    ) -> Answer | None:
+        if self._closed:
+            return None
+        try:
+            return handler(query)
+        except Exception as err:  # a file the checks let through may still hold anything: not answerable
+            log.debug("early answer declined, cellxgene will answer %s %s: %s", route, query, err)
+            return None
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._parts.clear()
+            self._cache.clear()
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    # ---- the file's parts, read once ----
+
+    def _part(self, name: str, read: Callable[[], object]) -> object:
+        if name not in self._parts:
+            self._parts[name] = read()
+        return self._parts[name]
+
+    def _h5(self) -> h5py.File:
+        if self._file is None:
+            self._file = h5py.File(self.prepared, "r")
+        return self._file
+
+    def _obs(self) -> Frame:
+        return self._part("obs", lambda: Frame(self._h5()["obs"], self.options.obs_names or None))
+
+    def _var(self) -> Frame:
+        return self._part("var", lambda: Frame(self._h5()["var"], var_names_for_cellxgene(self.options)))
+
+    def _layouts(self) -> dict[str, np.ndarray]:
+        """The embeddings cellxgene offers, by name, each its two first dimensions."""
+
+        def read() -> dict[str, np.ndarray]:
+            n_obs = self._obs().length
+            chosen = embedding_names(self.options.embeddings) or [
+                key[2:] for key in obsm_names(self._h5()) if key.startswith("X_")
+            ]
+            found = {}
+            for name in chosen:
+                values = embedding(self._h5(), name, n_obs)
+                if values is not None:
+                    found[name] = values[:, 0:2]
+            if not found:
+                raise Unanswerable("no valid layout: cellxgene refuses the dataset")
+            return dict(list(found.items())[:MAX_LAYOUTS])
+
+        return self._part("layouts", read)
+
+    def _labels(self) -> Labels:
+        """The resumed labels cellxgene joins to obs (none when annotations are off)."""
+
+        def read() -> Labels:
+            labels = read_labels(self.paths.previous_annotations if self.options.annotations else None)
+            if set(labels.names) & set(self._obs().names):
+                raise Unanswerable("a label named as an obs column: cellxgene's join fails")
+            return labels
+
+        return self._part("labels", read)
+
+    # ---- routes ----
+
+    def _schema(self) -> dict:
+        obs, var = self._obs(), self._var()
+        labels = self._labels()
+        return {
+            "dataframe": {"nObs": obs.length, "nVar": var.length, "type": x_type(matrix_dtype(self._h5()))},
+            "annotations": {
+                "obs": {
+                    "index": obs.names_column,
+                    "columns": [self._column_schema(obs, n) for n in obs.names] + labels.schema(),
+                },
+                "var": {"index": var.names_column, "columns": [self._column_schema(var, n) for n in var.names]},
+            },
+            "layout": {"obs": [{"name": n, "type": "float32", "dims": [f"{n}_0", f"{n}_1"]} for n in self._layouts()]},
+        }
+
+    def _column_schema(self, frame: Frame, name: str) -> dict:
+        # A string column's type is known from its dtype: its values are read when it is asked for.
+        hint = {"type": "string"} if frame.holds_strings(name) else self._typed(frame, name)[0]
+        return {"name": name, "writable": False, **hint}
+
+    def _typed(self, frame: Frame, name: str) -> tuple[dict, Typed]:
+        """A column's type and wire array, kept: the schema and the column's own request share them."""
+        return self._part(f"{frame.group.name}/{name}", lambda: column_type(frame.column(name)))
+
+    def _annotations(self, frame: Frame, query: dict[str, list[str]]) -> bytes:
+        labels = self._labels() if frame.group.name == "/obs" else None
+        columns = []
+        for name in _fields(query, "annotation-name"):
+            if labels is not None and name in labels.values:
+                columns.append((name, Typed.of_json(labels.values[name])))
+            else:
+                columns.append((name, self._typed(frame, name)[1]))
+        return encode_matrix(frame.length, columns)
+
+    def _layout(self, query: dict[str, list[str]]) -> bytes:
+        layouts = self._layouts()
+        fields = query.get("layout-name") or list(layouts)
+        if len(fields) > COLUMN_REQUEST_MAX or len(set(fields)) != len(fields) or not set(fields) <= set(layouts):
+            raise Unanswerable("a layout request cellxgene refuses or answers otherwise")
+        columns = []
+        for name in fields:
+            layout = self._part(f"layout/{name}", lambda name=name: normalized_layout(layouts[name]))
+            columns += [(f"{name}_0", Typed(FLOAT32, layout[:, 0])), (f"{name}_1", Typed(FLOAT32, layout[:, 1]))]
+        return encode_matrix(self._obs().length, columns)
+
+    def _colors(self) -> dict:
+        if not self.options.custom_colors:
+            return {}
+        obs = self._obs()
+        colors = {}
+        for name, values in color_lists(self._h5()).items():
+            if name not in obs.names:
+                continue
+            column = obs.column(name)
+            if not column.is_categorical or column.categories.dtype.kind != "O":
+                raise Unanswerable(f"colors for {name}, not a categorical of strings")
+            colors[name] = dict(zip(column.categories.tolist(), [hex_color(v) for v in values], strict=False))
+        return colors
+
+    def _gene_sets(self) -> dict:
+        previous = self.paths.previous_gene_sets
+        if previous is None or Path(previous).stat().st_size == 0:
+            return {"genesets": [], "tid": 0}
+        parsed = parse_gene_sets(Path(previous).read_bytes().decode("utf-8"))  # the runtime's own reader
+        genes = self._gene_names()
+        return {"genesets": [checked_gene_set(gene_set, genes) for gene_set in parsed.values()], "tid": 0}
+
+    def _gene_names(self) -> set[str]:
+        """The names gene sets are checked against: the var column cellxgene names genes by."""
+        var = self._var()
+        if var.index_name is None:
+            raise Unanswerable("genes named by a chosen column")
+        column = var.column(var.index_name)
+        return set(column.values.tolist())
+
+
+def checked_gene_set(gene_set: dict, genes: set[str]) -> dict:
+    """cellxgene's check of a resumed gene set: the name must be plain, genes it does not know and
+    repeated genes are dropped (validate_gene_sets)."""
+    if ILLEGAL_GENE_SET_NAME.search(gene_set["geneset_name"]):
+        raise Unanswerable("a gene set name cellxgene refuses")
+    seen: set[str] = set()
+    kept = []
+    for gene in gene_set["genes"]:
+        symbol = gene["gene_symbol"]
+        if symbol in seen or symbol not in genes:
+            continue
+        seen.add(symbol)
+        kept.append(gene)
+    return {**gene_set, "genes": kept}
+
+
+def _fields(query: dict[str, list[str]], key: str) -> list[str]:
+    fields = query.get(key) or []
+    # None asked (every column) or more than cellxgene's limit: left to cellxgene.
+    if not fields or len(fields) > COLUMN_REQUEST_MAX or len(set(fields)) != len(fields):
+        raise Unanswerable(f"{key}: {len(fields)} names")
+    return fields
