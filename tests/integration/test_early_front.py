@@ -58,7 +58,11 @@ def assert_same_answer(path: str, early: bytes, late: bytes) -> None:
             else:
                 assert x.tolist() == y.tolist(), path
     elif path.startswith(API):
-        assert json.loads(early) == json.loads(late), path
+        mine, theirs = json.loads(early), json.loads(late)
+        if path.endswith("config"):  # a hash of the user id cellxgene draws per browser (early_config.py)
+            for config in (mine, theirs):
+                config["config"]["parameters"].pop("annotations-user-data-idhash")
+        assert mine == theirs, path
     else:
         assert early == late, path  # the page and its files, byte for byte
 

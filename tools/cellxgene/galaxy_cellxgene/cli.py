@@ -136,7 +136,7 @@ def run_view(args: argparse.Namespace) -> int:
         return input_error(str(err))
     paths = session_paths(args, prepared.path)
     del inspection  # cell names can be tens of MiB; the server lives for hours
-    first_page = serve_first_page(args, paths, options, prepared.reason, started)
+    first_page = serve_first_page(args, paths, options, columns is not None, prepared.reason, started)
     status = load_and_serve(args, paths, options, columns, first_page, started)
     if status == 0 and columns is not None and columns.refusal:
         return input_error(columns.refusal)  # found while the session was served: it ended it
@@ -159,7 +159,9 @@ def session_paths(args: argparse.Namespace, prepared: Path):
     )
 
 
-def serve_first_page(args: argparse.Namespace, paths, options: ViewerOptions, reason: str, started: float):
+def serve_first_page(
+    args: argparse.Namespace, paths, options: ViewerOptions, store_serves_genes: bool, reason: str, started: float
+):
     """Listen now, with the page's first requests answered from the file while cellxgene loads
     (early_front.py); everything else is held until cellxgene's app takes over."""
     from galaxy_cellxgene import early_front
@@ -171,7 +173,7 @@ def serve_first_page(args: argparse.Namespace, paths, options: ViewerOptions, re
     galaxy = GalaxyLink.from_env()
     # As dataset_config and build_session give them to cellxgene's page.
     scripts = (FINISH_SCRIPT, *options.extra_scripts, *page_scripts(galaxy.can_write))
-    answers = EarlyAnswers(paths.prepared, options, paths, scripts)
+    answers = EarlyAnswers(paths.prepared, options, paths, scripts, store_serves_genes)
     front = early_front.EarlyFront(answers, scripts, options.first_embedding)
     say(f"dataset prepared in {time.monotonic() - started:.2f} s ({reason})")
     listening = listen(front, galaxy, server_from_args(args))

@@ -30,6 +30,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from galaxy_cellxgene.early_config import client_config
 from galaxy_cellxgene.early_fbs import FLOAT32, INT32, JSON, UINT32, Typed, encode_matrix, json_text
 from galaxy_cellxgene.early_frames import (
     Column,
@@ -151,8 +152,16 @@ def json_body(value: object) -> bytes:
 class EarlyAnswers:
     """One prepared file's early answers; thread-safe, the file opened on the first answer."""
 
-    def __init__(self, prepared: Path, options: ViewerOptions, paths: Paths, page_scripts: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        prepared: Path,
+        options: ViewerOptions,
+        paths: Paths,
+        page_scripts: tuple[str, ...],
+        store_serves_genes: bool = False,
+    ) -> None:
         self.prepared = Path(prepared)
+        self.store_serves_genes = store_serves_genes  # a column store of ours serves X (columns.py)
         self.options = options
         self.paths = paths
         # What build_session adds to the page (settings.page_scripts): no answered route shows it.
@@ -163,6 +172,7 @@ class EarlyAnswers:
         self._parts: dict[str, object] = {}
         self._cache: dict[tuple, Answer] = {}
         self._routes: dict[str, Callable[[dict[str, list[str]]], Answer]] = {
+            "config": lambda query: (JSON_TYPE, json_body(self._config())),
             "schema": lambda query: (JSON_TYPE, json_body({"schema": self._schema()})),
             "colors": lambda query: (JSON_TYPE, json_body(self._colors())),
             "genesets": lambda query: (JSON_TYPE, json_body(self._gene_sets())),
@@ -273,6 +283,21 @@ class EarlyAnswers:
             },
             "layout": {"obs": [{"name": n, "type": "float32", "dims": [f"{n}_0", f"{n}_1"]} for n in self._layouts()]},
         }
+
+    def _config(self) -> dict:
+        if "version" in self._h5().get("uns", {}):
+            raise Unanswerable("uns/version: a CELLxGENE Discover (corpora) file, whose props cellxgene reads")
+        obs, var = self._obs(), self._var()
+        return client_config(
+            self.options,
+            self.prepared,
+            self.paths.labels_copy,
+            obs_names=obs.names_column,
+            var_names=var.names_column,
+            n_obs=obs.length,
+            n_vars=var.length,
+            store_serves_genes=self.store_serves_genes,
+        )
 
     def _column_schema(self, frame: Frame, name: str) -> dict:
         # A string column's type is known from its dtype: its values are read when it is asked for.
