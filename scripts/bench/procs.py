@@ -296,7 +296,7 @@ def wait_ready(
     """
     end = time.perf_counter() + deadline_s
     base_url = f"http://127.0.0.1:{st.port}/"
-    while not (page_served(base_url) if as_browser else healthy(base_url, timeout=5)):
+    while not (page_served(st.port) if as_browser else healthy(base_url, timeout=5)):
         if st.proc.poll() is not None:
             raise BenchError(f"{st.launch.name} exited {st.proc.returncode} before ready:\n{st.log_tail()}")
         if time.perf_counter() > end:
@@ -324,15 +324,11 @@ def wait_ready(
     return n_rows_of(decode_body(headers, body))
 
 
-def page_served(base_url: str) -> bool:
-    try:
-        client = Http(int(base_url.rsplit(":", 1)[1].strip("/")), timeout=5)
-        try:
-            return client.get("/", {"Accept": "text/html"})[0] == 200
-        finally:
-            client.close()
-    except OSError:
-        return False
+def page_served(port: int) -> bool:
+    client = Http(port, timeout=5)
+    with contextlib.suppress(OSError), contextlib.closing(client):
+        return client.get("/", {"Accept": "text/html"})[0] == 200
+    return False
 
 
 def load_page(client: Http, name: str) -> None:
