@@ -46,7 +46,10 @@ def test_blocks_hold_the_file_values_exactly(stored, nnz_per_block: int) -> None
     if nnz_per_block == 1:
         assert len(blocks.blocks) > 100  # one row per block: many blocks really are exercised
     np.testing.assert_array_equal(dense(blocks.select()), X.toarray())
-    assert sum(v.size for v in blocks.values()) == X.nnz
+    assert sum(block.nnz for block in blocks.blocks) == X.nnz
+    # The range the distribution rule needs, seen while reading: no pass over X of its own.
+    assert blocks.value_range == (float(X.data.min()), float(X.data.max()))
+    np.testing.assert_array_equal(next(blocks.values()), [X.data.min(), X.data.max()])
 
 
 @given(

@@ -56,7 +56,7 @@ def row_block_bounds(indptr: np.ndarray, nnz_per_block: int) -> list[int]:
     return bounds
 
 
-def _finite_range(values: np.ndarray, low: float, high: float) -> tuple[float, float]:
+def finite_range(values: np.ndarray, low: float, high: float) -> tuple[float, float]:
     if values.size == 0:
         return low, high
     lo, hi = values.min(), values.max()
@@ -161,7 +161,7 @@ def _spill_blocks(
             block = sparse.csr_matrix(
                 (data[lo:hi], columns, indptr[start : stop + 1] - lo), shape=(stop - start, shape[1])
             ).tocsc()  # scipy's CSR -> CSC walks rows in order: rows come out sorted in each column
-            low, high = _finite_range(block.data, low, high)
+            low, high = finite_range(block.data, low, high)
             block.data.tofile(values_out)
             (block.indices.astype(row_dtype) + row_dtype.type(start)).tofile(rows_out)
             pointer = block.indptr.astype(np.int64)

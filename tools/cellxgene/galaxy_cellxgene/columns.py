@@ -33,7 +33,7 @@ import numpy as np
 from scipy import sparse
 
 from galaxy_cellxgene import cellxgene_internals as cx
-from galaxy_cellxgene.column_file import SUFFIX, ColumnFile, build_column_file, row_block_bounds
+from galaxy_cellxgene.column_file import SUFFIX, ColumnFile, build_column_file, finite_range, row_block_bounds
 from galaxy_cellxgene.frames import encoding_of
 from galaxy_cellxgene.joblog import say
 from galaxy_cellxgene.row_file import RowFile
@@ -60,13 +60,19 @@ class RowBlocks:
     starts: tuple[int, ...]  # first row of each block, then the number of rows
     blocks: tuple[sparse.csc_matrix, ...]
     shape: tuple[int, int]
+    # Finite min and max of the values, seen while reading (None: none): the distribution rule then
+    # needs no pass of its own over X, which would share the interpreter with the first clicks.
+    value_range: tuple[float, float] | None = None
 
     @property
     def dtype(self) -> np.dtype:
         return self.blocks[0].dtype if self.blocks else np.dtype(np.float32)
 
     def values(self) -> Iterator[np.ndarray]:
-        """The stored (non-zero) values, block by block: what the distribution rule reads."""
+        """What the distribution rule reads: the range seen while reading, else the stored values."""
+        if self.value_range is not None:
+            yield np.array(self.value_range, dtype=np.float64)
+            return
         for block in self.blocks:
             yield block.data
 
@@ -153,6 +159,7 @@ def read_row_blocks(
         indices, values = node["indices"], node["data"]
         bounds = row_block_bounds(indptr, nnz_per_block) if shape[0] else [0]
         blocks = []
+        low, high = np.inf, -np.inf
         for start, stop in itertools.pairwise(bounds):
             lo, hi = int(indptr[start]), int(indptr[stop])
             columns = indices[lo:hi]
@@ -162,9 +169,10 @@ def read_row_blocks(
             ).tocsc()
             block.has_sorted_indices = True  # scipy's CSR -> CSC walks rows in order
             blocks.append(block)
+            low, high = finite_range(block.data, low, high)
             if progress is not None:
                 progress(hi / max(1, int(indptr[-1])))
-    return RowBlocks(tuple(bounds), tuple(blocks), shape)
+    return RowBlocks(tuple(bounds), tuple(blocks), shape, (low, high) if np.isfinite(low) else None)
 
 
 class ColumnStore:
