@@ -137,6 +137,8 @@ def run_view(args: argparse.Namespace) -> int:
     paths = session_paths(args, prepared.path)
     del inspection  # cell names can be tens of MiB; the server lives for hours
     first_page = serve_first_page(args, paths, options, columns is not None, prepared.reason, started)
+    if first_page is None:  # the cell names are not unique: every problem, before serving anything
+        return fail(guarded_inspect(args.input, options).errors)
     status = load_and_serve(args, paths, options, columns, first_page, started)
     if status == 0 and columns is not None and columns.refusal:
         return input_error(columns.refusal)  # found while the session was served: it ended it
@@ -163,7 +165,8 @@ def serve_first_page(
     args: argparse.Namespace, paths, options: ViewerOptions, store_serves_genes: bool, reason: str, started: float
 ):
     """Listen now, with the page's first requests answered from the file while cellxgene loads
-    (early_front.py); everything else is held until cellxgene's app takes over."""
+    (early_front.py); everything else is held until cellxgene's app takes over. None, without
+    listening, when the cell names are not unique (cellxgene would refuse the dataset)."""
     from galaxy_cellxgene import early_front
     from galaxy_cellxgene.early_answers import EarlyAnswers
     from galaxy_cellxgene.galaxy_client import GalaxyLink
@@ -174,6 +177,8 @@ def serve_first_page(
     # As dataset_config and build_session give them to cellxgene's page.
     scripts = (FINISH_SCRIPT, *options.extra_scripts, *page_scripts(galaxy.can_write))
     answers = EarlyAnswers(paths.prepared, options, paths, scripts, store_serves_genes)
+    if answers.cell_names_unique() is False:
+        return None
     front = early_front.EarlyFront(answers, scripts, options.first_embedding)
     say(f"dataset prepared in {time.monotonic() - started:.2f} s ({reason})")
     listening = listen(front, galaxy, server_from_args(args))

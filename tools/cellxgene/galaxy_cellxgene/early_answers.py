@@ -58,6 +58,7 @@ ILLEGAL_GENE_SET_NAME = re.compile(r"^\s|  |[\u0000-\u001F\u007F-\uFFFF]|\s$")
 
 Answer = tuple[str, bytes]
 log = logging.getLogger("galaxy_cellxgene")
+CELL_NAMES = "obs index, read"
 
 
 # ---- cellxgene's types, per column -----------------------------------------------------------
@@ -210,6 +211,22 @@ class EarlyAnswers:
             log.debug("early answer declined, cellxgene will answer %s %s: %s", route, query, err)
             return None
 
+    def cell_names_unique(self) -> bool | None:
+        """Whether the cell names cellxgene requires unique (obs's index) are; None when not known
+        here (a chosen names column, which cellxgene checks, or an unreadable index). The quick
+        check leaves this to cellxgene's load; the front reads the names anyway, and must not
+        show cells of a dataset cellxgene then refuses."""
+        with self._lock:
+            try:
+                obs = self._obs()
+                if obs.index_name is None:
+                    return None
+                column = self._parts[CELL_NAMES] = obs.column(obs.index_name)
+                names = column.values.tolist()
+            except Exception:
+                return None
+        return len(set(names)) == len(names)
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -306,7 +323,13 @@ class EarlyAnswers:
 
     def _typed(self, frame: Frame, name: str) -> tuple[dict, Typed]:
         """A column's type and wire array, kept: the schema and the column's own request share them."""
-        return self._part(f"{frame.group.name}/{name}", lambda: column_type(frame.column(name)))
+
+        def read() -> tuple[dict, Typed]:
+            # The cell names, once: read already if the uniqueness check ran (cell_names_unique).
+            index = frame.group.name == "/obs" and name == frame.index_name
+            return column_type((self._parts.pop(CELL_NAMES, None) if index else None) or frame.column(name))
+
+        return self._part(f"{frame.group.name}/{name}", read)
 
     def _annotations(self, frame: Frame, query: dict[str, list[str]]) -> bytes:
         labels = self._labels() if frame.group.name == "/obs" else None
