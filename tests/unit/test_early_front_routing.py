@@ -14,6 +14,13 @@ from galaxy_cellxgene.settings import FINISH_SCRIPT
 class Answers:
     def __init__(self) -> None:
         self.asked: list[tuple[str, dict]] = []
+        self.closed = False
+
+    def release_parts(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
 
     def answer(self, route: str, query: dict[str, list[str]]):
         self.asked.append((route, query))
@@ -78,6 +85,7 @@ def test_writes_are_never_answered_early(front) -> None:
 
 def test_after_the_hand_over_cellxgene_answers_everything(front) -> None:
     front.hand_over(cellxgene_app)
+    assert front.answers.closed  # the early answers' memory is given back
     assert call(front, "/api/v0.2/schema") == ("200 OK", b"cellxgene: /api/v0.2/schema")
     assert front.answers.asked == []
 

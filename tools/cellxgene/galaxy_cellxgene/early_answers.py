@@ -227,6 +227,12 @@ class EarlyAnswers:
                 return None
         return len(set(names)) == len(names)
 
+    def release_parts(self) -> None:
+        """Forget what the answers were made from (the columns as read, typed); the answers stay.
+        Called once the first page's answers are made: cellxgene is about to load its own copy."""
+        with self._lock:
+            self._parts.clear()
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

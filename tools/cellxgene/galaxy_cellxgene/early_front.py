@@ -21,6 +21,7 @@ import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import parse_qs
 
 import jinja2  # Flask's template engine, without Flask
@@ -38,10 +39,14 @@ STATIC_NAME = re.compile(r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*/)*[A-Za-z0-9_-][A-Za-
 FIRST_PAGE = ("config", "schema", "colors", "genesets")
 
 
-class Answers:
-    """What early_answers.EarlyAnswers offers the front (a Protocol in spirit, kept minimal)."""
+class Answers(Protocol):
+    """What early_answers.EarlyAnswers offers the front."""
 
     def answer(self, route: str, query: dict[str, list[str]]) -> tuple[str, bytes] | None: ...
+
+    def release_parts(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class EarlyFront:
@@ -62,6 +67,7 @@ class EarlyFront:
     def hand_over(self, app: WsgiApp) -> None:
         self.app = app
         self._decided.set()
+        self.answers.close()  # cellxgene answers everything from now on: the early answers' memory goes
 
     def fail(self, reason: str) -> None:
         self.failure = reason
@@ -119,6 +125,7 @@ def warm(front: EarlyFront) -> int:
     for route, name in asks:
         key = "layout-name" if route.startswith("layout") else "annotation-name"
         made += answers.answer(route, {key: [name]}) is not None
+    answers.release_parts()  # the answers are made: keep them, not what they were made from
     return made
 
 
