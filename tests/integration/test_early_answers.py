@@ -316,13 +316,15 @@ def test_no_heavy_import(tmp_path: Path) -> None:
 import sys
 from pathlib import Path
 from galaxy_cellxgene.early_answers import EarlyAnswers
+from galaxy_cellxgene import early_front, serve
 from galaxy_cellxgene.session_files import Paths
 from galaxy_cellxgene.settings import ViewerOptions, page_scripts
 work = Path({str(tmp_path)!r})
 paths = Paths(Path({str(DEMO)!r}), Path({str(DEMO)!r}), work, work / "a.csv", work / "g.csv")
 early = EarlyAnswers(paths.prepared, ViewerOptions(), paths, page_scripts(False))
 schema = __import__("json").loads(early.answer("schema", {{}})[1])["schema"]
-asked = [early.answer(r, {{}}) for r in ("colors", "genesets")]
+asked = [early.answer(r, {{}}) for r in ("config", "colors", "genesets")]
+asked.append(early_front.page(("galaxy/static/finish.js",)))
 for column in schema["annotations"]["obs"]["columns"]:
     asked.append(early.answer("annotations/obs", {{"annotation-name": [column["name"]]}}))
 asked += [early.answer("annotations/var", {{"annotation-name": [schema["annotations"]["var"]["index"]]}})]
