@@ -7,7 +7,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from galaxy_cellxgene.early_front import EarlyFront, cellxgene_package
+from galaxy_cellxgene import cellxgene_internals as cx
+from galaxy_cellxgene.early_front import EarlyFront
 from galaxy_cellxgene.settings import FINISH_SCRIPT
 
 
@@ -51,7 +52,7 @@ def test_the_page_and_its_files_are_answered_before_cellxgene(front) -> None:
     status, page = call(front, "/")
     assert status == "200 OK"
     assert b'src="galaxy/static/finish.js"' in page and b'src="galaxy/static/subset.js"' in page
-    bundle = next((cellxgene_package() / "common" / "web" / "static").glob("main-*.js")).name
+    bundle = next(cx.static_dir().glob("main-*.js")).name
     status, body = call(front, f"/static/{bundle}")
     assert status == "200 OK" and b'"static/assets/' in body and b'"../static/assets/' not in body  # page_fixes
     assert call(front, "/galaxy/static/finish.js")[0] == "200 OK"

@@ -15,6 +15,7 @@ stay where cli.run_view puts them, after the column copy has started, so they ov
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -236,10 +237,21 @@ def replace_label_inflater(inflate: Callable[[bytes], bytes]) -> None:
     rest.inflate = inflate
 
 
-def static_dir() -> Path:
-    import server
+def package_dir() -> Path:
+    """cellxgene's package folder, found without running its `__init__` (which imports its
+    plugins): the early front serves its page and files before cellxgene is imported."""
+    spec = importlib.util.find_spec("server")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("cellxgene (package 'server') is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
 
-    return Path(server.__file__).parent / "common" / "web" / "static"
+
+def static_dir() -> Path:
+    return package_dir() / "common" / "web" / "static"
+
+
+def templates_dir() -> Path:
+    return package_dir() / "common" / "web" / "templates"
 
 
 def version() -> str:

@@ -14,7 +14,7 @@ If cellxgene cannot load the dataset, `fail` answers the held requests with the 
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import json
 import mimetypes
 import re
@@ -26,6 +26,7 @@ from urllib.parse import parse_qs
 
 import jinja2  # Flask's template engine, without Flask
 
+from galaxy_cellxgene import cellxgene_internals as cx
 from galaxy_cellxgene.page_fixes import BUNDLE, OBSOLETE_JS, corrected_bundle
 from galaxy_cellxgene.web import STATIC_DIR, StartResponse, WsgiApp, respond
 
@@ -34,9 +35,9 @@ API = "/api/v0.2/"
 HOLD_SECONDS = 300.0
 # A file name under one of the static folders: no "..", no absolute path, nothing but a name.
 STATIC_NAME = re.compile(r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*/)*[A-Za-z0-9_-][A-Za-z0-9._-]*")
-# The requests the page makes before it draws the cells, in the order it makes them (seen from
-# chromium); warmed at start so that a request finds its answer made.
-FIRST_PAGE = ("config", "schema", "colors", "genesets")
+# The answers the page asks for before it draws the cells beside the schema and what the schema
+# names (seen from chromium); warmed at start so that a request finds its answer made.
+FIRST_PAGE = ("config", "colors", "genesets")
 
 
 class Answers(Protocol):
@@ -110,13 +111,14 @@ def warm(front: EarlyFront) -> int:
     main thread before cellxgene's imports, which would otherwise share the interpreter (and its
     import locks) with this work; the number of answers made."""
     page(front.scripts)
-    for bundle in (cellxgene_package() / "common" / "web" / "static").glob("main-*.js"):
+    for bundle in cx.static_dir().glob("main-*.js"):
         cellxgene_static(bundle.name, front.first_embedding)
     answers = front.answers
     made = sum(answers.answer(route, {}) is not None for route in FIRST_PAGE)
     found = answers.answer("schema", {})
     if found is None:
         return made
+    made += 1
     schema = json.loads(found[1])["schema"]
     obs = schema["annotations"]["obs"]
     asks = [("annotations/obs", c["name"]) for c in obs["columns"]]
@@ -129,35 +131,16 @@ def warm(front: EarlyFront) -> int:
     return made
 
 
-def cellxgene_package() -> Path:
-    """cellxgene's package folder, found without running its `__init__` (which imports its plugins)."""
-    spec = importlib.util.find_spec("server")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("cellxgene (package 'server') is not installed")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
+@functools.lru_cache(maxsize=4)
 def page(scripts: tuple[str, ...]) -> bytes:
     """cellxgene's page, rendered from its own template as its `/` route renders it."""
-    return _page(scripts)
-
-
-_page_lock = threading.Lock()
-_pages: dict[tuple[str, ...], bytes] = {}
-
-
-def _page(scripts: tuple[str, ...]) -> bytes:
-    with _page_lock:
-        if scripts not in _pages:
-            folder = cellxgene_package() / "common" / "web" / "templates"
-            env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True)
-            html = env.get_template("index.html").render(SCRIPTS=[{"src": s} for s in scripts], INLINE_SCRIPTS=[])
-            _pages[scripts] = html.encode("utf-8")
-        return _pages[scripts]
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(cx.templates_dir()), autoescape=True)
+    html = env.get_template("index.html").render(SCRIPTS=[{"src": s} for s in scripts], INLINE_SCRIPTS=[])
+    return html.encode("utf-8")
 
 
 def cellxgene_static(name: str, first_embedding: str) -> tuple[str, bytes] | None:
-    folder = cellxgene_package() / "common" / "web" / "static"
+    folder = cx.static_dir()
     if BUNDLE.fullmatch(name) and (folder / name).is_file():
         fixed = corrected_bundle(folder / name, first_embedding)
         if fixed is not None:
